@@ -1,0 +1,5 @@
+import sys
+
+from ragpipe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,215 @@
+"""The one LLM protocol every backend implements, and the value types it speaks.
+
+Async first: ``await llm.chat(messages, ...)``. Callers that are not async use
+``llm.chat_sync(...)``. Selectors branch on ``llm.capabilities``, never on model names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ragpipe.errors import Truncated
+from ragpipe.schema import Usage
+
+Role = Literal["system", "user", "assistant"]
+
+
+class Message(BaseModel):
+    """One chat message (OpenAI shape)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: Role
+    content: str
+
+
+def as_messages(messages: Sequence[Message | dict[str, str]]) -> list[Message]:
+    """Accept ``Message`` objects or plain ``{"role", "content"}`` dicts."""
+    return [m if isinstance(m, Message) else Message(**m) for m in messages]
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+
+
+class TokenLogprob(BaseModel):
+    """The generated token, its log-probability, and the most likely alternatives at that position."""
+
+    token: str
+    logprob: float
+    top: list[TopLogprob] = Field(default_factory=list)
+
+    def top_dict(self) -> dict[str, float]:
+        """Token -> best logprob among the alternatives (including the chosen token)."""
+        best: dict[str, float] = {self.token: self.logprob}
+        for alt in self.top:
+            if alt.logprob > best.get(alt.token, -math.inf):
+                best[alt.token] = alt.logprob
+        return best
+
+
+class ChatRequest(BaseModel):
+    """Everything that determines a completion: used for caching, recording and tracing."""
+
+    model_config = ConfigDict(frozen=True)
+
+    messages: tuple[Message, ...]
+    max_tokens: int
+    temperature: float = 0.0
+    stop: tuple[str, ...] | None = None
+    seed: int | None = None
+    json_schema: dict[str, Any] | None = None
+    top_logprobs: int = 0
+
+
+class Completion(BaseModel):
+    """What a backend returns for one chat call."""
+
+    text: str
+    logprobs: list[TokenLogprob] | None = None
+    usage: Usage = Field(default_factory=Usage)
+    finish_reason: str = "stop"
+    model: str = ""
+    backend: str = ""
+    latency_s: float = 0.0
+    cached: bool = False
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+    def require_complete(self) -> Completion:
+        """Raise ``Truncated`` (carrying the partial text) if the model hit max_tokens."""
+        if self.truncated:
+            raise Truncated(
+                f"{self.backend}:{self.model} stopped at max_tokens; raise max_tokens or shorten the prompt",
+                raw=self.text,
+            )
+        return self
+
+
+class Capabilities(BaseModel):
+    """What a backend can do; probed once per backend."""
+
+    logprobs: bool = False
+    max_top_logprobs: int = 0
+    json_schema: bool = False
+    context_window: int = 4096
+    seed: bool = False
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """The protocol of every backend and wrapper."""
+
+    backend: str
+    model: str
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    async def chat(
+        self,
+        messages: Sequence[Message | dict[str, str]],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+        json_schema: dict[str, Any] | None = None,
+        top_logprobs: int = 0,
+    ) -> Completion: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+def make_request(
+    messages: Sequence[Message | dict[str, str]],
+    *,
+    max_tokens: int,
+    temperature: float = 0.0,
+    stop: Sequence[str] | None = None,
+    seed: int | None = None,
+    json_schema: dict[str, Any] | None = None,
+    top_logprobs: int = 0,
+) -> ChatRequest:
+    """Normalise chat() arguments into a hashable request."""
+    return ChatRequest(
+        messages=tuple(as_messages(messages)),
+        max_tokens=max_tokens,
+        temperature=temperature,
+        stop=tuple(stop) if stop else None,
+        seed=seed,
+        json_schema=json_schema,
+        top_logprobs=top_logprobs,
+    )
+
+
+def estimate_tokens(text: str) -> int:
+    """A deliberately high estimate for backends without a tokenizer (about 3 characters a token)."""
+    return max(1, math.ceil(len(text) / 3))
+
+
+def run_sync(coro_factory: Callable[[], Any]) -> Any:
+    """Run a coroutine from sync code, also when called from inside a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro_factory())
+    # Inside a loop (e.g. Jupyter): run in a private loop on a worker thread.
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(coro_factory())).result()
+
+
+class BaseLLM:
+    """Shared plumbing for backends: request normalisation and the sync wrapper.
+
+    Subclasses implement ``_chat(request) -> Completion`` and ``capabilities``.
+    """
+
+    backend: str = "base"
+    model: str = ""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities()
+
+    async def chat(
+        self,
+        messages: Sequence[Message | dict[str, str]],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+        json_schema: dict[str, Any] | None = None,
+        top_logprobs: int = 0,
+    ) -> Completion:
+        request = make_request(
+            messages,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=stop,
+            seed=seed,
+            json_schema=json_schema,
+            top_logprobs=top_logprobs,
+        )
+        return await self.complete(request)
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """Run one normalised request. Wrappers (cache, limiter, meter) override this."""
+        raise NotImplementedError
+
+    def chat_sync(self, messages: Sequence[Message | dict[str, str]], **kwargs: Any) -> Completion:
+        return run_sync(lambda: self.chat(messages, **kwargs))
+
+    def count_tokens(self, text: str) -> int:
+        return estimate_tokens(text)

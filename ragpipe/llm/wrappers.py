@@ -1,0 +1,100 @@
+"""Cross-cutting LLM behaviour as wrappers around any backend: concurrency limit and metering.
+
+Wrappers implement the same protocol as backends, so they stack:
+``Metered(Limited(Cached(backend)), meter, node="listwise")``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import defaultdict
+
+from ragpipe.llm.base import BaseLLM, Capabilities, ChatRequest, Completion, LLM
+from ragpipe.schema import Usage
+
+
+class Wrapper(BaseLLM):
+    """Delegates everything to ``inner``; subclasses override ``complete``."""
+
+    def __init__(self, inner: LLM) -> None:
+        self.inner = inner
+        self.backend = inner.backend
+        self.model = inner.model
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.inner.capabilities
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        return await self.inner.complete(request)  # type: ignore[attr-defined]
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def __getattr__(self, name: str):  # expose backend extras (tokenizer, etc.)
+        return getattr(self.inner, name)
+
+
+class Limited(Wrapper):
+    """At most ``max_concurrency`` calls in flight, per event loop (one semaphore each)."""
+
+    def __init__(self, inner: LLM, max_concurrency: int) -> None:
+        super().__init__(inner)
+        self.max_concurrency = max(1, max_concurrency)
+        self._semaphores: dict[int, asyncio.Semaphore] = {}
+        self._lock = threading.Lock()
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop_id = id(asyncio.get_running_loop())
+        with self._lock:
+            if loop_id not in self._semaphores:
+                self._semaphores[loop_id] = asyncio.Semaphore(self.max_concurrency)
+            return self._semaphores[loop_id]
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        async with self._semaphore():
+            return await self.inner.complete(request)  # type: ignore[attr-defined]
+
+
+class UsageMeter:
+    """Sums usage per node name. Thread-safe; shared by every node of one run."""
+
+    def __init__(self) -> None:
+        self._by_node: dict[str, Usage] = defaultdict(Usage)
+        self._lock = threading.Lock()
+
+    def add(self, node: str, usage: Usage) -> None:
+        with self._lock:
+            self._by_node[node] = self._by_node[node] + usage
+
+    def by_node(self) -> dict[str, Usage]:
+        with self._lock:
+            return dict(self._by_node)
+
+    def total(self) -> Usage:
+        total = Usage()
+        for usage in self.by_node().values():
+            total = total + usage
+        return total
+
+
+class Metered(Wrapper):
+    """Records every call's usage (and failures) under ``node`` in a ``UsageMeter``."""
+
+    def __init__(self, inner: LLM, meter: UsageMeter, node: str) -> None:
+        super().__init__(inner)
+        self.meter = meter
+        self.node = node
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        start = time.perf_counter()
+        try:
+            completion = await self.inner.complete(request)  # type: ignore[attr-defined]
+        except Exception:
+            self.meter.add(self.node, Usage(calls=1, failed_calls=1, llm_seconds=time.perf_counter() - start))
+            raise
+        usage = completion.usage.model_copy(update={"calls": 1, "cached_calls": int(completion.cached)})
+        self.meter.add(self.node, usage)
+        return completion

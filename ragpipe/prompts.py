@@ -1,0 +1,180 @@
+"""Prompt templates as data: one YAML file per task in ``prompts/``, rendered with strict Jinja2.
+
+A prompt file declares its variables; loading fails if a template uses an undeclared one, and
+rendering fails if a declared one is missing (or an unknown one is passed). Evidence text is
+always rendered through the ``data`` filter, which wraps it in delimiters and neutralises any
+look-alike delimiter inside the document, so a document cannot close its own data block.
+
+A user can point ``prompts_dir`` at a folder of their own: a file there with the same name
+overrides the shipped one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import StrictUndefined, TemplateError, meta
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel, Field, ValidationError
+
+from ragpipe.errors import PromptError
+from ragpipe.llm.base import Message
+from ragpipe.resources import data_dir
+
+DATA_TAG = "data"
+_LOOKALIKE = re.compile(r"<\s*(/?)\s*(data|evidence|document|passage)\b", re.IGNORECASE)
+
+
+def escape_data(text: str) -> str:
+    """Neutralise delimiter look-alikes so document text cannot end or fake a data block."""
+    return _LOOKALIKE.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}", text)
+
+
+def as_data(text: Any, ident: Any = None) -> str:
+    """Jinja filter: ``{{ chunk_text | data(3) }}`` -> ``<data id="3">…</data>``, escaped."""
+    attr = f' id="{ident}"' if ident is not None else ""
+    return f"<{DATA_TAG}{attr}>\n{escape_data(str(text))}\n</{DATA_TAG}>"
+
+
+class OutputSpec(BaseModel):
+    """How a prompt's output is validated and extracted (JSON schema or a regex pair)."""
+
+    json_schema: dict[str, Any] | None = None
+    validate_regex: str | None = None
+    extract_regex: str | None = None
+
+
+class PromptFile(BaseModel):
+    name: str
+    description: str = ""
+    variables: list[str]
+    system: str | None = None
+    user: str
+    max_tokens: int = 512
+    output: OutputSpec = Field(default_factory=OutputSpec)
+
+
+class Prompt:
+    """A loaded, validated prompt that renders to chat messages."""
+
+    def __init__(self, spec: PromptFile, path: Path, env: SandboxedEnvironment) -> None:
+        self.spec = spec
+        self.path = path
+        self._env = env
+        declared = set(spec.variables)
+        self._templates = {}
+        for part in ("system", "user"):
+            source = getattr(spec, part)
+            if source is None:
+                continue
+            try:
+                used = meta.find_undeclared_variables(env.parse(source))
+                self._templates[part] = env.from_string(source)
+            except TemplateError as err:
+                raise PromptError(f"{path}: the {part} template does not parse: {err}") from err
+            undeclared = used - declared - set(env.globals)
+            if undeclared:
+                raise PromptError(
+                    f"{path}: the {part} template uses undeclared variable(s) {sorted(undeclared)}; "
+                    f"add them to 'variables'"
+                )
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def max_tokens(self) -> int:
+        return self.spec.max_tokens
+
+    @property
+    def output(self) -> OutputSpec:
+        return self.spec.output
+
+    def render(self, **variables: Any) -> list[Message]:
+        """Render to chat messages; a missing or unknown variable is a ``PromptError``."""
+        declared = set(self.spec.variables)
+        missing = declared - set(variables)
+        if missing:
+            raise PromptError(f"prompt '{self.name}' ({self.path}) needs variable(s) {sorted(missing)}")
+        unknown = set(variables) - declared
+        if unknown:
+            raise PromptError(
+                f"prompt '{self.name}' ({self.path}) does not declare variable(s) {sorted(unknown)}"
+            )
+        messages = []
+        for role in ("system", "user"):
+            template = self._templates.get(role)
+            if template is None:
+                continue
+            try:
+                content = template.render(**variables)
+            except TemplateError as err:
+                raise PromptError(f"prompt '{self.name}' ({self.path}): {err}") from err
+            messages.append(Message(role=role, content=content.strip()))
+        return messages
+
+
+class PromptRegistry:
+    """Finds prompts by name, user folders first, then the prompts shipped with ragpipe."""
+
+    def __init__(self, user_dirs: Iterable[str | Path] = ()) -> None:
+        self.dirs = [Path(d).expanduser() for d in user_dirs] + [data_dir("prompts")]
+        for d in self.dirs[:-1]:
+            if not d.is_dir():
+                raise PromptError(f"prompts folder {d} does not exist; fix the 'prompts_dir' setting")
+        self._cache: dict[str, Prompt] = {}
+
+    @cached_property
+    def _env(self) -> SandboxedEnvironment:
+        env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
+        env.filters["data"] = as_data
+        env.filters["escape_data"] = escape_data
+        return env
+
+    def names(self) -> list[str]:
+        found = {p.stem for d in self.dirs for p in d.glob("*.yaml")}
+        return sorted(found)
+
+    def path_of(self, name: str) -> Path:
+        for d in self.dirs:
+            candidate = d / f"{name}.yaml"
+            if candidate.is_file():
+                return candidate
+        raise PromptError(f"no prompt named '{name}' in {', '.join(str(d) for d in self.dirs)}")
+
+    def get(self, name: str) -> Prompt:
+        if name not in self._cache:
+            self._cache[name] = self._load(self.path_of(name))
+        return self._cache[name]
+
+    def _load(self, path: Path) -> Prompt:
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as err:
+            raise PromptError(f"{path}: cannot read prompt file: {err}") from err
+        if not isinstance(raw, Mapping):
+            raise PromptError(f"{path}: a prompt file must be a YAML mapping with 'variables' and 'user'")
+        try:
+            spec = PromptFile(**{"name": path.stem, **raw})
+        except ValidationError as err:
+            first = err.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise PromptError(f"{path}: field '{field}': {first['msg']}") from err
+        return Prompt(spec, path, self._env)
+
+
+_default_registry: PromptRegistry | None = None
+
+
+def default_registry() -> PromptRegistry:
+    """The registry over the shipped prompts only (no user overrides)."""
+    global _default_registry
+    if _default_registry is None:
+        _default_registry = PromptRegistry()
+    return _default_registry

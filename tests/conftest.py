@@ -1,0 +1,26 @@
+"""Shared fixtures: a scripted LLM, a run context, and offline/telemetry-free environment."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Never reach a hub or send telemetry from tests.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+
+@pytest.fixture
+def scripted_llm():
+    from ragpipe.llm.scripted import ScriptedLLM
+
+    return ScriptedLLM()
+
+
+@pytest.fixture
+def run_context(scripted_llm):
+    from ragpipe.context import RunContext
+
+    return RunContext(llm=scripted_llm)
