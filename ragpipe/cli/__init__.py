@@ -49,25 +49,24 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ragpipe`` script."""
     _register_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False)
     except RagpipeError as err:
         typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
         return err.exit_code
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)
         return 130
-    except typer.Exit as exit_:
-        return exit_.exit_code
-    except Exception as err:  # click usage errors and the like
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
-            return err.exit_code
-        if isinstance(err, click.exceptions.Abort):
+    except Exception as err:
+        # Usage errors (unknown command, bad option) print click's one-line message, no traceback.
+        show, exit_code = getattr(err, "show", None), getattr(err, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            return exit_code
+        if type(err).__name__ == "Abort":
             return 1
         raise
-    return 0
+    # In non-standalone mode click returns the exit code of ``typer.Exit`` instead of raising it.
+    return result if isinstance(result, int) else 0
 
 
 def run() -> None:
