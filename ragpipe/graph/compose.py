@@ -8,6 +8,7 @@ and a ``Parallel`` without a merge refuses branches that write the same field.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -97,11 +98,13 @@ class Parallel(Node):
         return list(self.branches)
 
     async def astep(self, state: RunState, config: RunnableConfig) -> RunState:
+        start = time.perf_counter()
         outputs = await asyncio.gather(*(b.ainvoke(state, config) for b in self.branches))
         patches = [{f: getattr(out, f) for f in b.output_fields()} for b, out in zip(self.branches, outputs)]
         merged = self.merge(state, patches) if self.merge else {k: v for p in patches for k, v in p.items()}
         trace = [event for out in outputs for event in out.trace[len(state.trace):]]
         timings = {k: v for out in outputs for k, v in out.timings.items()}
+        timings[self.label] = time.perf_counter() - start  # wall time of the whole fan-out
         return state.apply(
             {**merged, "trace": trace, "timings": timings, "usage_by_node": context_from(config).meter.by_node()}
         )

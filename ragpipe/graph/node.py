@@ -21,13 +21,14 @@ from langchain_core.runnables.config import patch_config
 from pydantic import ConfigDict
 
 from ragpipe.context import RunContext
+from ragpipe.errors import ConfigError
 from ragpipe.graph.state import BOOKKEEPING_FIELDS, RunState, coerce_state
 from ragpipe.llm.base import run_sync
 
 CTX_KEY = "ragpipe_ctx"
 
 
-class GraphBuildError(ValueError):
+class GraphBuildError(ConfigError):
     """The graph cannot run as composed: a node reads a field that nothing before it writes."""
 
 

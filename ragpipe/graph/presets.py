@@ -38,6 +38,7 @@ def build_graph(
     retriever: Any = None,
     top_k: int | None = None,
     selector_config: dict[str, Any] | None = None,
+    selector: Any = None,
     cutoff: str = "zscore_gap",
     verifier: Any = None,
     generator: Any = None,
@@ -47,7 +48,7 @@ def build_graph(
     if method == "fast":
         select: Any = CutoffNode(method=cutoff)
     else:
-        select = SelectNode(method=method, config=selector_config or {})
+        select = SelectNode(method=method, config=selector_config or {}, selector=selector)
     check = VerifyNode(verifier=verifier) if verify else AcceptNode()
     generate = GenerateNode(generator=generator)
     return Sequence.of(retrieve, select, check, generate)

@@ -24,7 +24,7 @@ class RunState(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     question: str
-    filters: dict[str, Any] | None = None
+    filters: Any = None  # any spelling ragpipe.retrieve.filters.parse_filter accepts
     top_k: int | None = None
     candidates: list[ScoredChunk] = Field(default_factory=list)
     selected: list[ScoredChunk] = Field(default_factory=list)

@@ -1,0 +1,78 @@
+"""Per-query contexts: a fresh usage meter for every query, and optional prompt/output recording.
+
+A pipeline's ``RunContext`` is shared by all queries; ``query_context`` derives a private copy
+so usage adds up per answer, and with ``record=True`` every prompt and raw LLM output is kept
+as an ``llm_call`` trace event (what ``ragpipe ask --trace`` prints).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from dataclasses import dataclass, field
+
+from ragpipe.context import RunContext
+from ragpipe.llm.base import LLM, ChatRequest, Completion
+from ragpipe.llm.wrappers import UsageMeter, Wrapper
+from ragpipe.schema import TraceEvent
+
+
+class Recorder:
+    """Collects ``llm_call`` events from any thread or coroutine of one query."""
+
+    def __init__(self) -> None:
+        self._events: list[TraceEvent] = []
+        self._lock = threading.Lock()
+
+    def add(self, event: TraceEvent) -> None:
+        with self._lock:
+            self._events.append(event)
+
+    def events(self) -> list[TraceEvent]:
+        with self._lock:
+            return list(self._events)
+
+
+class Recording(Wrapper):
+    """Records each request's messages and the raw completion (or the error) under ``node``."""
+
+    def __init__(self, inner: LLM, recorder: Recorder, node: str) -> None:
+        super().__init__(inner)
+        self.recorder = recorder
+        self.node = node
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        try:
+            completion = await self.inner.complete(request)  # type: ignore[attr-defined]
+        except Exception as err:
+            self.recorder.add(TraceEvent(node=self.node, kind="llm_call", message=f"failed: {err}",
+                                         data={"messages": messages, "error": repr(err)}))
+            raise
+        self.recorder.add(
+            TraceEvent(
+                node=self.node,
+                kind="llm_call",
+                message=f"{completion.backend}:{completion.model} finish={completion.finish_reason}",
+                data={"messages": messages, "raw": completion.text, "finish_reason": completion.finish_reason,
+                      "cached": completion.cached, "max_tokens": request.max_tokens},
+            )
+        )
+        return completion
+
+
+@dataclass
+class QueryContext(RunContext):
+    """A ``RunContext`` for one query: own meter, optional recorder."""
+
+    recorder: Recorder | None = field(default=None)
+
+    def llm_for(self, node: str) -> LLM:
+        llm = super().llm_for(node)
+        return Recording(llm, self.recorder, node) if self.recorder is not None else llm
+
+
+def query_context(base: RunContext, *, record: bool = False) -> QueryContext:
+    """A copy of ``base`` that shares its components but has its own meter (and recorder)."""
+    shared = {f.name: getattr(base, f.name) for f in dataclasses.fields(RunContext) if f.name != "meter"}
+    return QueryContext(**shared, meter=UsageMeter(), recorder=Recorder() if record else None)

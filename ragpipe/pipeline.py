@@ -1,0 +1,174 @@
+"""The public Python API: build a pipeline once, ask it questions from many threads or coroutines.
+
+    from ragpipe import Pipeline
+
+    pipe = Pipeline.from_settings(docs="~/notes")          # indexes on first use
+    answer = pipe.ask("How do I rotate the API keys?")      # or: await pipe.aask(...)
+    print(answer.text)
+    for c in answer.citations:
+        print(c.n, c.source, c.start_char, c.end_char)
+
+The pipeline's components (retriever, selector, verifier, LLM, prompts) are shared and read-only;
+everything that belongs to one query (state, usage meter, trace) is created per call, so
+concurrent ``ask``/``aask`` calls are safe and each ``Answer`` reports only its own usage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragpipe.context import RunContext
+from ragpipe.generate.generator import AnswerEvent, Generation, TokenEvent
+from ragpipe.llm.base import LLM, run_sync
+from ragpipe.schema import Answer
+
+if TYPE_CHECKING:
+    from ragpipe.config import Settings
+    from ragpipe.graph.node import Node
+    from ragpipe.graph.state import RunState
+
+
+class Pipeline:
+    """A graph plus the shared context it runs in."""
+
+    def __init__(self, graph: Node, ctx: RunContext, *, index: Any = None, method: str = "custom") -> None:
+        self.graph = graph
+        self.ctx = ctx
+        self.index = index
+        self.method = method
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_settings(
+        cls,
+        docs: str | Path | None = None,
+        *,
+        index: Any = None,
+        method: str | None = None,
+        verify: bool | None = None,
+        settings: Settings | None = None,
+        llm: LLM | None = None,
+        top_k: int | None = None,
+        auto_index: bool = True,
+        progress: Callable[..., Any] | None = None,
+        **overrides: Any,
+    ) -> Pipeline:
+        """Build the standard pipeline over a documents folder (or an opened ``index``).
+
+        ``overrides`` are settings in ``section__field`` form (``llm__model="..."``). Without
+        ``llm`` the LLM comes from the settings (embedded llama.cpp by default).
+        """
+        from ragpipe.config import load_settings
+        from ragpipe.graph.presets import build_graph
+        from ragpipe.prompts import PromptRegistry
+
+        settings = settings or load_settings(**overrides)
+        method = method or settings.method
+        verify = settings.verify if verify is None else verify
+        if index is None:
+            if docs is None:
+                from ragpipe.errors import ConfigError
+
+                raise ConfigError("a pipeline needs documents: pass docs=<folder> or index=<opened index>")
+            index = open_or_build_index(docs, settings, auto_index=auto_index, progress=progress)
+        if llm is None:
+            from ragpipe.llm.factory import build_llm
+
+            llm = build_llm(settings)
+        from ragpipe.retrieve import Retriever
+
+        retriever = Retriever(index.store, index.embedder, settings.retrieval)
+        prompts = PromptRegistry([settings.prompts_dir] if settings.prompts_dir else [])
+        ctx = RunContext(llm=llm, prompts=prompts, embedder=index.embedder, store=index.store, settings=settings)
+        graph = build_graph(method, verify=verify, retriever=retriever, top_k=top_k or settings.retrieval.top_k)
+        return cls(graph, ctx, index=index, method=method)
+
+    # -- queries ----------------------------------------------------------------------------
+    async def arun(self, question: str, *, filters: Any = None, top_k: int | None = None,
+                   trace: bool = False) -> RunState:
+        """Run the graph and return the final state (the ``Answer`` plus intermediate fields)."""
+        from ragpipe.graph.node import with_context
+        from ragpipe.graph.recording import query_context
+        from ragpipe.graph.state import RunState
+
+        ctx = query_context(self.ctx, record=trace)
+        state = RunState(question=question, filters=filters, top_k=top_k)
+        final = await self.graph.ainvoke(state, with_context(None, ctx))
+        return _with_recorded(final, ctx)
+
+    async def aask(self, question: str, *, filters: Any = None, top_k: int | None = None,
+                   trace: bool = False) -> Answer:
+        """Answer ``question`` (async). ``trace=True`` keeps every prompt and raw LLM output."""
+        state = await self.arun(question, filters=filters, top_k=top_k, trace=trace)
+        return state.to_answer()
+
+    def ask(self, question: str, *, filters: Any = None, top_k: int | None = None,
+            trace: bool = False) -> Answer:
+        """Answer ``question`` (sync; safe to call from many threads at once)."""
+        return run_sync(lambda: self.aask(question, filters=filters, top_k=top_k, trace=trace))
+
+    async def astream(self, question: str, *, filters: Any = None, top_k: int | None = None,
+                      trace: bool = False) -> AsyncIterator[TokenEvent | AnswerEvent]:
+        """Yield answer text as it is generated, then one ``AnswerEvent`` with the full ``Answer``.
+
+        Token events carry raw model text; the final answer's text has validated, renumbered
+        citations (out-of-range markers removed), so clients should replace what they streamed.
+        """
+        from ragpipe.graph.compose import Sequence
+        from ragpipe.graph.node import with_context
+        from ragpipe.graph.nodes import GenerateNode
+        from ragpipe.graph.recording import query_context
+        from ragpipe.graph.state import RunState
+
+        graph = self.graph
+        if not (isinstance(graph, Sequence) and graph.nodes and isinstance(graph.nodes[-1], GenerateNode)):
+            answer = await self.aask(question, filters=filters, top_k=top_k, trace=trace)
+            yield TokenEvent(answer.text)
+            yield AnswerEvent(answer)
+            return
+        ctx = query_context(self.ctx, record=trace)
+        config = with_context(None, ctx)
+        head = Sequence(nodes=graph.nodes[:-1], inputs=graph.inputs)
+        state = await head.ainvoke(RunState(question=question, filters=filters, top_k=top_k), config)
+        generate: GenerateNode = graph.nodes[-1]
+        import time
+
+        start = time.perf_counter()
+        async for event in generate.generator.astream(question, state.evidence, ctx):
+            if isinstance(event, Generation):
+                state = state.apply(
+                    {"answer": event.answer, "trace": event.events,
+                     "timings": {generate.label: time.perf_counter() - start},
+                     "usage_by_node": ctx.meter.by_node()}
+                )
+            else:
+                yield event
+        yield AnswerEvent(_with_recorded(state, ctx).to_answer())
+
+    # -- inspection -------------------------------------------------------------------------
+    def draw_ascii(self) -> str:
+        return self.graph.draw_ascii()
+
+    def draw_mermaid(self) -> str:
+        return self.graph.draw_mermaid()
+
+
+def _with_recorded(state: RunState, ctx: Any) -> RunState:
+    recorder = getattr(ctx, "recorder", None)
+    return state.apply({"trace": recorder.events()}) if recorder is not None else state
+
+
+def open_or_build_index(docs: str | Path, settings: Settings, *, auto_index: bool = True,
+                        progress: Callable[..., Any] | None = None) -> Any:
+    """Open the index of ``docs``, indexing the folder first when it has none yet."""
+    from ragpipe.errors import ConfigError
+    from ragpipe.ingest.indexer import index_folder, open_index
+
+    folder = Path(docs).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"documents folder {folder} does not exist")
+    if auto_index:
+        index_folder(folder, settings, progress=progress)
+    return open_index(folder, settings)
