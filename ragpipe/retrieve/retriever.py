@@ -1,0 +1,162 @@
+"""The retriever: dense and BM25 candidates, fused, filtered, as ``ScoredChunk``s.
+
+Every returned chunk carries each retriever's score and 1-based rank in ``stage_scores`` /
+``stage_ranks`` (``"dense"``, ``"bm25"``; in hybrid mode also ``"rrf"`` — plain reciprocal-rank
+fusion, kept for comparison — and ``"fused"``, the final order). ``score``/``rank`` are final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Coroutine
+from typing import Any, Literal, TypeVar
+
+from ragpipe.config import RetrievalSettings
+from ragpipe.errors import ConfigError
+from ragpipe.retrieve.bm25 import BM25Index
+from ragpipe.retrieve.dense import as_ranking, dense_search, embed_question
+from ragpipe.retrieve.filters import FilterSpec, parse_filter
+from ragpipe.retrieve.fusion import FusionConfig, fuse, rrf
+from ragpipe.schema import Chunk, ScoredChunk
+
+Mode = Literal["hybrid", "dense", "bm25"]
+MODES: tuple[str, ...] = ("hybrid", "dense", "bm25")
+T = TypeVar("T")
+
+# Each retriever contributes at least this many candidates to fusion: normalised scores and
+# reciprocal ranks are only comparable when both lists reach past the final cut.
+MIN_CANDIDATES = 100
+
+
+class Retriever:
+    """Hybrid retrieval over one index (a ``ChunkStore`` and the ``Embedder`` that filled it)."""
+
+    def __init__(
+        self,
+        store: Any,
+        embedder: Any,
+        settings: RetrievalSettings | None = None,
+        *,
+        fusion: FusionConfig | None = None,
+        candidates: int | None = None,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.settings = settings or RetrievalSettings()
+        self.fusion = fusion or fusion_from_settings(self.settings)
+        self.candidates = candidates or int(getattr(self.settings, "candidates", MIN_CANDIDATES))
+        self._bm25: BM25Index | None = None
+        self._bm25_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ public API
+
+    async def aretrieve(
+        self, question: str, k: int | None = None, filters: FilterSpec = None, mode: Mode | None = None
+    ) -> list[ScoredChunk]:
+        """The ``k`` best chunks for ``question`` (``settings.top_k`` by default) that pass ``filters``."""
+        k = self.settings.top_k if k is None else int(k)
+        mode = mode or self.settings.mode
+        if mode not in MODES:
+            raise ConfigError(f"unknown retrieval mode '{mode}'; use one of {', '.join(MODES)}")
+        flt = parse_filter(filters)
+        if k <= 0 or not question.strip():
+            return []
+        depth = k if mode != "hybrid" else max(k, self.candidates)
+        dense_hits: list[tuple[Chunk, float]] = []
+        bm25_hits: list[tuple[str, float]] = []
+        if mode == "hybrid":
+            dense_hits, bm25_hits = await asyncio.gather(
+                asyncio.to_thread(self._dense, question, depth, flt),
+                asyncio.to_thread(self._keyword, question, depth, flt),
+            )
+        elif mode == "dense":
+            dense_hits = await asyncio.to_thread(self._dense, question, depth, flt)
+        else:
+            bm25_hits = await asyncio.to_thread(self._keyword, question, depth, flt)
+        chunks = {chunk.id: chunk for chunk, _score in dense_hits}
+        missing = [cid for cid, _score in bm25_hits if cid not in chunks]
+        if missing:
+            chunks.update({chunk.id: chunk for chunk in await asyncio.to_thread(self.store.get, missing)})
+        rankings = {"dense": as_ranking(dense_hits), "bm25": [(c, s) for c, s in bm25_hits if c in chunks]}
+        return self._assemble(rankings, chunks, k, mode)
+
+    def retrieve(
+        self, question: str, k: int | None = None, filters: FilterSpec = None, mode: Mode | None = None
+    ) -> list[ScoredChunk]:
+        """Blocking ``aretrieve``; safe to call from inside a running event loop too."""
+        return run_sync(self.aretrieve(question, k=k, filters=filters, mode=mode))
+
+    def neighbours(self, chunk: Chunk, window: int = 1) -> list[Chunk]:
+        """The chunk with up to ``window`` chunks either side of it in its document, in order."""
+        return list(self.store.neighbours(chunk.doc_id, chunk.position, window))
+
+    @property
+    def bm25(self) -> BM25Index:
+        """The BM25 index, loaded on first use and re-synced whenever the store has changed."""
+        with self._bm25_lock:
+            if self._bm25 is None or self._bm25.revision != self.store.revision:
+                self._bm25 = BM25Index.open(self.store)
+            return self._bm25
+
+    # ------------------------------------------------------------------ internals
+
+    def _dense(self, question: str, k: int, flt: Any) -> list[tuple[Chunk, float]]:
+        return dense_search(self.store, embed_question(self.embedder, question), k, flt)
+
+    def _keyword(self, question: str, k: int, flt: Any) -> list[tuple[str, float]]:
+        return self.bm25.search(question, k, flt)
+
+    def _assemble(
+        self, rankings: dict[str, list[tuple[str, float]]], chunks: dict[str, Chunk], k: int, mode: str
+    ) -> list[ScoredChunk]:
+        stages: dict[str, dict[str, tuple[float, int]]] = {
+            name: {cid: (score, rank) for rank, (cid, score) in enumerate(ranking, start=1)}
+            for name, ranking in rankings.items()
+            if ranking
+        }
+        if mode == "hybrid":
+            present = {name: rankings[name] for name in ("dense", "bm25") if rankings[name]}
+            plain = rrf(present, k=self.fusion.rrf_k)
+            plain_order = sorted(plain, key=lambda cid: -plain[cid])
+            stages["rrf"] = {cid: (plain[cid], rank) for rank, cid in enumerate(plain_order, start=1)}
+            final = fuse(present, self.fusion)
+            stages["fused"] = {cid: (score, rank) for rank, (cid, score) in enumerate(final, start=1)}
+        else:
+            final = rankings[mode]
+        results: list[ScoredChunk] = []
+        for rank, (cid, score) in enumerate(final[:k], start=1):
+            scored = ScoredChunk(chunk=chunks[cid])
+            for stage, by_id in stages.items():
+                if cid in by_id:
+                    scored.stage_scores[stage], scored.stage_ranks[stage] = by_id[cid]
+            scored.score, scored.rank = float(score), rank
+            results.append(scored)
+        return results
+
+
+def fusion_from_settings(settings: RetrievalSettings) -> FusionConfig:
+    """Fusion defaults, overridable by ``retrieval`` settings fields when they exist."""
+    default = FusionConfig()
+    weights = dict(default.weights)
+    for name in ("dense", "bm25"):
+        value = getattr(settings, f"{name}_weight", None)
+        if value is not None:
+            weights[name] = float(value)
+    return FusionConfig(
+        method=getattr(settings, "fusion", None) or default.method,
+        normalisation=getattr(settings, "normalisation", None) or default.normalisation,
+        weights=weights,
+        rrf_k=int(getattr(settings, "rrf_k", default.rrf_k)),
+    )
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, even when an event loop is already running."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
