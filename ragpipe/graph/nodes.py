@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import Field
 
 from ragpipe.context import RunContext
-from ragpipe.graph.node import Node
+from ragpipe.graph.node import GraphBuildError, Node
 from ragpipe.graph.state import RunState
 from ragpipe.schema import TraceEvent
 
@@ -88,12 +88,19 @@ class SelectNode(Node):
         if self.name is None:
             self.name = self.method
         if self.selector is None:
+            known = _registered_selectors()
+            if known is not None and self.method not in known:
+                raise GraphBuildError(f"unknown method '{self.method}'; choose one of: fast, {', '.join(known)}")
+
+    def _selector(self) -> Any:
+        if self.selector is None:  # built on first use so that drawing a graph needs no models
             from ragpipe.select import get_selector
 
             self.selector = get_selector(self.method, **self.config)
+        return self.selector
 
     async def arun(self, state: RunState, ctx: RunContext) -> dict[str, Any]:
-        selection = await self.selector.select(state.question, state.candidates, ctx)
+        selection = await self._selector().select(state.question, state.candidates, ctx)
         kept = list(selection.kept) if selection.kept is not None else list(selection.ranked)
         rationales = list((selection.extras or {}).get("rationales", []))
         return {"selected": kept, "rationales": rationales, "trace": list(selection.trace)}
@@ -109,14 +116,15 @@ class VerifyNode(Node):
 
     verifier: Any = None  # ragpipe.verify.Verifier; a default one when None
 
-    def model_post_init(self, __context: Any) -> None:
+    def _verifier(self) -> Any:
         if self.verifier is None:
             from ragpipe.verify import Verifier
 
             self.verifier = Verifier()
+        return self.verifier
 
     async def arun(self, state: RunState, ctx: RunContext) -> dict[str, Any]:
-        result = self.verifier.verify(state.question, state.selected, ctx, rationales=state.rationales or None)
+        result = self._verifier().verify(state.question, state.selected, ctx, rationales=state.rationales or None)
         if inspect.isawaitable(result):
             result = await result
         return {
@@ -157,3 +165,12 @@ class GenerateNode(Node):
     async def arun(self, state: RunState, ctx: RunContext) -> dict[str, Any]:
         generation = await self.generator.agenerate(state.question, state.evidence, ctx)
         return {"answer": generation.answer, "trace": generation.events}
+
+
+def _registered_selectors() -> list[str] | None:
+    """Names in the selector registry, or None when the registry cannot be loaded here."""
+    try:
+        from ragpipe.select import available_selectors
+    except ImportError:
+        return None
+    return list(available_selectors())

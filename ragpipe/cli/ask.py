@@ -1,0 +1,254 @@
+"""``ragpipe ask "question" --docs DIR``: index on first use, answer with numbered citations.
+
+Prints the answer, its citations and an evidence table (or, with ``--json``, one JSON document
+with ``answer``, ``citations``, ``evidence``, ``dropped``, ``usage`` and ``timings``). Progress
+and errors go to stderr, so ``--json`` output stays machine-readable. Any failure ends with one
+line and a non-zero exit code; set ``RAGPIPE_DEBUG=1`` to see the traceback of an unexpected one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ragpipe.cli import app
+from ragpipe.errors import ConfigError, RagpipeError
+from ragpipe.schema import Answer, ScoredChunk, Verdict
+
+
+class UnexpectedError(RagpipeError):
+    """An error ragpipe did not anticipate; shown as one line unless RAGPIPE_DEBUG is set."""
+
+    exit_code = 1
+
+def _verdict(verdicts: dict[str, Verdict], chunk_id: str) -> dict[str, Any] | None:
+    verdict = verdicts.get(chunk_id)
+    if verdict is None:
+        return None
+    return {"keep": verdict.keep, "reason": verdict.reason, "flags": list(verdict.flags)}
+
+
+def _evidence_row(item: ScoredChunk, verdicts: dict[str, Verdict]) -> dict[str, Any]:
+    chunk = item.chunk
+    return {
+        "id": chunk.id,
+        "source": chunk.source,
+        "position": chunk.position,
+        "text": chunk.text,
+        "score": item.score,
+        "verdict": _verdict(verdicts, chunk.id),
+    }
+
+
+def answer_to_json(answer: Answer, *, method: str, include_trace: bool = False) -> dict[str, Any]:
+    """The machine-readable form of ``ragpipe ask --json`` (keys are a stable contract)."""
+    verdicts = {v.chunk_id: v for v in answer.verdicts}
+    doc: dict[str, Any] = {
+        "question": answer.question,
+        "method": method,
+        "answer": answer.text,
+        "abstained": answer.abstained,
+        "citations": [c.model_dump() for c in answer.citations],
+        "evidence": [_evidence_row(e, verdicts) for e in answer.evidence],
+        "dropped": [
+            {**_evidence_row(d.chunk, verdicts), "reason": d.reason, "flags": list(d.flags)} for d in answer.dropped
+        ],
+        "usage": {
+            "total": answer.usage.model_dump(),
+            "by_node": {node: usage.model_dump() for node, usage in answer.usage_by_node.items()},
+        },
+        "timings": answer.timings,
+    }
+    if include_trace:
+        doc["trace"] = [event.model_dump() for event in answer.trace]
+    return doc
+
+
+def _snippet(text: str, width: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def print_answer(answer: Answer, *, console: Any, show_trace: bool = False) -> None:
+    """Answer, numbered citations, evidence and dropped tables, usage line (and the trace)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    console.print(f"[bold]{escape(answer.text)}[/bold]")
+    if answer.citations:
+        console.print()
+        for c in answer.citations:
+            span = f" chars {c.start_char}-{c.end_char}" if c.start_char is not None else ""
+            console.print(f"  [{c.n}] {escape(c.source)} #{c.position}{span}")
+    cited = {c.chunk_id: c.n for c in answer.citations}
+    verdicts = {v.chunk_id: v for v in answer.verdicts}
+    if answer.evidence:
+        table = Table(title="Evidence", show_lines=False, expand=True)
+        for col in ("cite", "source", "pos", "score", "verdict"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("text", overflow="fold")
+        for item in answer.evidence:
+            v = verdicts.get(item.id)
+            table.add_row(
+                f"[{cited[item.id]}]" if item.id in cited else "",
+                escape(item.chunk.source),
+                str(item.chunk.position),
+                f"{item.score:.3f}",
+                "kept" if v is None or v.keep else "dropped",
+                escape(_snippet(item.chunk.text)),
+            )
+        console.print(table)
+    if answer.dropped:
+        table = Table(title="Dropped evidence", expand=True)
+        for col in ("source", "pos", "reason"):
+            table.add_column(col)
+        for d in answer.dropped:
+            table.add_row(escape(d.chunk.chunk.source), str(d.chunk.chunk.position), escape(d.reason))
+        console.print(table)
+    u = answer.usage
+    total_s = sum(answer.timings.values())
+    console.print(
+        f"[dim]{u.calls} LLM call(s), {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, "
+        f"{total_s:.2f} s ("
+        + ", ".join(f"{node} {secs:.2f}" for node, secs in answer.timings.items())
+        + ")[/dim]"
+    )
+    if show_trace:
+        console.rule("trace")
+        for event in answer.trace:
+            console.print(f"[cyan]{escape(event.node)}[/cyan] {event.kind}: {escape(event.message)}")
+            if event.kind == "llm_call":
+                for m in event.data.get("messages", []):
+                    console.print(f"  [magenta]{m['role']}[/magenta]: {escape(m['content'])}")
+                if "raw" in event.data:
+                    console.print(f"  [green]output[/green]: {escape(str(event.data['raw']))}")
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _progress_printer(console: Any) -> Any:
+    """An indexing progress callback that draws a rich bar per phase on stderr."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, transient=False)
+    tasks: dict[str, Any] = {}
+
+    def update(*args: Any, **kwargs: Any) -> None:
+        event = args[0] if args else kwargs
+        phase = str(_field(event, "phase", "index"))
+        done = int(_field(event, "done", _field(event, "completed", 0)) or 0)
+        total = _field(event, "total", None)
+        if not progress.live.is_started:
+            progress.start()
+        if phase not in tasks:
+            tasks[phase] = progress.add_task(phase, total=total)
+        progress.update(tasks[phase], completed=done, total=total)
+
+    update.stop = progress.stop  # type: ignore[attr-defined]
+    return update
+
+
+def _field(event: Any, name: str, default: Any) -> Any:
+    if isinstance(event, dict):
+        return event.get(name, default)
+    return getattr(event, name, default)
+
+
+def _has_documents(folder: Path) -> bool:
+    return any(p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+               for p in folder.rglob("*"))
+
+
+def open_index_for(docs: Path, settings: Any, *, quiet: bool) -> Any:
+    """Open the folder's index, indexing it first (with a progress bar) when it has none."""
+    from ragpipe.ingest.indexer import index_folder, open_index
+
+    folder = docs.expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"documents folder {folder} does not exist")
+    if not _has_documents(folder):
+        raise ConfigError(f"no documents in {folder}: add text, Markdown, HTML, PDF or DOCX files")
+    index = open_index(folder, settings)
+    if index.store.count() > 0:
+        return index
+    console = _stderr_console()
+    progress = None if quiet else _progress_printer(console)
+    try:
+        report = index_folder(folder, settings, progress=progress)
+    finally:
+        if progress is not None:
+            progress.stop()
+    if not quiet:
+        console.print(f"[dim]indexed {folder}: {report}[/dim]" if report is not None else f"[dim]indexed {folder}[/dim]")
+    index = open_index(folder, settings)
+    if index.store.count() == 0:
+        raise ConfigError(f"no text could be extracted from the documents in {folder}")
+    return index
+
+
+def _retrieve_only(question: str, index: Any, settings: Any, top_k: int | None) -> None:
+    """Print the retrieved chunks and stop (used to measure cold start without an LLM)."""
+    from ragpipe.retrieve import Retriever
+
+    hits = Retriever(index.store, index.embedder, settings.retrieval).retrieve(question, k=top_k)
+    for hit in hits:
+        typer.echo(f"{hit.rank}\t{hit.score:.4f}\t{hit.chunk.source}#{hit.chunk.position}")
+
+
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="The question to answer from the documents."),
+    docs: Path = typer.Option(..., "--docs", help="Folder of documents (indexed on first use)."),
+    method: str = typer.Option(None, "--method", help="Pipeline preset: fast, listwise, groupwise, meteora (default)."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip the verifier."),
+    connector: str = typer.Option(None, "--connector", help="Connector profile (see connectors/)."),
+    top_k: int = typer.Option(None, "--top-k", min=1, help="Candidates to retrieve before selection."),
+    as_json: bool = typer.Option(False, "--json", help="Print one machine-readable JSON document."),
+    trace: bool = typer.Option(False, "--trace", help="Also show every prompt and raw LLM output."),
+    config: Path = typer.Option(None, "--config", help="TOML settings file."),
+    retrieve_only: bool = typer.Option(False, "--retrieve-only", hidden=True, help="Stop after retrieval."),
+) -> None:
+    """Answer a question from a folder of documents, with numbered citations and an evidence table."""
+    try:
+        _ask(question, docs, method, no_verify, connector, top_k, as_json, trace, config, retrieve_only)
+    except (RagpipeError, typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as err:  # keep the one-line contract for anything unanticipated
+        if os.environ.get("RAGPIPE_DEBUG"):
+            raise
+        raise UnexpectedError(f"{type(err).__name__}: {err} (set RAGPIPE_DEBUG=1 for the traceback)") from err
+
+
+def _ask(question: str, docs: Path, method: str | None, no_verify: bool, connector: str | None, top_k: int | None,
+         as_json: bool, trace: bool, config: Path | None, retrieve_only: bool) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    from ragpipe.config import load_settings
+
+    settings = load_settings(config, connector=connector, method=method, retrieval__top_k=top_k,
+                             verify=False if no_verify else None)
+    index = open_index_for(docs, settings, quiet=as_json)
+    if retrieve_only:
+        _retrieve_only(question, index, settings, top_k)
+        return
+    from ragpipe.pipeline import Pipeline
+
+    pipe = Pipeline.from_settings(index=index, settings=settings)
+    answer = pipe.ask(question, trace=trace)
+    if as_json:
+        json.dump(answer_to_json(answer, method=pipe.method, include_trace=trace), sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return
+    from rich.console import Console
+
+    print_answer(answer, console=Console(), show_trace=trace)
