@@ -15,6 +15,7 @@ concurrent ``ask``/``aask`` calls are safe and each ``Answer`` reports only its 
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,25 +117,21 @@ class Pipeline:
         Token events carry raw model text; the final answer's text has validated, renumbered
         citations (out-of-range markers removed), so clients should replace what they streamed.
         """
-        from ragpipe.graph.compose import Sequence
         from ragpipe.graph.node import with_context
         from ragpipe.graph.nodes import GenerateNode
         from ragpipe.graph.recording import query_context
         from ragpipe.graph.state import RunState
 
-        graph = self.graph
-        if not (isinstance(graph, Sequence) and graph.nodes and isinstance(graph.nodes[-1], GenerateNode)):
+        head = self._evidence_graph()
+        if head is None:
             answer = await self.aask(question, filters=filters, top_k=top_k, trace=trace)
             yield TokenEvent(answer.text)
             yield AnswerEvent(answer)
             return
         ctx = query_context(self.ctx, record=trace)
         config = with_context(None, ctx)
-        head = Sequence(nodes=graph.nodes[:-1], inputs=graph.inputs)
         state = await head.ainvoke(RunState(question=question, filters=filters, top_k=top_k), config)
-        generate: GenerateNode = graph.nodes[-1]
-        import time
-
+        generate: GenerateNode = self.graph.nodes[-1]  # type: ignore[attr-defined]
         start = time.perf_counter()
         async for event in generate.generator.astream(question, state.evidence, ctx):
             if isinstance(event, Generation):
@@ -146,6 +143,29 @@ class Pipeline:
             else:
                 yield event
         yield AnswerEvent(_with_recorded(state, ctx).to_answer())
+
+    async def aevidence(self, question: str, *, filters: Any = None, top_k: int | None = None) -> RunState:
+        """Run everything before generation: the state holds ``evidence``, ``dropped``, ``verdicts``.
+
+        This is what the LangChain and LlamaIndex retrievers return from a pipeline.
+        """
+        from ragpipe.graph.node import with_context
+        from ragpipe.graph.recording import query_context
+        from ragpipe.graph.state import RunState
+
+        head = self._evidence_graph() or self.graph
+        state = RunState(question=question, filters=filters, top_k=top_k)
+        return await head.ainvoke(state, with_context(None, query_context(self.ctx)))
+
+    def _evidence_graph(self) -> Node | None:
+        """The graph without its final generate node (None when it does not end with one)."""
+        from ragpipe.graph.compose import Sequence
+        from ragpipe.graph.nodes import GenerateNode
+
+        graph = self.graph
+        if isinstance(graph, Sequence) and graph.nodes and isinstance(graph.nodes[-1], GenerateNode):
+            return Sequence(nodes=graph.nodes[:-1], inputs=graph.inputs)
+        return None
 
     # -- inspection -------------------------------------------------------------------------
     def draw_ascii(self) -> str:
@@ -162,13 +182,27 @@ def _with_recorded(state: RunState, ctx: Any) -> RunState:
 
 def open_or_build_index(docs: str | Path, settings: Settings, *, auto_index: bool = True,
                         progress: Callable[..., Any] | None = None) -> Any:
-    """Open the index of ``docs``, indexing the folder first when it has none yet."""
-    from ragpipe.errors import ConfigError
+    """Open the index of ``docs``; index the folder first when it has no index yet.
+
+    An existing index is used as it is (``ragpipe index`` refreshes it), so asking stays fast.
+    """
+    from ragpipe.errors import ConfigError, EmbeddingMismatch, StoreError
     from ragpipe.ingest.indexer import index_folder, open_index
 
     folder = Path(docs).expanduser()
     if not folder.is_dir():
         raise ConfigError(f"documents folder {folder} does not exist")
-    if auto_index:
-        index_folder(folder, settings, progress=progress)
-    return open_index(folder, settings)
+    try:
+        index = open_index(folder, settings)
+        if index.store.count() > 0 or not auto_index:
+            return index
+    except EmbeddingMismatch:
+        raise
+    except StoreError:
+        if not auto_index:
+            raise
+    index_folder(folder, settings, progress=progress)
+    index = open_index(folder, settings)
+    if index.store.count() == 0:
+        raise ConfigError(f"no text could be extracted from the documents in {folder}")
+    return index

@@ -171,29 +171,20 @@ def _has_documents(folder: Path) -> bool:
 
 def open_index_for(docs: Path, settings: Any, *, quiet: bool) -> Any:
     """Open the folder's index, indexing it first (with a progress bar) when it has none."""
-    from ragpipe.ingest.indexer import index_folder, open_index
-
     folder = docs.expanduser()
     if not folder.is_dir():
         raise ConfigError(f"documents folder {folder} does not exist")
     if not _has_documents(folder):
         raise ConfigError(f"no documents in {folder}: add text, Markdown, HTML, PDF or DOCX files")
-    index = open_index(folder, settings)
-    if index.store.count() > 0:
-        return index
+    from ragpipe.pipeline import open_or_build_index
+
     console = _stderr_console()
     progress = None if quiet else _progress_printer(console)
     try:
-        report = index_folder(folder, settings, progress=progress)
+        return open_or_build_index(folder, settings, progress=progress)
     finally:
         if progress is not None:
             progress.stop()
-    if not quiet:
-        console.print(f"[dim]indexed {folder}: {report}[/dim]" if report is not None else f"[dim]indexed {folder}[/dim]")
-    index = open_index(folder, settings)
-    if index.store.count() == 0:
-        raise ConfigError(f"no text could be extracted from the documents in {folder}")
-    return index
 
 
 def _retrieve_only(question: str, index: Any, settings: Any, top_k: int | None) -> None:

@@ -1,0 +1,141 @@
+"""LangChain adapters: a retriever, and document compressors for the selectors and the verifier.
+
+    from langchain_core.runnables import RunnablePassthrough
+    retriever = RagpipeRetriever.from_pipeline(pipe)            # retrieve → select → verify
+    compressor = RagpipeSelectorCompressor(method="listwise", context=ctx)
+    chain = {"docs": retriever, "question": RunnablePassthrough()} | prompt | llm
+
+Every class has a real async path (``ainvoke`` / ``acompress_documents``) that awaits ragpipe's
+own coroutines; the sync path runs the same coroutine to completion.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun, Callbacks
+from langchain_core.documents import BaseDocumentCompressor, Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict, Field
+
+from ragpipe.context import RunContext
+from ragpipe.integrations.convert import chunk_metadata, scored_chunk
+from ragpipe.llm.base import run_sync
+from ragpipe.schema import ScoredChunk
+
+
+def to_document(item: ScoredChunk, **extra: Any) -> Document:
+    return Document(page_content=item.chunk.text, metadata=chunk_metadata(item, **extra), id=item.chunk.id)
+
+
+def from_documents(documents: Sequence[Document]) -> list[ScoredChunk]:
+    return [scored_chunk(d.page_content, d.metadata, i, ident=d.id) for i, d in enumerate(documents)]
+
+
+class RagpipeRetriever(BaseRetriever):
+    """Documents for a query from a ragpipe ``Retriever``, or the verified evidence of a ``Pipeline``."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    retriever: Any = None  # anything with ``aretrieve(question, k=, filters=)``
+    pipeline: Any = None  # a ragpipe.Pipeline: returns its evidence (no answer generation)
+    k: int | None = None
+    filters: Any = None
+
+    @classmethod
+    def from_pipeline(cls, pipeline: Any, **kwargs: Any) -> RagpipeRetriever:
+        return cls(pipeline=pipeline, **kwargs)
+
+    async def _search(self, query: str) -> list[Document]:
+        if self.pipeline is not None:
+            state = await self.pipeline.aevidence(query, filters=self.filters, top_k=self.k)
+            verdicts = {v.chunk_id: v for v in state.verdicts}
+            return [
+                to_document(e, verdict=verdicts[e.id].reason if e.id in verdicts else None,
+                            rationales=[r.text for r in state.rationales])
+                for e in state.evidence
+            ]
+        if self.retriever is None:
+            raise ValueError("RagpipeRetriever needs a retriever or a pipeline")
+        return [to_document(hit) for hit in await self.retriever.aretrieve(query, k=self.k, filters=self.filters)]
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        return run_sync(lambda: self._search(query))
+
+    async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun) -> list[Document]:
+        return await self._search(query)
+
+
+class _RagpipeCompressor(BaseDocumentCompressor):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    context: Any = Field(default_factory=RunContext)  # a ragpipe RunContext (LLM, prompts)
+
+    async def _compress(self, documents: Sequence[Document], query: str) -> list[Document]:
+        raise NotImplementedError
+
+    def compress_documents(self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None) -> Sequence[Document]:
+        return run_sync(lambda: self._compress(documents, query))
+
+    async def acompress_documents(self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None) -> Sequence[Document]:
+        return await self._compress(documents, query)
+
+
+class RagpipeSelectorCompressor(_RagpipeCompressor):
+    """Keeps and reorders documents with a ragpipe selector (``listwise``, ``meteora``, …)."""
+
+    method: str = "meteora"
+    config: dict[str, Any] = Field(default_factory=dict)
+    selector: Any = None  # built from the registry when None
+
+    def _selector(self) -> Any:
+        if self.selector is None:
+            from ragpipe.select import get_selector
+
+            self.selector = get_selector(self.method, **self.config)
+        return self.selector
+
+    async def _compress(self, documents: Sequence[Document], query: str) -> list[Document]:
+        if not documents:
+            return []
+        selection = await self._selector().select(query, from_documents(documents), self.context)
+        originals = {item.id: doc for item, doc in zip(from_documents(documents), documents)}
+        kept = selection.kept if selection.kept is not None else selection.ranked
+        out = []
+        for item in kept:
+            doc = originals[item.id]
+            meta = {**doc.metadata, "chunk_id": item.id, "score": item.score, "stage_scores": dict(item.stage_scores)}
+            out.append(Document(page_content=doc.page_content, metadata=meta, id=doc.id))
+        return out
+
+
+class RagpipeVerifierCompressor(_RagpipeCompressor):
+    """Drops documents the ragpipe verifier rejects (poisoned, injected, inconsistent)."""
+
+    verifier: Any = None  # ragpipe.verify.Verifier; a default one when None
+
+    def _verifier(self) -> Any:
+        if self.verifier is None:
+            from ragpipe.verify import Verifier
+
+            self.verifier = Verifier()
+        return self.verifier
+
+    async def _compress(self, documents: Sequence[Document], query: str) -> list[Document]:
+        if not documents:
+            return []
+        items = from_documents(documents)
+        result = self._verifier().verify(query, items, self.context)
+        if inspect.isawaitable(result):
+            result = await result
+        originals = {item.id: doc for item, doc in zip(items, documents)}
+        verdicts = {v.chunk_id: v for v in result.verdicts}
+        out = []
+        for item in result.accepted:
+            doc = originals[item.id]
+            verdict = verdicts.get(item.id)
+            meta = {**doc.metadata, "chunk_id": item.id, "verdict": verdict.reason if verdict else None}
+            out.append(Document(page_content=doc.page_content, metadata=meta, id=doc.id))
+        return out
