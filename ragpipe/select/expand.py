@@ -1,0 +1,71 @@
+"""Context expansion: add the chunks next to selected ones in their own document (METEORA ECSE step c).
+
+Neighbours come from the store by ``(doc_id, position ± window)``, not from the candidate list:
+candidates from a generic retriever are not contiguous, so "the next candidate" is usually
+another document. An added neighbour gets its parent's score minus ``epsilon`` per step of
+distance, so it ranks right after the chunk that pulled it in and never above a selected chunk
+with a higher score; it carries ``stage_scores["expanded"] = 1.0`` and
+``chunk.metadata["expanded_from"] = <parent id>`` so readers can tell it was not selected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ragpipe.schema import ScoredChunk, TraceEvent
+
+EXPANDED = "expanded"
+EPSILON = 1e-3
+
+
+def expand_neighbours(
+    selected: Sequence[ScoredChunk],
+    store: Any | None,
+    *,
+    window: int = 1,
+    epsilon: float = EPSILON,
+    node: str = "expand",
+) -> tuple[list[ScoredChunk], list[TraceEvent]]:
+    """``selected`` followed by their unseen store neighbours; never raises for store trouble."""
+    selected = list(selected)
+    if window <= 0 or not selected:
+        return selected, []
+    if store is None or not callable(getattr(store, "neighbours", None)):
+        return selected, [TraceEvent(node=node, kind="info", message="context expansion skipped: no chunk store")]
+    seen = {c.id for c in selected}
+    added: list[ScoredChunk] = []
+    failures: list[str] = []
+    for parent in selected:
+        try:
+            neighbours = store.neighbours(parent.chunk.doc_id, parent.chunk.position, window)
+        except Exception as err:  # a store hiccup costs the expansion, not the query
+            failures.append(f"{parent.id}: {type(err).__name__}: {err}")
+            continue
+        for chunk in neighbours:
+            if chunk.id in seen:
+                continue
+            seen.add(chunk.id)
+            distance = max(1, abs(chunk.position - parent.chunk.position))
+            score = parent.score - epsilon * distance
+            tagged = chunk.model_copy(update={"metadata": {**chunk.metadata, "expanded_from": parent.id}})
+            added.append(
+                ScoredChunk(
+                    chunk=tagged,
+                    score=score,
+                    stage_scores={**parent.stage_scores, EXPANDED: 1.0},
+                    stage_ranks=dict(parent.stage_ranks),
+                )
+            )
+    trace = [
+        TraceEvent(
+            node=node,
+            kind="expansion",
+            message=f"added {len(added)} neighbouring chunk(s) (window ±{window})",
+            data={"added": [c.id for c in added], "window": window},
+        )
+    ]
+    if failures:
+        trace.append(TraceEvent(node=node, kind="fallback", message="some neighbours could not be fetched",
+                                data={"failures": failures}))
+    return selected + added, trace
