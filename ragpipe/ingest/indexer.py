@@ -1,0 +1,471 @@
+"""Index a folder (or any documents) into the chunk store: incremental, crash-safe, one writer.
+
+A run: walk -> classify each source against the manifest (same size+mtime: unchanged without
+reading; else content hash) -> parse and chunk what changed -> embed in large groups -> for each
+group, upsert its chunks, delete the chunks its files no longer have, and only then record the
+files in the manifest. Embedding of the next group overlaps the store write of the previous one.
+A run killed at any point leaves a queryable index; the next run redoes unrecorded files and, as
+the previous run was not clean, sweeps chunks that no manifest row owns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ragpipe.config import Settings
+from ragpipe.errors import ConfigError, EmbeddingMismatch, IngestError, StoreError
+from ragpipe.ingest.chunker import ChunkPlan, Chunker
+from ragpipe.ingest.embed import Embedder, embedder_name, get_embedder
+from ragpipe.ingest.loaders import LoadedDocument, loader_for
+from ragpipe.ingest.manifest import Manifest, ManifestEntry
+from ragpipe.ingest.report import IndexReport, ProgressEvent, ProgressFn
+from ragpipe.ingest.walk import Skipped, walk_folder
+from ragpipe.schema import Chunk, Document, TraceEvent, stable_hash
+
+log = logging.getLogger(__name__)
+INDEX_DIRNAME = ".ragpipe"
+
+
+@dataclass
+class Source:
+    """One thing to index: a file or an in-memory document, identified by ``key``."""
+
+    key: str
+    size: int
+    mtime: float
+    load: Callable[[], LoadedDocument]
+    fingerprint: Callable[[], str]
+    file_type: str = ""
+
+
+@dataclass
+class _Parsed:
+    source: Source
+    hash: str
+    chunks: list[Chunk]
+    previous: ManifestEntry | None
+
+
+@dataclass
+class Index:
+    """An opened index: the store to query and the embedder its vectors came from."""
+
+    dir: Path
+    store: object
+    embedder: Embedder
+
+
+def resolve_index_dir(docs_dir: str | Path, settings: Settings) -> Path:
+    """``store.path`` when set, else ``<docs>/.ragpipe``."""
+    if settings.store.path:
+        return Path(settings.store.path).expanduser().resolve()
+    return Path(docs_dir).expanduser().resolve() / INDEX_DIRNAME
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def folder_sources(docs_dir: Path, settings: Settings, index_dir: Path, report: IndexReport) -> list[Source]:
+    chunking = settings.chunking
+    walked = walk_folder(
+        docs_dir,
+        include=chunking.include,
+        exclude=chunking.exclude,
+        index_dir=index_dir,
+        max_bytes=int(chunking.max_file_mb * 1_000_000),
+    )
+    report.skipped.extend(walked.skipped)
+    report.unsupported = walked.unsupported
+    sources = []
+    for entry in walked.files:
+        loader = loader_for(entry.path)
+        assert loader is not None  # walk_folder only returns loadable files
+        sources.append(
+            Source(
+                key=entry.rel,
+                size=entry.size,
+                mtime=entry.mtime,
+                load=lambda p=entry.path, fn=loader: fn(p),
+                fingerprint=lambda p=entry.path: file_hash(p),
+                file_type=entry.path.suffix.lower().lstrip("."),
+            )
+        )
+    return sources
+
+
+def document_sources(documents: Iterable[Document]) -> list[Source]:
+    """Sources for in-memory documents (e.g. from LangChain/LlamaIndex), keyed by their source."""
+    sources = []
+    for doc in documents:
+        key = doc.source or doc.id
+        meta = {k: v for k, v in doc.metadata.items() if isinstance(v, str | int | float | bool)}
+        fingerprint = stable_hash(doc.text, doc.title or "", json.dumps(meta, sort_keys=True), length=64)
+        sources.append(
+            Source(
+                key=key,
+                size=len(doc.text),
+                mtime=doc.mtime or 0.0,
+                load=lambda d=doc, m=meta: LoadedDocument(d.text, d.title, dict(m)).ensure_segments(),
+                fingerprint=lambda f=fingerprint: f,
+                file_type=str(doc.metadata.get("file_type", "document")),
+            )
+        )
+    return sources
+
+
+def index_folder(
+    docs_dir: str | Path,
+    settings: Settings,
+    *,
+    progress: ProgressFn | None = None,
+    dry_run: bool = False,
+    embedder: Embedder | None = None,
+    group_chunks: int | None = None,
+) -> IndexReport:
+    """Bring the index of ``docs_dir`` up to date with the folder; return what changed.
+
+    ``embedder`` replaces the configured one (tests use a fast fake); ``group_chunks`` is how
+    many chunks are embedded and committed together (default ``8 x embedding.batch_size``).
+    """
+    docs = Path(docs_dir).expanduser().resolve()
+    if not docs.is_dir():
+        raise ConfigError(f"{docs} is not a folder")
+    index_dir = resolve_index_dir(docs, settings)
+    report = IndexReport(index_dir=index_dir, dry_run=dry_run)
+    started = time.perf_counter()
+    sources = folder_sources(docs, settings, index_dir, report)
+    for skipped in report.skipped:
+        log.warning("skipped %s: %s", skipped.path, skipped.reason)
+    _emit(progress, ProgressEvent("scan", len(sources), len(sources)))
+    _Run(index_dir, settings, report, progress, embedder, group_chunks).run(sources, prune=True, dry_run=dry_run)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def index_documents(
+    documents: Iterable[Document],
+    settings: Settings,
+    *,
+    index_dir: str | Path,
+    progress: ProgressFn | None = None,
+    prune: bool = False,
+    embedder: Embedder | None = None,
+) -> IndexReport:
+    """Index in-memory documents (adapters turn LangChain/LlamaIndex documents into these).
+
+    With ``prune`` the documents are the whole collection and anything else is removed.
+    """
+    target = Path(index_dir).expanduser().resolve()
+    report = IndexReport(index_dir=target)
+    started = time.perf_counter()
+    _Run(target, settings, report, progress, embedder, None).run(document_sources(documents), prune=prune)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def open_index(docs_dir: str | Path, settings: Settings) -> Index:
+    """Open an existing index for querying; clear errors for a missing index or another model."""
+    from ragpipe.ingest.store import ChunkStore
+
+    index_dir = resolve_index_dir(docs_dir, settings)
+    if settings.store.kind == "persistent" and not (index_dir / "chroma").is_dir():
+        raise StoreError(f"no index at {index_dir}: run `ragpipe index {docs_dir}` first")
+    wanted = embedder_name(settings.embedding)
+    store = ChunkStore.open(index_dir, settings.store, embedding_model=wanted)
+    embedder = get_embedder(settings.embedding)
+    store.check_embedder(embedder.name, embedder.dim)
+    return Index(dir=index_dir, store=store, embedder=embedder)
+
+
+def _emit(progress: ProgressFn | None, event: ProgressEvent) -> None:
+    if progress is not None:
+        progress(event)
+
+
+@dataclass
+class _Run:
+    index_dir: Path
+    settings: Settings
+    report: IndexReport
+    progress: ProgressFn | None
+    embedder: Embedder | None
+    group_chunks: int | None
+    _store: object | None = field(default=None, init=False)
+    _manifest: Manifest | None = field(default=None, init=False)
+
+    def run(self, sources: Sequence[Source], *, prune: bool, dry_run: bool = False) -> None:
+        from ragpipe.ingest.store import writer_lock
+
+        if dry_run:
+            self._plan_only(sources, prune)
+            return
+        with writer_lock(self.index_dir):
+            manifest = self._manifest = Manifest(self.index_dir)
+            try:
+                self._run_locked(manifest, sources, prune)
+            finally:
+                manifest.close()
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def _check_model(self, manifest: Manifest) -> str:
+        name = self.embedder.name if self.embedder else embedder_name(self.settings.embedding)
+        recorded = manifest.get_meta("embedding_model")
+        if recorded and recorded != name:
+            raise EmbeddingMismatch(
+                f"index {self.index_dir} was built with embedding model '{recorded}' but '{name}' is configured; "
+                f"set embedding.model='{recorded}' or index into a new folder (--index PATH)"
+            )
+        return name
+
+    def _classify(
+        self, manifest: Manifest, sources: Sequence[Source], prune: bool
+    ) -> tuple[list[tuple[Source, str, ManifestEntry | None]], list[ManifestEntry]]:
+        """(sources to (re)index with their hash and old entry, manifest entries to remove)."""
+        entries = manifest.entries() if manifest is not None else {}
+        pending = []
+        for source in sources:
+            old = entries.get(source.key)
+            same_stat = old is not None and old.size == source.size and old.mtime == source.mtime
+            digest = ""
+            if not same_stat:
+                try:
+                    digest = source.fingerprint()
+                except OSError as err:
+                    self._skip(source.key, f"unreadable ({err.strerror or err})")
+                    continue
+            if old and (same_stat or old.hash == digest):
+                if old.error:
+                    self._skip(source.key, f"{old.error} (unchanged since it failed)")
+                else:
+                    self.report.unchanged += 1
+                if not same_stat and manifest is not None and not self.report.dry_run:
+                    manifest.touch(source.key, source.size, source.mtime)
+                continue
+            pending.append((source, digest, old))
+        keys = {s.key for s in sources}
+        removed = [e for k, e in entries.items() if k not in keys] if prune else []
+        return pending, removed
+
+    def _plan_only(self, sources: Sequence[Source], prune: bool) -> None:
+        manifest = Manifest(self.index_dir) if Manifest.exists(self.index_dir) else None
+        try:
+            if manifest is not None:
+                self._check_model(manifest)
+            pending, removed = self._classify(manifest, sources, prune)  # type: ignore[arg-type]
+        finally:
+            if manifest is not None:
+                manifest.close()
+        for source, _, old in pending:
+            (self.report.updated if old else self.report.added).append(source.key)
+        self.report.removed = [e.key for e in removed]
+        self.report.chunks_removed = sum(len(e.chunk_ids) for e in removed)
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def _run_locked(self, manifest: Manifest, sources: Sequence[Source], prune: bool) -> None:
+        name = self._check_model(manifest)
+        pending, removed = self._classify(manifest, sources, prune)
+        was_clean = manifest.clean
+        if not pending and not removed and was_clean:
+            self._sync_bm25_if_stale(manifest, None)
+            _emit(self.progress, ProgressEvent("done", 0, 0))
+            return
+        manifest.mark(clean=False)
+        store = self._open_store(manifest, name)
+        if removed:
+            ids = [i for e in removed for i in e.chunk_ids]
+            store.delete(ids)
+            manifest.remove(e.key for e in removed)
+            self.report.removed = [e.key for e in removed]
+            self.report.chunks_removed += len(ids)
+        parsed = self._parse(pending)
+        self._embed_and_write(store, manifest, parsed)
+        if not was_clean:
+            self._sweep_orphans(store, manifest)
+        manifest.mark(clean=True)
+        self.report.chunks_total = store.count()
+        self._sync_bm25_if_stale(manifest, store)
+        _emit(self.progress, ProgressEvent("done", len(parsed), len(parsed), self.report.embedded))
+
+    def _open_store(self, manifest: Manifest, name: str):  # noqa: ANN202 - ChunkStore, imported lazily
+        from ragpipe.ingest.store import ChunkStore
+
+        if self.embedder is None:
+            self.embedder = get_embedder(self.settings.embedding)
+        store = ChunkStore.open(
+            self.index_dir, self.settings.store, embedding_model=name, dim=self.embedder.dim, create=True
+        )
+        manifest.set_meta("embedding_model", name)
+        manifest.set_meta("dim", str(self.embedder.dim))
+        self._store = store
+        return store
+
+    def _skip(self, key: str, reason: str) -> None:
+        log.warning("skipped %s: %s", key, reason)
+        self.report.skipped.append(Skipped(key, reason))
+
+    def _parse(self, pending: list[tuple[Source, str, ManifestEntry | None]]) -> list[_Parsed]:
+        assert self.embedder is not None
+        plan = ChunkPlan.for_embedder(
+            self.settings.chunking.chunk_tokens, self.settings.chunking.overlap_tokens, self.embedder.max_tokens
+        )
+        chunker = Chunker(self.embedder, plan)  # type: ignore[arg-type]  # embedders expose token_offsets
+        parsed: list[_Parsed] = []
+        failed: list[tuple[Source, str, ManifestEntry | None, str]] = []
+        for done, (source, digest, old) in enumerate(pending, start=1):
+            reason = None
+            try:
+                loaded = source.load()
+                if not loaded.text.strip():
+                    reason = "no text extracted"
+            except IngestError as err:
+                reason = err.reason
+            except Exception as err:  # a loader bug or a library choking on a file: skip, never abort
+                reason = f"could not be parsed ({err.__class__.__name__}: {err})"
+            if reason is not None:
+                self._skip(source.key, reason)
+                failed.append((source, digest, old, reason))
+                continue
+            doc_id = Document.make_id(source.key)
+            metadata = {**loaded.metadata, "file_type": source.file_type, "mtime": source.mtime, "hash": digest[:16]}
+            result = chunker.chunk(loaded, doc_id, source.key, **metadata)
+            for note in result.notes:
+                self.report.trace.append(TraceEvent(node="ingest", kind="truncation", message=f"{source.key}: {note}"))
+            parsed.append(_Parsed(source, digest, result.chunks, old))
+            _emit(self.progress, ProgressEvent("parse", done, len(pending)))
+        self._record_failures(failed)
+        return parsed
+
+    def _record_failures(self, failed: list[tuple[Source, str, ManifestEntry | None, str]]) -> None:
+        """A file that no longer loads loses its old chunks; its row remembers why until it changes."""
+        if not failed:
+            return
+        stale = [i for _, _, old, _ in failed if old for i in old.chunk_ids]
+        if stale:
+            self._store.delete(stale)  # type: ignore[attr-defined]
+            self.report.chunks_removed += len(stale)
+        self._manifest.put(
+            ManifestEntry(s.key, Document.make_id(s.key), digest, s.size, s.mtime, (), reason)
+            for s, digest, _, reason in failed
+        )
+
+    def _groups(self, parsed: list[_Parsed]) -> list[list[_Parsed]]:
+        size = self.group_chunks or max(64, 8 * self.settings.embedding.batch_size)
+        groups: list[list[_Parsed]] = [[]]
+        count = 0
+        for item in parsed:
+            if count >= size:
+                groups.append([])
+                count = 0
+            groups[-1].append(item)
+            count += len(item.chunks)
+        return [g for g in groups if g]
+
+    def _embed_and_write(self, store, manifest: Manifest, parsed: list[_Parsed]) -> None:  # noqa: ANN001
+        assert self.embedder is not None
+        total_chunks = sum(len(p.chunks) for p in parsed)
+        written_files = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragpipe-write") as writer:
+            previous: Future[int] | None = None
+            for group in self._groups(parsed):
+                chunks = [c for p in group for c in p.chunks]
+                self._check_lengths(chunks)
+                t0 = time.perf_counter()
+                vectors = self.embedder.embed([c.text for c in chunks])
+                self.report.embed_seconds += time.perf_counter() - t0
+                self.report.embedded += len(chunks)
+                _emit(
+                    self.progress,
+                    ProgressEvent("embed", self.report.embedded, total_chunks, self.report.embedded, self.report.embeddings_per_s),
+                )
+                if previous is not None:
+                    written_files += previous.result()
+                    _emit(self.progress, ProgressEvent("write", written_files, len(parsed), self.report.embedded))
+                previous = writer.submit(self._write_group, store, manifest, group, chunks, vectors)
+            if previous is not None:
+                written_files += previous.result()
+                _emit(self.progress, ProgressEvent("write", written_files, len(parsed), self.report.embedded))
+
+    def _check_lengths(self, chunks: list[Chunk]) -> None:
+        """Chunks are budgeted to fit; record any that the embedder would still truncate."""
+        assert self.embedder is not None
+        limit = self.embedder.max_tokens
+        for chunk in chunks:
+            if len(chunk.text) > 2 * limit and self.embedder.count_tokens(chunk.text) > limit:
+                self.report.trace.append(
+                    TraceEvent(
+                        node="ingest",
+                        kind="truncation",
+                        message=f"{chunk.source} chunk {chunk.position} exceeds the embedder's {limit} tokens",
+                        data={"chunk_id": chunk.id},
+                    )
+                )
+
+    def _write_group(self, store, manifest: Manifest, group: list[_Parsed], chunks: list[Chunk], vectors) -> int:  # noqa: ANN001
+        """Upsert, drop each file's superseded chunks, then (only then) record the files."""
+        assert self.embedder is not None
+        store.upsert(chunks, vectors, embedding_model=self.embedder.name)
+        stale = [i for p in group if p.previous for i in set(p.previous.chunk_ids) - {c.id for c in p.chunks}]
+        if stale:
+            store.delete(stale)
+        manifest.put(
+            ManifestEntry(p.source.key, Document.make_id(p.source.key), p.hash, p.source.size, p.source.mtime,
+                          tuple(c.id for c in p.chunks))
+            for p in group
+        )
+        for p in group:
+            (self.report.updated if p.previous else self.report.added).append(p.source.key)
+        self.report.chunks_added += len(chunks)
+        self.report.chunks_removed += len(stale)
+        return len(group)
+
+    def _sweep_orphans(self, store, manifest: Manifest) -> None:  # noqa: ANN001
+        """After a killed run: delete chunks that no manifest row owns (half-written files)."""
+        owned = {i for e in manifest.entries().values() for i in e.chunk_ids}
+        orphans = sorted(store.all_ids() - owned)
+        if orphans:
+            store.delete(orphans)
+            self.report.chunks_removed += len(orphans)
+            self.report.trace.append(
+                TraceEvent(node="ingest", kind="repair", message=f"removed {len(orphans)} orphan chunk(s) left by an interrupted run")
+            )
+
+    def _sync_bm25_if_stale(self, manifest: Manifest, store) -> None:  # noqa: ANN001
+        """Keep the BM25 sidecar current; cheap no-op when it already matches the store revision."""
+        try:
+            from ragpipe.retrieve.bm25 import BM25Index
+        except ImportError:
+            return
+        revision_file = self.index_dir / "revision"
+        revision = revision_file.read_text().strip() if revision_file.is_file() else "empty"
+        if store is None and manifest.get_meta("bm25_revision") == revision:
+            return
+        if store is None:
+            from ragpipe.ingest.store import ChunkStore
+
+            recorded = manifest.get_meta("embedding_model")
+            if not recorded:
+                return
+            store = ChunkStore.open(self.index_dir, self.settings.store, embedding_model=recorded)
+        try:
+            BM25Index.sync(store)
+        except Exception as err:  # BM25 is a sidecar: the dense index is complete without it
+            self.report.trace.append(
+                TraceEvent(node="ingest", kind="fallback", message=f"BM25 sync failed ({err}); dense search only until the next run")
+            )
+            return
+        manifest.set_meta("bm25_revision", store.revision)

@@ -1,0 +1,299 @@
+"""The Chroma-backed chunk store: embedded ``PersistentClient`` or a Chroma server (``HttpClient``).
+
+Rules learnt the hard way by Chroma users, all enforced here:
+- never Chroma's own (downloading) default embedding function: we always pass vectors;
+- cosine space, and similarity reported as ``1 - cosine distance``;
+- writes batched to the client's maximum batch size, with ``upsert`` on content-hash ids;
+- the embedding model and dimension recorded in the collection and checked on every open/add;
+- one client per process per path, and a file lock so only one process writes an index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragpipe.config import StoreSettings
+from ragpipe.errors import EmbeddingMismatch, StoreError, StoreLocked
+from ragpipe.schema import Chunk
+
+REVISION_FILE = "revision"
+LOCK_FILE = "write.lock"
+_PAGE = 1000
+_CLIENTS: dict[str, Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _chroma_settings() -> Any:
+    import chromadb
+
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    return chromadb.Settings(anonymized_telemetry=False)
+
+
+def chroma_client(settings: StoreSettings, index_dir: Path) -> Any:
+    """The one client this process uses for this index (Chroma clients must not be duplicated)."""
+    import chromadb
+
+    key = f"http://{settings.host}:{settings.port}" if settings.kind == "http" else str(index_dir.resolve())
+    with _CLIENTS_LOCK:
+        if key not in _CLIENTS:
+            try:
+                if settings.kind == "http":
+                    _CLIENTS[key] = chromadb.HttpClient(
+                        host=settings.host, port=settings.port, settings=_chroma_settings()
+                    )
+                else:
+                    _CLIENTS[key] = chromadb.PersistentClient(str(index_dir / "chroma"), settings=_chroma_settings())
+            except Exception as err:  # chromadb raises plain ValueError/ConnectionError types
+                where = key if settings.kind == "http" else index_dir
+                raise StoreError(f"cannot open the Chroma store at {where}: {err}") from None
+        return _CLIENTS[key]
+
+
+def _mismatch(index_dir: Path, recorded: str, recorded_dim: Any, wanted: str, dim: int | None) -> EmbeddingMismatch:
+    return EmbeddingMismatch(
+        f"index {index_dir} was built with embedding model '{recorded}' (dim {recorded_dim}) but "
+        f"'{wanted}'{f' (dim {dim})' if dim else ''} is configured; set embedding.model='{recorded}' "
+        f"or re-index into a new folder (--index PATH)"
+    )
+
+
+def _to_metadata(chunk: Chunk) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        k: v for k, v in chunk.metadata.items() if isinstance(v, str | int | float | bool) and not k.startswith("_")
+    }
+    meta.update(
+        doc_id=chunk.doc_id,
+        position=chunk.position,
+        source=chunk.source,
+        start_char=chunk.start_char if chunk.start_char is not None else -1,
+        end_char=chunk.end_char if chunk.end_char is not None else -1,
+        prev_id=chunk.prev_id or "",
+        next_id=chunk.next_id or "",
+        title=chunk.title or "",
+        headings=json.dumps(chunk.headings, ensure_ascii=False),
+    )
+    return meta
+
+
+_CORE_KEYS = {"doc_id", "position", "source", "start_char", "end_char", "prev_id", "next_id", "title", "headings"}
+
+
+def _to_chunk(chunk_id: str, text: str | None, meta: dict[str, Any] | None) -> Chunk:
+    meta = dict(meta or {})
+    start, end = meta.get("start_char", -1), meta.get("end_char", -1)
+    try:
+        headings = json.loads(meta.get("headings") or "[]")
+    except json.JSONDecodeError:
+        headings = []
+    return Chunk(
+        id=chunk_id,
+        doc_id=str(meta.get("doc_id", "")),
+        position=int(meta.get("position", 0)),
+        text=text or "",
+        source=str(meta.get("source", "")),
+        start_char=None if start is None or start < 0 else int(start),
+        end_char=None if end is None or end < 0 else int(end),
+        prev_id=meta.get("prev_id") or None,
+        next_id=meta.get("next_id") or None,
+        title=meta.get("title") or None,
+        headings=headings,
+        metadata={k: v for k, v in meta.items() if k not in _CORE_KEYS},
+    )
+
+
+class ChunkStore:
+    """Chunks and their vectors in one Chroma collection, plus sidecar files in ``index_dir``."""
+
+    def __init__(self, collection: Any, client: Any, index_dir: Path) -> None:
+        self.collection = collection
+        self.client = client
+        self.index_dir = index_dir
+        meta = collection.metadata or {}
+        self.embedding_model: str = str(meta.get("embedding_model", ""))
+        self.dim: int = int(meta.get("dim", 0))
+
+    @classmethod
+    def open(
+        cls,
+        index_dir: Path,
+        settings: StoreSettings,
+        *,
+        embedding_model: str,
+        dim: int | None = None,
+        create: bool = False,
+    ) -> ChunkStore:
+        """Open (or with ``create``, create) the collection and check its embedding model."""
+        index_dir.mkdir(parents=True, exist_ok=True) if create else None
+        client = chroma_client(settings, index_dir)
+        try:
+            if create:
+                if dim is None:
+                    raise StoreError("creating an index needs the embedding dimension")
+                collection = client.get_or_create_collection(
+                    settings.collection,
+                    metadata={"hnsw:space": "cosine", "embedding_model": embedding_model, "dim": dim},
+                    embedding_function=None,
+                )
+            else:
+                collection = client.get_collection(settings.collection, embedding_function=None)
+        except StoreError:
+            raise
+        except Exception as err:  # chromadb's NotFoundError / ValueError differ by version
+            if not create:
+                raise StoreError(
+                    f"no index at {index_dir} (collection '{settings.collection}'): run `ragpipe index DIR` first"
+                ) from None
+            raise StoreError(f"cannot open collection '{settings.collection}': {err}") from None
+        store = cls(collection, client, index_dir)
+        store.check_embedder(embedding_model, dim)
+        return store
+
+    def check_embedder(self, name: str, dim: int | None = None) -> None:
+        """Raise ``EmbeddingMismatch`` unless ``name``/``dim`` are what the index was built with."""
+        if self.embedding_model and (name != self.embedding_model or (dim and self.dim and dim != self.dim)):
+            raise _mismatch(self.index_dir, self.embedding_model, self.dim, name, dim)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def count(self) -> int:
+        return int(self.collection.count())
+
+    def query(self, vector: Sequence[float] | np.ndarray, k: int, where: dict | None = None) -> list[tuple[Chunk, float]]:
+        """The ``k`` nearest chunks with cosine similarity, best first."""
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if self.dim and vector.shape[0] != self.dim:
+            raise _mismatch(self.index_dir, self.embedding_model, self.dim, "the query embedder", vector.shape[0])
+        n = min(k, self.count())
+        if n <= 0:
+            return []
+        result = self.collection.query(
+            query_embeddings=[vector.tolist()],
+            n_results=n,
+            where=where or None,
+            include=["documents", "metadatas", "distances"],
+        )
+        ids, docs = result["ids"][0], result["documents"][0]
+        metas, dists = result["metadatas"][0], result["distances"][0]
+        return [(_to_chunk(i, d, m), 1.0 - float(dist)) for i, d, m, dist in zip(ids, docs, metas, dists)]
+
+    def get(self, ids: Sequence[str]) -> list[Chunk]:
+        """Chunks by id, in the order asked (missing ids are left out)."""
+        if not ids:
+            return []
+        result = self.collection.get(ids=list(ids), include=["documents", "metadatas"])
+        found = {i: _to_chunk(i, d, m) for i, d, m in zip(result["ids"], result["documents"], result["metadatas"])}
+        return [found[i] for i in ids if i in found]
+
+    def neighbours(self, doc_id: str, position: int, window: int) -> list[Chunk]:
+        """The chunks of ``doc_id`` at ``position ± window``, by position (the chunk itself included)."""
+        where = {
+            "$and": [
+                {"doc_id": doc_id},
+                {"position": {"$gte": position - window}},
+                {"position": {"$lte": position + window}},
+            ]
+        }
+        result = self.collection.get(where=where, include=["documents", "metadatas"])
+        chunks = [_to_chunk(i, d, m) for i, d, m in zip(result["ids"], result["documents"], result["metadatas"])]
+        return sorted(chunks, key=lambda c: c.position)
+
+    def iter_chunks(self, batch: int = _PAGE) -> Iterator[Chunk]:
+        offset = 0
+        while True:
+            result = self.collection.get(limit=batch, offset=offset, include=["documents", "metadatas"])
+            if not result["ids"]:
+                return
+            for i, d, m in zip(result["ids"], result["documents"], result["metadatas"]):
+                yield _to_chunk(i, d, m)
+            offset += len(result["ids"])
+
+    def all_ids(self) -> set[str]:
+        ids: set[str] = set()
+        offset = 0
+        while True:
+            page = self.collection.get(limit=10_000, offset=offset, include=[])["ids"]
+            if not page:
+                return ids
+            ids.update(page)
+            offset += len(page)
+
+    @property
+    def revision(self) -> str:
+        """Changes whenever chunks are written or deleted (BM25 and caches key on it)."""
+        try:
+            return (self.index_dir / REVISION_FILE).read_text().strip()
+        except FileNotFoundError:
+            return "empty"
+
+    # -- writing ---------------------------------------------------------------------------
+
+    @property
+    def max_batch(self) -> int:
+        try:
+            return int(self.client.get_max_batch_size())
+        except Exception:  # older servers do not expose it
+            return 1000
+
+    def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray, *, embedding_model: str) -> None:
+        """Write chunks with their vectors, in batches of the client's maximum size."""
+        self.check_embedder(embedding_model, int(vectors.shape[1]) if len(vectors) else None)
+        if len(chunks) != len(vectors):
+            raise StoreError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        step = self.max_batch
+        for start in range(0, len(chunks), step):
+            part = chunks[start : start + step]
+            self.collection.upsert(
+                ids=[c.id for c in part],
+                embeddings=np.asarray(vectors[start : start + step], dtype=np.float32),
+                documents=[c.text for c in part],
+                metadatas=[_to_metadata(c) for c in part],
+            )
+        if chunks:
+            self._bump_revision()
+
+    def delete(self, ids: Sequence[str]) -> None:
+        ids = list(ids)
+        step = self.max_batch
+        for start in range(0, len(ids), step):
+            self.collection.delete(ids=ids[start : start + step])
+        if ids:
+            self._bump_revision()
+
+    def _bump_revision(self) -> None:
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.index_dir / f".{REVISION_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(uuid.uuid4().hex)
+        os.replace(tmp, self.index_dir / REVISION_FILE)
+
+
+def writer_lock(index_dir: Path) -> Any:
+    """An exclusive, non-blocking lock on the index: a second writer gets ``StoreLocked``."""
+    from filelock import FileLock, Timeout
+
+    index_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(index_dir / LOCK_FILE), timeout=0)
+
+    class _Guard:
+        def __enter__(self) -> Any:
+            try:
+                lock.acquire()
+            except Timeout:
+                raise StoreLocked(
+                    f"another process is writing the index at {index_dir}; wait for it to finish "
+                    f"(or delete {index_dir / LOCK_FILE} if no ragpipe process is running)"
+                ) from None
+            return lock
+
+        def __exit__(self, *exc: Any) -> None:
+            lock.release()
+
+    return _Guard()
