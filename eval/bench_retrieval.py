@@ -20,7 +20,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,9 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ragpipe.schema import Chunk, ScoredChunk, stable_hash  # noqa: E402
+from ragpipe.retrieve import MODES, FusionConfig, Retriever, fuse  # noqa: E402
+from ragpipe.retrieve.bm25 import Tokenizer  # noqa: E402
+from ragpipe.schema import Chunk, stable_hash  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 WORK = ROOT / "eval" / "work" / "retrieval"
@@ -136,6 +138,170 @@ def prepare(dataset: str, chunk_tokens: int, overlap: int, model=None):
     return chunks, vectors, queries, qvectors, qrels, model
 
 
+# --------------------------------------------------------------------------- store
+
+
+class LookupEmbedder:
+    """Query vectors computed once in ``prepare`` (the metric runs need no model)."""
+
+    def __init__(self, queries: list[dict], vectors: np.ndarray, name: str, dim: int) -> None:
+        self._by_text = {q["text"]: v for q, v in zip(queries, vectors)}
+        self.name, self.dim, self.max_tokens = name, dim, 256
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._by_text[text]
+
+
+def build_store(dataset: str, chunks: list[Chunk], vectors: np.ndarray, kind: str, cache_key: str):
+    """The real Chroma ``ChunkStore`` (default) or the in-memory one, filled with cached vectors."""
+    from ragpipe.retrieve.memory import MemoryStore
+
+    index_dir = WORK / f"{dataset}-{cache_key}-index-{kind}"
+    if kind == "memory":
+        store = MemoryStore(index_dir)
+        store.add(chunks, vectors)
+        return store
+    from ragpipe.config import StoreSettings
+    from ragpipe.ingest.embed import CANONICAL_MINILM
+    from ragpipe.ingest.store import ChunkStore
+
+    store = ChunkStore.open(
+        index_dir, StoreSettings(), embedding_model=CANONICAL_MINILM, dim=int(vectors.shape[1]), create=True
+    )
+    if store.count() != len(chunks):
+        store.upsert(chunks, vectors, embedding_model=CANONICAL_MINILM)
+    return store
+
+
+# --------------------------------------------------------------------------- runs and metrics
+
+
+def variants() -> dict[str, FusionConfig]:
+    """Every fusion compared; ``hybrid`` (the library default) is run through ``Retriever``."""
+    out: dict[str, FusionConfig] = {"rrf_k60": FusionConfig(method="rrf", weights={}, rrf_k=60)}
+    for wd in (0.6, 0.7, 0.8):
+        out[f"wrrf_d{wd:g}"] = FusionConfig(method="rrf", weights={"dense": wd, "bm25": 1 - wd}, rrf_k=60)
+    for norm in ("minmax", "zscore"):
+        for wd in (0.5, 0.6, 0.7, 0.8):
+            out[f"{norm}_d{wd:g}"] = FusionConfig(
+                method="score", normalisation=norm, weights={"dense": wd, "bm25": 1 - wd}
+            )
+    return out
+
+
+def doc_run(results: Sequence[tuple[str, float]], corpus_of: dict[str, str]) -> dict[str, float]:
+    """Chunk ranking -> corpus-doc ranking (a doc counts at its best chunk); scores keep the order."""
+    docs: list[str] = []
+    seen: set[str] = set()
+    for chunk_id, _score in results:
+        doc = corpus_of[chunk_id]
+        if doc not in seen:
+            seen.add(doc)
+            docs.append(doc)
+    return {doc: float(len(docs) - i) for i, doc in enumerate(docs)}
+
+
+def evaluate_runs(qrels: dict, runs: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    from ranx import Qrels, Run, evaluate
+
+    metrics = ["ndcg@10", "recall@20", "recall@100"]
+    qrels_obj = Qrels({q: d for q, d in qrels.items()})
+    out = {}
+    for name, run in runs.items():
+        run = {q: (r if r else {"__none__": 0.0}) for q, r in run.items()}
+        scores = evaluate(qrels_obj, Run(run, name=name), metrics, make_comparable=True)
+        out[name] = {m: round(float(v), 4) for m, v in scores.items()}
+    return out
+
+
+async def collect_runs(retriever, queries: list[dict], corpus_of: dict[str, str], depth: int):
+    runs: dict[str, dict[str, dict[str, float]]] = {}
+    fusions = variants()
+    for q in queries:
+        qid, text = q["_id"], q["text"]
+        dense = await retriever.aretrieve(text, k=depth, mode="dense")
+        bm25 = await retriever.aretrieve(text, k=depth, mode="bm25")
+        hybrid = await retriever.aretrieve(text, k=depth, mode="hybrid")
+        rankings = {"dense": [(r.id, r.score) for r in dense], "bm25": [(r.id, r.score) for r in bm25]}
+        rankings = {name: ranking for name, ranking in rankings.items() if ranking}
+        per_query = {
+            "dense": rankings.get("dense", []),
+            "bm25": rankings.get("bm25", []),
+            "hybrid": [(r.id, r.score) for r in hybrid],
+        }
+        for name, config in fusions.items():
+            per_query[name] = fuse(rankings, config) if rankings else []
+        for name, ranking in per_query.items():
+            runs.setdefault(name, {})[qid] = doc_run(ranking, corpus_of)
+    return runs
+
+
+def latency(store, queries: list[dict], n: int, k: int = 10) -> dict[str, dict[str, float]]:
+    """Per-mode query latency (ms) with the embedding model loaded and BM25 warm."""
+    from ragpipe.config import EmbeddingSettings
+    from ragpipe.ingest.embed import get_embedder
+
+    retriever = Retriever(store, get_embedder(EmbeddingSettings()))
+    sample = [q["text"] for q in queries[:n]]
+    for mode in MODES:  # warm-up: load the model, BM25, Chroma's segment
+        retriever.retrieve(sample[0], k=k, mode=mode)
+    out = {}
+    for mode in MODES:
+        times = []
+        for text in sample:
+            t0 = time.perf_counter()
+            retriever.retrieve(text, k=k, mode=mode)
+            times.append((time.perf_counter() - t0) * 1000)
+        times.sort()
+        out[mode] = {
+            "p50_ms": round(statistics.median(times), 2),
+            "p95_ms": round(times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))], 2),
+            "n": len(times),
+        }
+    return out
+
+
+def run_dataset(dataset: str, args: argparse.Namespace, model):
+    chunks, vectors, queries, qvectors, qrels, model = prepare(dataset, args.chunk_tokens, args.overlap, model)
+    cache_key = f"{CACHE_VERSION}-{args.chunk_tokens}-{args.overlap}"
+    store = build_store(dataset, chunks, vectors, args.store, cache_key)
+    queries = [q for q in queries if q["_id"] in qrels]
+    picked = queries[: args.limit] if args.limit else queries
+    embedder = LookupEmbedder(read_jsonl(DATA / dataset / "queries.jsonl"), qvectors, "lookup", int(vectors.shape[1]))
+    corpus_of = {c.id: c.metadata["corpus_id"] for c in chunks}
+    retriever = Retriever(store, embedder, candidates=args.depth)
+    t0 = time.perf_counter()
+    runs = asyncio.run(collect_runs(retriever, picked, corpus_of, args.depth))
+    seconds = time.perf_counter() - t0
+    metrics = evaluate_runs({q["_id"]: qrels[q["_id"]] for q in picked}, runs)
+    lat = latency(store, picked, args.latency_queries) if args.latency_queries else {}
+    return {
+        "queries": len(picked),
+        "corpus_docs": len(set(corpus_of.values())),
+        "chunks": len(chunks),
+        "depth": args.depth,
+        "metrics": metrics,
+        "latency": lat,
+        "run_seconds": round(seconds, 1),
+    }, model
+
+
+def print_table(results: dict) -> None:
+    names = list(next(iter(results.values()))["metrics"])
+    header = f"{'variant':<14}" + "".join(f"{ds[:14]:>16}" for ds in results)
+    print("\nnDCG@10 (recall@100)")
+    print(header)
+    for name in names:
+        row = f"{name:<14}"
+        for ds in results.values():
+            m = ds["metrics"][name]
+            row += f"{m['ndcg@10']:>9.3f} ({m['recall@100']:.2f})"
+        print(row)
+    print("\nlatency p50/p95 ms")
+    for ds, res in results.items():
+        print(f"  {ds}: " + ", ".join(f"{mode} {v['p50_ms']}/{v['p95_ms']}" for mode, v in res["latency"].items()))
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -145,6 +311,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=None, help="at most N queries per dataset")
     parser.add_argument("--chunk-tokens", type=int, default=200)
     parser.add_argument("--overlap", type=int, default=30)
+    parser.add_argument("--depth", type=int, default=300, help="chunks retrieved per query and per retriever")
+    parser.add_argument("--store", choices=("chroma", "memory"), default="chroma")
+    parser.add_argument("--latency-queries", type=int, default=50, help="queries timed per mode (0: skip)")
     parser.add_argument("--prepare-only", action="store_true", help="build the embedding caches and stop")
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser.parse_args(argv)
@@ -153,9 +322,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     model = None
+    results = {}
     for dataset in args.datasets.split(","):
-        print(f"[{dataset}] preparing")
-        *_, model = prepare(dataset, args.chunk_tokens, args.overlap, model)
+        print(f"[{dataset}]", flush=True)
+        if args.prepare_only:
+            *_, model = prepare(dataset, args.chunk_tokens, args.overlap, model)
+            continue
+        results[dataset], model = run_dataset(dataset, args, model)
+    if args.prepare_only:
+        return 0
+    print_table(results)
+    report = {
+        "benchmark": "retrieval",
+        "command": "python eval/bench_retrieval.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "embedding_model": "sentence-transformers/all-MiniLM-L6-v2 (packaged)",
+        "bm25": "bm25s (lucene, k1=1.5, b=0.75), English stopwords, stemmer: " + str(Tokenizer().config.stemmer),
+        "default_fusion": FusionConfig().__dict__ | {"weights": dict(FusionConfig().weights)},
+        "datasets": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
     return 0
 
 
