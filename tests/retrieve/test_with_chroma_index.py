@@ -1,0 +1,70 @@
+"""Retrieval over a real indexed folder (Chroma store, BM25 sidecar) with a model-free embedder."""
+
+from __future__ import annotations
+
+import pytest
+
+from ragpipe.config import load_settings
+from ragpipe.ingest.indexer import index_folder
+from ragpipe.ingest.store import ChunkStore
+from ragpipe.ingest.testing import HashingEmbedder
+from ragpipe.retrieve import Retriever
+
+FILES = {
+    "guide/install.md": "# Install\n\nRun pip install ragpipe to install the package on Linux.",
+    "guide/usage.md": "# Usage\n\nAsk a question with ragpipe ask and read the cited answer.",
+    "notes/zeta.txt": "The zeta protocol QX9 encrypts telemetry packets end to end.",
+    "notes/birds.txt": "Kingfishers dive for fish in clear streams.",
+}
+
+
+@pytest.fixture
+def indexed(tmp_path):
+    docs = tmp_path / "docs"
+    for rel, text in FILES.items():
+        (docs / rel).parent.mkdir(parents=True, exist_ok=True)
+        (docs / rel).write_text(text)
+    settings = load_settings(store__path=str(tmp_path / "index"), store__collection=f"t{abs(hash(tmp_path)) % 10**8}")
+    embedder = HashingEmbedder()
+    index_folder(docs, settings, embedder=embedder)
+    store = ChunkStore.open(tmp_path / "index", settings.store, embedding_model=embedder.name)
+    return docs, settings, embedder, store
+
+
+def sources(results) -> set[str]:
+    return {r.chunk.source.rsplit("docs/", 1)[-1] for r in results}
+
+
+async def test_indexer_leaves_a_current_bm25_index_and_hybrid_finds_exact_terms(indexed):
+    _docs, settings, embedder, store = indexed
+    assert (store.index_dir / "bm25" / "CURRENT").is_file()
+    retriever = Retriever(store, embedder, settings.retrieval)
+    results = await retriever.aretrieve("QX9 telemetry", k=3)
+    assert sources(results[:1]) == {"notes/zeta.txt"}
+    assert results[0].stage_ranks["bm25"] == 1 and "dense" in results[0].stage_ranks
+
+
+async def test_filters_against_chroma_metadata(indexed):
+    _docs, settings, embedder, store = indexed
+    retriever = Retriever(store, embedder, settings.retrieval)
+    question = "ragpipe install ask telemetry kingfishers"
+    md = await retriever.aretrieve(question, k=10, filters="file_type=md")  # pushed down to Chroma
+    assert sources(md) == {"guide/install.md", "guide/usage.md"}
+    globbed = await retriever.aretrieve(question, k=10, filters="source~=*notes/*")  # post-filtered
+    assert sources(globbed) == {"notes/zeta.txt", "notes/birds.txt"}
+    either = await retriever.aretrieve(question, k=10, filters="file_type=txt || source~=*install*")
+    assert sources(either) == {"notes/zeta.txt", "notes/birds.txt", "guide/install.md"}
+    for mode in ("dense", "bm25"):
+        only = await retriever.aretrieve(question, k=10, filters=["file_type=md", "source~=*usage*"], mode=mode)
+        assert sources(only) == {"guide/usage.md"}
+
+
+async def test_reindexing_a_changed_folder_updates_bm25(indexed):
+    docs, settings, embedder, store = indexed
+    retriever = Retriever(store, embedder, settings.retrieval)
+    assert await retriever.aretrieve("axolotl", k=2, mode="bm25") == []
+    (docs / "notes" / "new.txt").write_text("An axolotl regrows its limbs.")
+    (docs / "notes" / "birds.txt").unlink()
+    index_folder(docs, settings, embedder=embedder)
+    found = await retriever.aretrieve("axolotl kingfishers", k=5, mode="bm25")
+    assert sources(found) == {"notes/new.txt"}
