@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 from collections.abc import Coroutine
 from typing import Any, Literal, TypeVar
@@ -24,6 +25,7 @@ from ragpipe.schema import Chunk, ScoredChunk
 Mode = Literal["hybrid", "dense", "bm25"]
 MODES: tuple[str, ...] = ("hybrid", "dense", "bm25")
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # Each retriever contributes at least this many candidates to fusion: normalised scores and
 # reciprocal ranks are only comparable when both lists reach past the final cut.
@@ -69,7 +71,7 @@ class Retriever:
         if mode == "hybrid":
             dense_hits, bm25_hits = await asyncio.gather(
                 asyncio.to_thread(self._dense, question, depth, flt),
-                asyncio.to_thread(self._keyword, question, depth, flt),
+                asyncio.to_thread(self._keyword_or_nothing, question, depth, flt),
             )
         elif mode == "dense":
             dense_hits = await asyncio.to_thread(self._dense, question, depth, flt)
@@ -107,6 +109,14 @@ class Retriever:
 
     def _keyword(self, question: str, k: int, flt: Any) -> list[tuple[str, float]]:
         return self.bm25.search(question, k, flt)
+
+    def _keyword_or_nothing(self, question: str, k: int, flt: Any) -> list[tuple[str, float]]:
+        """BM25 in hybrid mode: a broken keyword index degrades to dense-only, it never fails a query."""
+        try:
+            return self._keyword(question, k, flt)
+        except Exception as err:  # noqa: BLE001 - bm25s/IO errors differ; the dense side still answers
+            log.warning("BM25 search failed (%s: %s); using dense results only", type(err).__name__, err)
+            return []
 
     def _assemble(
         self, rankings: dict[str, list[tuple[str, float]]], chunks: dict[str, Chunk], k: int, mode: str

@@ -121,3 +121,15 @@ def test_neighbours_delegate_to_the_store(retriever, store):
     around = retriever.neighbours(second, window=1)
     assert [c.position for c in around] == [0, 1]
     assert {c.doc_id for c in around} == {second.doc_id}
+
+
+async def test_broken_bm25_degrades_hybrid_to_dense(retriever, monkeypatch, caplog):
+    def broken(self, *args):
+        raise OSError("bm25 files unreadable")
+
+    monkeypatch.setattr(Retriever, "_keyword", broken)
+    results = await retriever.aretrieve("medic", k=2)
+    assert results and all("bm25" not in r.stage_scores for r in results)
+    assert "BM25 search failed" in caplog.text
+    with pytest.raises(OSError):
+        await retriever.aretrieve("medic", k=2, mode="bm25")
