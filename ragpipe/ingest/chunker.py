@@ -111,7 +111,9 @@ class Chunker:
             i = back
         return spans
 
-    def chunk(self, document: LoadedDocument, doc_id: str, source: str, **metadata: Any) -> Chunked:
+    def chunk(
+        self, document: LoadedDocument, doc_id: str, source: str, metadata: dict[str, Any] | None = None
+    ) -> Chunked:
         """Chunks with stable ids, linked prev/next, headings/page/record from their segment."""
         notes: list[str] = []
         text = document.text
@@ -132,7 +134,7 @@ class Chunker:
                     end_char=end,
                     title=document.title,
                     headings=list(segment.headings),
-                    metadata={**metadata, **segment.metadata},
+                    metadata={**(metadata or {}), **segment.metadata},
                 )
             )
         for before, after in zip(chunks, chunks[1:]):

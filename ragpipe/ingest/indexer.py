@@ -342,7 +342,7 @@ class _Run:
                 continue
             doc_id = Document.make_id(source.key)
             metadata = {**loaded.metadata, "file_type": source.file_type, "mtime": source.mtime, "hash": digest[:16]}
-            result = chunker.chunk(loaded, doc_id, source.key, **metadata)
+            result = chunker.chunk(loaded, doc_id, source.key, metadata)
             for note in result.notes:
                 self.report.trace.append(TraceEvent(node="ingest", kind="truncation", message=f"{source.key}: {note}"))
             parsed.append(_Parsed(source, digest, result.chunks, old))

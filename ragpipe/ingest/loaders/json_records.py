@@ -38,7 +38,7 @@ def records_document(records: list[Any]) -> LoadedDocument:
     builder = SegmentBuilder()
     for index, record in enumerate(records):
         body, heading, rec_id = record_text(record)
-        text = f"{heading}\n{body}" if heading and heading not in body else body
+        text = f"{heading}\n{body}" if heading and not body.startswith(heading) else body
         meta = {"record": index} if rec_id is None else {"record": index, "record_id": str(rec_id)}
         builder.add(text, [heading] if heading else [], **meta)
     return builder.build(records=len(records))

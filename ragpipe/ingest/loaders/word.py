@@ -21,10 +21,11 @@ def _heading_level(style_name: str) -> int | None:
 @register_loader(".docx")
 def load_docx(path: Path) -> LoadedDocument:
     import docx
+    from docx.opc.exceptions import PackageNotFoundError
 
     try:
         document = docx.Document(str(path))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as err:
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError, OSError) as err:
         raise IngestError(str(path), f"unreadable .docx ({err.__class__.__name__})") from None
     builder = SegmentBuilder()
     title = document.core_properties.title or None
