@@ -168,3 +168,19 @@ def test_filters_reach_the_retriever() -> None:
 def test_pipeline_draws_its_graph() -> None:
     art = make_pipeline(ScriptedLLM([])).draw_ascii()
     assert [line.split()[1] for line in art.splitlines()[1:-1]] == ["retrieve", "keeptop", "verify", "generate"]
+
+
+def test_with_the_real_verifier_the_injected_chunk_is_dropped_and_never_cited() -> None:
+    from ragpipe.verify import Verifier
+
+    graph = Sequence.of(
+        RetrieveNode(retriever=InMemoryRetriever(CHUNKS, top_k=5)),
+        SelectNode(method="keeptop", selector=KeepTop(3)),
+        VerifyNode(verifier=Verifier(signals=("instruction",))),
+        GenerateNode(),
+    )
+    answer = Pipeline(graph, RunContext(llm=ScriptedLLM(fn=cite_everything))).ask("topic1 fact?")
+    dropped = {d.chunk.id: d for d in answer.dropped}
+    assert "instruction" in dropped["poison"].flags
+    assert "poison" not in {c.chunk_id for c in answer.citations}
+    assert next(v for v in answer.verdicts if v.chunk_id == "poison").keep is False

@@ -169,13 +169,18 @@ def _has_documents(folder: Path) -> bool:
                for p in folder.rglob("*"))
 
 
-def open_index_for(docs: Path, settings: Any, *, quiet: bool) -> Any:
-    """Open the folder's index, indexing it first (with a progress bar) when it has none."""
+def check_folder(docs: Path) -> Path:
+    """The documents folder, or a one-line error when it is missing or empty."""
     folder = docs.expanduser()
     if not folder.is_dir():
         raise ConfigError(f"documents folder {folder} does not exist")
     if not _has_documents(folder):
         raise ConfigError(f"no documents in {folder}: add text, Markdown, HTML, PDF or DOCX files")
+    return folder
+
+
+def open_index_for(folder: Path, settings: Any, *, quiet: bool) -> Any:
+    """Open the folder's index, indexing it first (with a progress bar) when it has none."""
     from ragpipe.pipeline import open_or_build_index
 
     console = _stderr_console()
@@ -228,7 +233,11 @@ def _ask(question: str, docs: Path, method: str | None, no_verify: bool, connect
 
     settings = load_settings(config, connector=connector, method=method, retrieval__top_k=top_k,
                              verify=False if no_verify else None)
-    index = open_index_for(docs, settings, quiet=as_json)
+    folder = check_folder(docs)
+    from ragpipe.graph import build_graph
+
+    build_graph(settings.method, verify=settings.verify)  # an unknown method fails before any indexing
+    index = open_index_for(folder, settings, quiet=as_json)
     if retrieve_only:
         _retrieve_only(question, index, settings, top_k)
         return

@@ -89,8 +89,9 @@ class SelectNode(Node):
             self.name = self.method
         if self.selector is None:
             known = _registered_selectors()
-            if known is not None and self.method not in known:
-                raise GraphBuildError(f"unknown method '{self.method}'; choose one of: fast, {', '.join(known)}")
+            if self.method not in known:
+                choices = ", ".join(["fast", *known]) if known else "fast (no selectors are installed)"
+                raise GraphBuildError(f"unknown method '{self.method}'; choose one of: {choices}")
 
     def _selector(self) -> Any:
         if self.selector is None:  # built on first use so that drawing a graph needs no models
@@ -167,10 +168,10 @@ class GenerateNode(Node):
         return {"answer": generation.answer, "trace": generation.events}
 
 
-def _registered_selectors() -> list[str] | None:
-    """Names in the selector registry, or None when the registry cannot be loaded here."""
+def _registered_selectors() -> list[str]:
+    """Names in the selector registry (empty when the registry cannot be loaded here)."""
     try:
         from ragpipe.select import available_selectors
     except ImportError:
-        return None
+        return []
     return list(available_selectors())

@@ -1,0 +1,213 @@
+"""Latency of ``ragpipe ask``: cold start, warm per-query overhead, and peak memory.
+
+    python eval/bench_latency.py prepare          # build the ~10k-chunk folder and index it once
+    python eval/bench_latency.py run [--queries 50] [--cold-repeats 5] [--skip-rss]
+
+* ``cold_start_s``: a fresh ``ragpipe ask … --retrieve-only`` process, from start until it prints
+  its first retrieved chunk, on the already indexed folder (imports, opening Chroma, loading the
+  embedder, embedding the question, hybrid search).
+* ``warm_overhead_ms_p50``/``_p95``: per query, with models loaded, everything except LLM time:
+  a pipeline whose LLM answers instantly (a scripted model), minus the LLM seconds it reports.
+* ``peak_rss_mb``: the peak resident memory of a real ``ragpipe ask`` on the embedded defaults
+  (SmolLM2 through llama.cpp, all-MiniLM-L6-v2) on the same folder.
+
+The folder is built from the passages of the evaluation data (TREC DL 2019–2021 BM25 pools,
+FiQA, SciFact, HotpotQA, MuSiQue corpora), one passage per file, under ``eval/work/latency``.
+Prints a table and writes ``eval/results/latency.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+WORK = ROOT / "eval" / "work" / "latency"
+DOCS = WORK / "docs"
+RESULTS = ROOT / "eval" / "results" / "latency.json"
+CORPORA = ("trec_dl2019_bm25", "trec_dl2020_bm25", "trec_dl2021_bm25", "fiqa_goldpool", "scifact_goldpool",
+           "hotpotqa_hipporag_train100", "musique_hipporag_train100")
+QUERY_SETS = ("trec_dl2019_bm25", "trec_dl2020_bm25", "trec_dl2021_bm25")
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+sys.path.insert(0, str(ROOT))
+
+
+def _jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def write_folder() -> int:
+    """One .txt file per passage; returns the number of files."""
+    count = 0
+    for name in CORPORA:
+        target = DOCS / name
+        target.mkdir(parents=True, exist_ok=True)
+        for row in _jsonl(DATA / name / "corpus.jsonl"):
+            text = f"{row.get('title') or ''}\n\n{row['text']}".strip()
+            path = target / f"{str(row['_id']).replace('/', '_')}.txt"
+            if not path.exists():
+                path.write_text(text, encoding="utf-8")
+            count += 1
+    return count
+
+
+def questions(limit: int) -> list[str]:
+    found: list[str] = []
+    for name in QUERY_SETS:
+        found += [row["text"] for row in _jsonl(DATA / name / "queries.jsonl")]
+    return found[:limit]
+
+
+def prepare() -> None:
+    from ragpipe.config import load_settings
+    from ragpipe.ingest.indexer import index_folder
+
+    files = write_folder()
+    print(f"{files} passage files under {DOCS}")
+    last = [0.0]
+
+    def progress(event) -> None:  # noqa: ANN001
+        if time.perf_counter() - last[0] > 15 or event.phase == "done":
+            last[0] = time.perf_counter()
+            print(f"  {event.phase}: {event.done}/{event.total} ({event.chunks} chunks)", flush=True)
+
+    report = index_folder(DOCS, load_settings(), progress=progress)
+    print(f"indexed: {report.chunks_added} chunks added, total {report.chunks_total}, {report.seconds:.0f} s")
+
+
+def cold_start(question: str, repeats: int) -> list[float]:
+    """Seconds from process start to the first retrieved chunk on stdout."""
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ragpipe", "ask", question, "--docs", str(DOCS), "--retrieve-only", "--top-k", "10"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        )
+        first = proc.stdout.readline()
+        elapsed = time.perf_counter() - start
+        proc.communicate()
+        if proc.returncode != 0 or not first:
+            raise SystemExit(f"cold start run failed: {proc.returncode}")
+        samples.append(elapsed)
+    return samples
+
+
+def warm_overhead(qs: list[str], method: str) -> dict:
+    """Per-query wall time minus LLM time, with an instant scripted LLM."""
+    from ragpipe.config import load_settings
+    from ragpipe.ingest.indexer import open_index
+    from ragpipe.llm.scripted import ScriptedLLM
+    from ragpipe.pipeline import Pipeline
+
+    settings = load_settings()
+    index = open_index(DOCS, settings)
+    llm = ScriptedLLM(cycle=['{"keep": true, "reason": "consistent"}', "The answer is in [1]."])
+    pipe = Pipeline.from_settings(index=index, settings=settings, llm=llm, method=method, top_k=30)
+
+    async def one(q: str) -> tuple[float, dict]:
+        start = time.perf_counter()
+        answer = await pipe.aask(q)
+        wall = time.perf_counter() - start
+        return wall - answer.usage.llm_seconds, answer.timings
+
+    async def all_queries() -> list[tuple[float, dict]]:
+        await one(qs[0])  # load BM25 and warm caches
+        return [await one(q) for q in qs]
+
+    runs = asyncio.run(all_queries())
+    overheads = sorted(r[0] * 1000 for r in runs)
+    nodes = {node: statistics.median(r[1].get(node, 0.0) * 1000 for r in runs) for node in runs[0][1]}
+    return {
+        "method": method,
+        "queries": len(runs),
+        "p50": statistics.median(overheads),
+        "p95": overheads[min(len(overheads) - 1, int(round(0.95 * (len(overheads) - 1))))],
+        "node_ms_p50": nodes,
+    }
+
+
+def peak_rss(question: str) -> dict:
+    """Peak RSS of a real ``ragpipe ask`` (embedded llama.cpp + MiniLM) and its wall time."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "ragpipe", "ask", question, "--docs", str(DOCS), "--method", "fast", "--top-k", "10",
+         "--json"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    wall = time.perf_counter() - start
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = {"returncode": proc.returncode, "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024}
+    if proc.returncode == 0:
+        doc = json.loads(proc.stdout)
+        result.update(answer=doc["answer"], llm_calls=doc["usage"]["total"]["calls"], timings=doc["timings"])
+    else:
+        result["error"] = proc.stderr.strip().splitlines()[-1:] or [""]
+    return result
+
+
+def run(args: argparse.Namespace) -> None:
+    from ragpipe.config import load_settings
+    from ragpipe.ingest.indexer import open_index
+
+    chunks = open_index(DOCS, load_settings()).store.count()
+    qs = questions(args.queries)
+    cold = cold_start(qs[0], args.cold_repeats)
+    warm = {m: warm_overhead(qs, m) for m in args.methods}
+    rss = None if args.skip_rss else peak_rss(qs[1])
+    default = warm.get("fast") or next(iter(warm.values()))
+    results = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores (shared)",
+        "indexed_chunks": chunks,
+        "cold_start_s": statistics.median(cold),
+        "cold_start_samples_s": cold,
+        "warm_overhead_ms_p50": default["p50"],
+        "warm_overhead_ms_p95": default["p95"],
+        "warm": warm,
+        "peak_rss_mb": rss["peak_rss_mb"] if rss else None,
+        "real_ask": rss,
+        "goals": {"cold_start_s": 3.0, "warm_overhead_ms_p50": 20.0},
+        "command": " ".join(["python", "eval/bench_latency.py", *sys.argv[1:]]),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"{'metric':<28}{'value':>12}  goal")
+    print(f"{'indexed chunks':<28}{chunks:>12}")
+    print(f"{'cold start (p50, s)':<28}{results['cold_start_s']:>12.2f}  <= 3.0")
+    for method, w in warm.items():
+        print(f"{'warm overhead p50 ms ' + method:<28}{w['p50']:>12.1f}  <= 20")
+        print(f"{'warm overhead p95 ms ' + method:<28}{w['p95']:>12.1f}")
+        print(f"{'  per node p50 ms':<28}  " + ", ".join(f"{k} {v:.1f}" for k, v in w["node_ms_p50"].items()))
+    if rss:
+        print(f"{'peak RSS real ask (MB)':<28}{rss['peak_rss_mb']:>12.0f}  (wall {rss['wall_s']:.1f} s, rc {rss['returncode']})")
+    print(f"wrote {RESULTS}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("prepare", help="write the passage folder and index it")
+    r = sub.add_parser("run", help="measure (the folder must be indexed)")
+    r.add_argument("--queries", type=int, default=50)
+    r.add_argument("--cold-repeats", type=int, default=5)
+    r.add_argument("--methods", nargs="+", default=["fast"])
+    r.add_argument("--skip-rss", action="store_true")
+    args = parser.parse_args()
+    prepare() if args.cmd == "prepare" else run(args)
+
+
+if __name__ == "__main__":
+    main()
