@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -184,3 +185,29 @@ def test_with_the_real_verifier_the_injected_chunk_is_dropped_and_never_cited() 
     assert "instruction" in dropped["poison"].flags
     assert "poison" not in {c.chunk_id for c in answer.citations}
     assert next(v for v in answer.verdicts if v.chunk_id == "poison").keep is False
+
+
+# -- end to end with the embedded defaults (MiniLM + SmolLM2 through llama.cpp) -----------------
+
+E2E_DOCS = {
+    "rotation.md": "# Key rotation\n\nAPI keys are rotated every 90 days. The admin console has a Rotate button "
+                   "that issues a new key and revokes the old one after 24 hours.",
+    "storage.md": "# Storage\n\nKeys are kept in the vault. Never commit a key to the repository.",
+    "lunch.txt": "The canteen serves lunch from noon to two o'clock.",
+}
+
+
+@pytest.mark.integration
+def test_end_to_end_with_the_embedded_defaults(tmp_path) -> None:
+    pytest.importorskip("llama_cpp")
+    for name, text in E2E_DOCS.items():
+        (tmp_path / name).write_text(text)
+    pipe = Pipeline.from_settings(docs=tmp_path, method="fast", top_k=3)
+    answer = pipe.ask("How often are API keys rotated?")
+    sources = {e.chunk.source for e in answer.evidence} | {d.chunk.chunk.source for d in answer.dropped}
+    assert sources and all(Path(s).name in E2E_DOCS for s in sources)
+    evidence_ids = {e.id for e in answer.evidence}
+    assert all(c.chunk_id in evidence_ids for c in answer.citations)
+    assert answer.abstained or answer.usage_by_node["generate"].calls == 1
+    assert {"retrieve", "cutoff", "verify", "generate"} <= set(answer.timings)
+    assert answer.usage.prompt_tokens > 0 or not answer.evidence

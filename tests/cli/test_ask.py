@@ -127,3 +127,49 @@ def test_text_output_shows_answer_citations_and_evidence_table(small_index, caps
     assert code == 0, captured.err
     assert "Rotate them every 90 days [1]." in out
     assert "[1] " in out and "Evidence" in out and "LLM call" in out
+
+
+# -- real runs: MiniLM index, embedded SmolLM2, unreachable server, unknown model ---------------
+
+
+@pytest.fixture(scope="module")
+def indexed_docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    docs = tmp_path_factory.mktemp("docs")
+    for name, text in DOCS.items():
+        (docs / name).write_text(text)
+    return docs
+
+
+def run_env(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "ragpipe", *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **env})
+
+
+@pytest.mark.integration
+def test_real_ask_indexes_on_first_use_and_prints_json(indexed_docs: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    proc = run_env("ask", "How often are API keys rotated?", "--docs", str(indexed_docs), "--method", "fast",
+                   "--top-k", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert {"answer", "citations", "evidence", "dropped", "usage", "timings"} <= set(doc)
+    assert (indexed_docs / ".ragpipe").is_dir()
+    assert {Path(e["source"]).name for e in doc["evidence"]} <= set(DOCS)
+
+
+@pytest.mark.integration
+def test_unreachable_server_is_one_line_and_non_zero(indexed_docs: Path) -> None:
+    proc = run_env("ask", "q?", "--docs", str(indexed_docs), "--method", "fast", "--connector", "vllm",
+                   RAGPIPE_LLM__BASE_URL="http://127.0.0.1:9/v1", RAGPIPE_LLM__MAX_RETRIES="0")
+    assert proc.returncode not in (0, 1), proc.stderr  # a specific error class, not an unexpected one
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in proc.stderr
+
+
+@pytest.mark.integration
+def test_unknown_model_is_one_line_and_non_zero(indexed_docs: Path) -> None:
+    proc = run_env("ask", "q?", "--docs", str(indexed_docs), "--method", "fast",
+                   RAGPIPE_LLM__MODEL_PATH=str(indexed_docs / "missing.gguf"))
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in proc.stderr
