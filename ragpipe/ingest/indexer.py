@@ -306,6 +306,7 @@ class _Run:
 
         if self.embedder is None:
             self.embedder = get_embedder(self.settings.embedding)
+            name = self._check_model(manifest)  # the loaded model's own name is what gets recorded
         store = ChunkStore.open(
             self.index_dir, self.settings.store, embedding_model=name, dim=self.embedder.dim, create=True
         )

@@ -1,0 +1,98 @@
+"""The Chroma chunk store: cosine similarity, ordering, neighbours, batching, revision."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ragpipe.config import StoreSettings
+from ragpipe.errors import EmbeddingMismatch, StoreError
+from ragpipe.ingest.store import ChunkStore
+from ragpipe.schema import Chunk
+
+
+def make_chunks(doc: str, n: int) -> list[Chunk]:
+    chunks = [
+        Chunk(id=Chunk.make_id(doc, i, f"t{i}"), doc_id=doc, position=i, text=f"{doc} text {i}", source=f"{doc}.txt",
+              start_char=i * 10, end_char=i * 10 + 9, headings=["H", f"h{i}"], metadata={"page": i + 1})
+        for i in range(n)
+    ]
+    for a, b in zip(chunks, chunks[1:]):
+        a.next_id, b.prev_id = b.id, a.id
+    return chunks
+
+
+def unit(rows: list[list[float]]) -> np.ndarray:
+    v = np.asarray(rows, dtype=np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def store(tmp_path) -> ChunkStore:
+    return ChunkStore.open(tmp_path / "idx", StoreSettings(), embedding_model="m", dim=3, create=True)
+
+
+def test_round_trip_and_cosine_similarity(store):
+    chunks = make_chunks("a", 3)
+    store.upsert(chunks, unit([[1, 0, 0], [0, 1, 0], [1, 1, 0]]), embedding_model="m")
+    hits = store.query(np.array([1.0, 0.0, 0.0]), k=5)
+    assert [c.position for c, _ in hits] == [0, 2, 1]
+    assert hits[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert hits[1][1] == pytest.approx(np.sqrt(0.5), abs=1e-4)
+    assert hits[2][1] == pytest.approx(0.0, abs=1e-5)
+    back = hits[0][0]
+    assert back.model_dump() == chunks[0].model_dump()  # every field survives the store
+    assert store.collection.metadata["hnsw:space"] == "cosine"
+
+
+def test_get_keeps_order_neighbours_and_filters(store):
+    a, b = make_chunks("a", 6), make_chunks("b", 2)
+    store.upsert(a + b, unit([[1, i, 0] for i in range(8)]), embedding_model="m")
+    assert [c.id for c in store.get([a[3].id, "missing", a[1].id])] == [a[3].id, a[1].id]
+    assert [c.position for c in store.neighbours("a", 2, 1)] == [1, 2, 3]
+    assert [c.position for c in store.neighbours("a", 0, 2)] == [0, 1, 2]
+    hits = store.query([1, 0, 0], k=10, where={"doc_id": "b"})
+    assert {c.doc_id for c, _ in hits} == {"b"}
+    assert store.count() == 8 and len(list(store.iter_chunks(batch=3))) == 8
+
+
+def test_writes_are_batched_to_the_client_limit(store, monkeypatch):
+    calls = []
+    real = store.collection.upsert
+    monkeypatch.setattr(type(store), "max_batch", property(lambda self: 4))
+    monkeypatch.setattr(store.collection, "upsert", lambda **kw: (calls.append(len(kw["ids"])), real(**kw)))
+    chunks = make_chunks("a", 10)
+    store.upsert(chunks, unit([[1, i, 1] for i in range(10)]), embedding_model="m")
+    assert calls == [4, 4, 2] and store.count() == 10
+
+
+def test_upsert_is_idempotent_and_revision_tracks_changes(store):
+    chunks = make_chunks("a", 3)
+    assert store.revision == "empty"
+    store.upsert(chunks, unit([[1, 0, 0]] * 3), embedding_model="m")
+    r1 = store.revision
+    store.upsert(chunks, unit([[1, 0, 0]] * 3), embedding_model="m")
+    assert store.count() == 3 and store.revision != r1
+    r2 = store.revision
+    store.delete([chunks[0].id])
+    assert store.count() == 2 and store.revision != r2
+    r3 = store.revision
+    store.delete([])
+    assert store.revision == r3
+
+
+def test_model_and_dimension_are_checked(tmp_path, store):
+    with pytest.raises(EmbeddingMismatch):
+        store.upsert(make_chunks("a", 1), unit([[1, 0, 0]]), embedding_model="other")
+    with pytest.raises(EmbeddingMismatch):
+        store.upsert(make_chunks("a", 1), np.ones((1, 5), dtype=np.float32), embedding_model="m")
+    with pytest.raises(EmbeddingMismatch, match="built with embedding model 'm'"):
+        ChunkStore.open(store.index_dir, StoreSettings(), embedding_model="other")
+    with pytest.raises(StoreError, match="no index"):
+        ChunkStore.open(tmp_path / "nothing", StoreSettings(), embedding_model="m")
+
+
+def test_chroma_never_gets_an_embedding_function(store):
+    """Queries and writes always carry our vectors; Chroma's default (downloading) embedder is never used."""
+    ef = getattr(store.collection, "_embedding_function", None)
+    assert ef is None
