@@ -148,6 +148,9 @@ async def check_chunk(
     trace = [TraceEvent(node=node, kind="llm_call", message=f"verdict for {chunk.id}",
                         data={"chunk_id": chunk.id, "raw": completion.text, "parse": verdict.method,
                               "finish_reason": completion.finish_reason})]
+    if completion.truncated:
+        trace.append(TraceEvent(node=node, kind="truncation", message=f"verdict for {chunk.id} stopped at max_tokens; "
+                                "read what was there", data={"chunk_id": chunk.id, "readable": verdict.keep is not None}))
     if verdict.method not in ("json:strict", "none"):
         trace.append(TraceEvent(node=node, kind="repair", message=f"verdict for {chunk.id} read via {verdict.method}",
                                 data={"chunk_id": chunk.id, "method": verdict.method}))
