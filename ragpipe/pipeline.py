@@ -65,6 +65,10 @@ class Pipeline:
         from ragpipe.graph.presets import build_graph
         from ragpipe.prompts import PromptRegistry
 
+        if settings is not None and overrides:
+            from ragpipe.errors import ConfigError
+
+            raise ConfigError(f"pass either settings or setting overrides, not both (got {sorted(overrides)})")
         settings = settings or load_settings(**overrides)
         method = method or settings.method
         verify = settings.verify if verify is None else verify
