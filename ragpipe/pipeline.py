@@ -88,6 +88,7 @@ class Pipeline:
         prompts = PromptRegistry([settings.prompts_dir] if settings.prompts_dir else [])
         ctx = RunContext(llm=llm, prompts=prompts, embedder=index.embedder, store=index.store, settings=settings)
         graph = build_graph(method, verify=verify, retriever=retriever, top_k=top_k or settings.retrieval.top_k)
+        graph.prepare()
         return cls(graph, ctx, index=index, method=method)
 
     # -- queries ----------------------------------------------------------------------------

@@ -68,6 +68,11 @@ class Node(RunnableSerializable[RunState, RunState]):
     def children(self) -> list[Node]:
         return []
 
+    def prepare(self) -> None:
+        """Build heavy components now rather than on the first query (a pipeline calls this once)."""
+        for child in self.children():
+            child.prepare()
+
     @property
     def label(self) -> str:
         return self.get_name()

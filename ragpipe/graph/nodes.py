@@ -100,6 +100,9 @@ class SelectNode(Node):
             self.selector = get_selector(self.method, **self.config)
         return self.selector
 
+    def prepare(self) -> None:
+        self._selector()
+
     async def arun(self, state: RunState, ctx: RunContext) -> dict[str, Any]:
         selection = await self._selector().select(state.question, state.candidates, ctx)
         kept = list(selection.kept) if selection.kept is not None else list(selection.ranked)
@@ -123,6 +126,9 @@ class VerifyNode(Node):
 
             self.verifier = Verifier()
         return self.verifier
+
+    def prepare(self) -> None:
+        self._verifier()
 
     async def arun(self, state: RunState, ctx: RunContext) -> dict[str, Any]:
         result = self._verifier().verify(state.question, state.selected, ctx, rationales=state.rationales or None)
