@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -95,6 +96,7 @@ def test_docx_headings_and_tables(tmp_path):
 
 
 def test_json_and_jsonl_records(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="ragpipe.ingest")
     (tmp_path / "r.json").write_text(json.dumps([{"id": 7, "title": "Felines", "text": "Cats purr."}, {"a": 1, "b": "x"}]))
     doc = load(tmp_path / "r.json")
     assert segment_texts(doc) == ["Felines\nCats purr.", "a: 1\nb: x"]
