@@ -36,6 +36,14 @@ def test_zscore_normalisation_floor_is_list_minimum():
     std = (2 / 3) ** 0.5
     assert values == pytest.approx([1 / std, -1 / std, 0.0])
     assert floor == pytest.approx(-1 / std)
+    # no spread (a lone BM25 hit): it still stands above everything the list left out
+    assert normalise([7.5], "zscore") == ([1.0], 0.0)
+
+
+def test_default_fusion_lets_a_lone_exact_match_beat_a_flat_dense_list():
+    flat_dense = [("a", 0.2), ("b", 0.2), ("c", 0.2)]
+    order = [cid for cid, _ in fuse({"dense": flat_dense, "bm25": [("c", 4.2)]})]
+    assert order[0] == "c"
 
 
 def test_score_fusion_convex_combination_with_missing_items_at_floor():
