@@ -130,6 +130,17 @@ async def test_fifty_concurrent_queries_on_one_pipeline_get_their_own_answers_an
     assert len(llm.requests) == TOPICS
 
 
+async def test_concurrent_queries_respect_the_llm_concurrency_limit() -> None:
+    from ragpipe.llm.wrappers import Limited
+
+    llm = ScriptedLLM(fn=cite_everything, delay_s=0.01)
+    graph = make_pipeline(llm).graph
+    pipe = Pipeline(graph, RunContext(llm=Limited(llm, max_concurrency=3)))
+    answers = await asyncio.gather(*(pipe.aask(f"fact about topic{i}?") for i in range(TOPICS)))
+    assert llm.max_in_flight == 3
+    assert [a.citations[0].chunk_id for a in answers] == [f"t{i}" for i in range(TOPICS)]
+
+
 def test_sync_ask_is_safe_from_many_threads() -> None:
     pipe = make_pipeline(ScriptedLLM(fn=cite_everything, delay_s=0.005))
     with ThreadPoolExecutor(max_workers=8) as pool:
