@@ -22,7 +22,7 @@ app = typer.Typer(
 )
 
 # One module per command; importing a module registers its command on ``app``.
-COMMAND_MODULES = ("doctor", "ask", "graph", "index", "search")
+COMMAND_MODULES = ("doctor", "ask", "graph", "index", "search", "eval")
 
 
 def _version_callback(value: bool) -> None:
