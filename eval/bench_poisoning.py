@@ -37,7 +37,8 @@ import numpy as np  # noqa: E402
 
 from ragpipe.config import EmbeddingSettings, load_settings  # noqa: E402
 from ragpipe.context import RunContext  # noqa: E402
-from ragpipe.schema import Chunk, ScoredChunk  # noqa: E402
+from ragpipe.llm.base import BaseLLM, Capabilities, ChatRequest, Completion  # noqa: E402
+from ragpipe.schema import Chunk, ScoredChunk, Usage  # noqa: E402
 from ragpipe.verify import Verifier  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -52,10 +53,69 @@ CHEAP = ("instruction", "query_echo", "near_duplicate")
 # -- the local LLM ------------------------------------------------------------------------------
 
 def build_local_llm() -> Any:
-    """The configured LLM (embedded SmolLM2 by default) through the factory, with one call at a time."""
-    from ragpipe.llm.factory import build_llm
+    """The configured LLM through ragpipe's factory; a minimal embedded llama.cpp adapter if absent."""
+    try:
+        from ragpipe.llm.factory import build_llm
+    except ImportError:
+        from ragpipe.llm.wrappers import Limited
 
+        return Limited(LocalLlama(), 1)
     return build_llm(load_settings(llm__max_concurrency=1))
+
+
+class LocalLlama(BaseLLM):
+    """SmolLM2 (packaged GGUF) in process: chat plus ``token_logprobs`` for the perplexity signal."""
+
+    backend = "llamacpp-bench"
+    model = "smollm2-135m-instruct"
+
+    def __init__(self, n_ctx: int = 4096) -> None:
+        from llama_cpp import Llama
+
+        from ragpipe.models import packaged_smollm2
+
+        path = str(packaged_smollm2())
+        threads = max(1, min(4, os.cpu_count() or 1))
+        self._chat = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, verbose=False)
+        self._scorer = Llama(model_path=path, n_ctx=1024, n_threads=threads, logits_all=True, verbose=False)
+        self.n_ctx = n_ctx
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(context_window=self.n_ctx)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._chat.tokenize(text.encode("utf-8"), add_bos=False))
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        start = time.perf_counter()
+        out = await asyncio.to_thread(
+            self._chat.create_chat_completion,
+            messages=[{"role": m.role, "content": m.content} for m in request.messages],
+            max_tokens=request.max_tokens, temperature=request.temperature,
+            stop=list(request.stop) if request.stop else None, seed=request.seed,
+        )
+        seconds = time.perf_counter() - start
+        usage = out.get("usage", {})
+        return Completion(
+            text=out["choices"][0]["message"]["content"] or "",
+            finish_reason=out["choices"][0].get("finish_reason") or "stop",
+            usage=Usage(calls=1, prompt_tokens=usage.get("prompt_tokens", 0),
+                        completion_tokens=usage.get("completion_tokens", 0), llm_seconds=seconds),
+            model=self.model, backend=self.backend, latency_s=seconds,
+        )
+
+    def _score(self, text: str) -> list[float]:
+        tokens = self._scorer.tokenize(text.encode("utf-8"), add_bos=True)[:1000]
+        self._scorer.reset()
+        self._scorer.eval(tokens)
+        logits = np.asarray(self._scorer.scores[: len(tokens) - 1], dtype=np.float64)
+        top = logits.max(axis=1, keepdims=True)
+        log_norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+        return [float(logits[i, tokens[i + 1]] - log_norm[i]) for i in range(len(tokens) - 1)]
+
+    async def token_logprobs(self, text: str) -> list[float]:
+        return await asyncio.to_thread(self._score, text)
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -155,7 +215,7 @@ async def detect_cheap(rows: list[dict[str, Any]], embedder: Any, top_k: int) ->
 
 async def detect_with_llm(
     rows: list[dict[str, Any]], pools: list[list[ScoredChunk]], llm: Any, embedder: Any, answer_tokens: int,
-    with_answers: bool,
+    with_answers: bool, max_history: int,
 ) -> dict[str, Any]:
     """Perplexity, the LLM check alone, the full verifier, and answers per defence."""
     from ragpipe.generate import Generator
@@ -163,7 +223,7 @@ async def detect_with_llm(
     tallies = {name: Tally() for name in ("perplexity", "llm", "ragpipe")}
     answers: dict[str, dict[str, int]] = {d: {"asr": 0, "accuracy": 0, "n": 0} for d in ("none", "perplexity", "ragpipe")}
     usage: dict[str, dict[str, float]] = {}
-    verifier = Verifier(skip_llm_when_dropped=False, batch_size=1)
+    verifier = Verifier(skip_llm_when_dropped=False, batch_size=1, max_history=max_history)
     generator = Generator(max_tokens=answer_tokens)
     parse_status: dict[str, int] = {}
     for row, pool in zip(rows, pools):
@@ -216,11 +276,13 @@ def print_table(results: dict[str, Any]) -> None:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--limit", type=int, default=100, help="questions per dataset for the cheap signals")
+    parser.add_argument("--limit", type=int, default=50, help="questions per dataset for the cheap signals")
     parser.add_argument("--llm-limit", type=int, default=3, help="questions per dataset for LLM-based defences (0: none)")
     parser.add_argument("--top-k", type=int, default=10, help="candidate pool size per question")
     parser.add_argument("--answer-tokens", type=int, default=48)
     parser.add_argument("--datasets", nargs="*", default=[*QA_SETS, *POISON_ONLY_SETS])
+    parser.add_argument("--llm-sets", nargs="*", default=list(QA_SETS), help="datasets that get the LLM-based defences")
+    parser.add_argument("--max-history", type=int, default=2, help="accepted chunks shown to the LLM check")
     parser.add_argument("--out", default=str(RESULTS / "poisoning.json"))
     args = parser.parse_args()
 
@@ -234,8 +296,9 @@ async def main() -> None:
             "limit": args.limit, "llm_limit": args.llm_limit, "top_k": args.top_k,
             "embedder": getattr(embedder, "name", "?"), "llm": f"{llm.backend}:{llm.model}" if llm else None,
             "pool": "top-k of clean+poisoned by MiniLM cosine (QA sets); the 5 poisoned texts (poison-only sets)",
-            "verifier": "Verifier() defaults; LLM runs use skip_llm_when_dropped=False, batch_size=1 so every "
-                        "signal is measured on every chunk",
+            "verifier": f"Verifier() defaults; LLM runs use skip_llm_when_dropped=False (every signal measured on "
+                        f"every chunk), batch_size=1, max_history={args.max_history}",
+            "llm_sets": args.llm_sets,
         },
         "datasets": {},
     }
@@ -244,10 +307,10 @@ async def main() -> None:
         rows = load_rows(name, args.limit)
         tallies, pools = await detect_cheap(rows, embedder, args.top_k)
         entry: dict[str, Any] = {"questions": len(rows), "detection": {k: t.report() for k, t in tallies.items()}}
-        if llm is not None and args.llm_limit > 0:
+        if llm is not None and args.llm_limit > 0 and name in args.llm_sets:
             n = min(args.llm_limit, len(rows))
             llm_part = await detect_with_llm(rows[:n], pools[:n], llm, embedder, args.answer_tokens,
-                                             with_answers=name in QA_SETS)
+                                             with_answers=name in QA_SETS, max_history=args.max_history)
             entry["llm_questions"] = n
             entry["detection"].update(llm_part["detection"])
             entry["answers"] = llm_part["answers"]

@@ -139,12 +139,17 @@ async def check_chunk(
     llm = ctx.llm_for(node)
     schema = template.output.json_schema if llm.capabilities.json_schema else None
     try:
-        completion = await llm.chat(messages, max_tokens=template.max_tokens, temperature=0.0, json_schema=schema)
+        completion = await llm.chat(
+            messages, max_tokens=template.max_tokens, temperature=0.0, json_schema=schema, stop=None if schema else ["}"]
+        )
     except LLMError as err:
         event = TraceEvent(node=node, kind="llm_error", message=f"verifier call failed for {chunk.id}: {err}",
                            data={"chunk_id": chunk.id, "error": type(err).__name__})
         return LLMCheck(chunk.id, ParsedVerdict(None), error=f"{type(err).__name__}: {err}", trace=[event])
-    verdict = parse_verdict(completion.text)
+    text = completion.text
+    if schema is None and completion.finish_reason == "stop" and "{" in text and not text.rstrip().endswith("}"):
+        text = text + "}"  # the verdict is a flat object: generation stops at its closing brace (saves tokens)
+    verdict = parse_verdict(text)
     trace = [TraceEvent(node=node, kind="llm_call", message=f"verdict for {chunk.id}",
                         data={"chunk_id": chunk.id, "raw": completion.text, "parse": verdict.method,
                               "finish_reason": completion.finish_reason})]
