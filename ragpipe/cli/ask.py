@@ -135,35 +135,6 @@ def _stderr_console() -> Any:
     return Console(stderr=True)
 
 
-def _progress_printer(console: Any) -> Any:
-    """An indexing progress callback that draws a rich bar per phase on stderr."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, transient=False)
-    tasks: dict[str, Any] = {}
-
-    def update(*args: Any, **kwargs: Any) -> None:
-        event = args[0] if args else kwargs
-        phase = str(_field(event, "phase", "index"))
-        done = int(_field(event, "done", _field(event, "completed", 0)) or 0)
-        total = _field(event, "total", None)
-        if not progress.live.is_started:
-            progress.start()
-        if phase not in tasks:
-            tasks[phase] = progress.add_task(phase, total=total)
-        progress.update(tasks[phase], completed=done, total=total)
-
-    update.stop = progress.stop  # type: ignore[attr-defined]
-    return update
-
-
-def _field(event: Any, name: str, default: Any) -> Any:
-    if isinstance(event, dict):
-        return event.get(name, default)
-    return getattr(event, name, default)
-
-
 def _has_documents(folder: Path) -> bool:
     return any(p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
                for p in folder.rglob("*"))
@@ -183,13 +154,13 @@ def open_index_for(folder: Path, settings: Any, *, quiet: bool) -> Any:
     """Open the folder's index, indexing it first (with a progress bar) when it has none."""
     from ragpipe.pipeline import open_or_build_index
 
-    console = _stderr_console()
-    progress = None if quiet else _progress_printer(console)
-    try:
-        return open_or_build_index(folder, settings, progress=progress)
-    finally:
-        if progress is not None:
-            progress.stop()
+    if quiet:
+        return open_or_build_index(folder, settings)
+    from ragpipe.cli.index import _progress_renderer  # the same phased bars as ``ragpipe index``
+
+    bars, on_event = _progress_renderer(_stderr_console())
+    with bars:
+        return open_or_build_index(folder, settings, progress=on_event)
 
 
 def _retrieve_only(question: str, index: Any, settings: Any, top_k: int | None) -> None:
