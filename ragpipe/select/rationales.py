@@ -177,8 +177,8 @@ async def generate_rationales(
             TraceEvent(node=node, kind="fallback", message=f"rationale call failed ({type(err).__name__}: {err}); "
                        "using the question as the only rationale", data={"error": str(err)})
         )
-        return RationaleOutcome([question_rationale(question)], True, "none", trace, usage)
-    usage = completion.usage
+        return RationaleOutcome([question_rationale(question)], True, "none", trace, Usage(calls=1, failed_calls=1))
+    usage = completion.usage.model_copy(update={"calls": 1})
     trace.append(
         TraceEvent(node=node, kind="llm_call", message="rationales",
                    data={"prompt": prompt, "raw": completion.text, "finish_reason": completion.finish_reason})

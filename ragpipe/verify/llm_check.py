@@ -145,7 +145,8 @@ async def check_chunk(
     except LLMError as err:
         event = TraceEvent(node=node, kind="llm_error", message=f"verifier call failed for {chunk.id}: {err}",
                            data={"chunk_id": chunk.id, "error": type(err).__name__})
-        return LLMCheck(chunk.id, ParsedVerdict(None), error=f"{type(err).__name__}: {err}", trace=[event])
+        return LLMCheck(chunk.id, ParsedVerdict(None), error=f"{type(err).__name__}: {err}", trace=[event],
+                        usage=Usage(calls=1, failed_calls=1))
     text = completion.text
     if schema is None and completion.finish_reason == "stop" and "{" in text and not text.rstrip().endswith("}"):
         text = text + "}"  # the verdict is a flat object: generation stops at its closing brace (saves tokens)
@@ -159,4 +160,5 @@ async def check_chunk(
     if verdict.method not in ("json:strict", "none"):
         trace.append(TraceEvent(node=node, kind="repair", message=f"verdict for {chunk.id} read via {verdict.method}",
                                 data={"chunk_id": chunk.id, "method": verdict.method}))
-    return LLMCheck(chunk.id, verdict, raw=completion.text, usage=completion.usage, trace=trace)
+    return LLMCheck(chunk.id, verdict, raw=completion.text, usage=completion.usage.model_copy(update={"calls": 1}),
+                    trace=trace)

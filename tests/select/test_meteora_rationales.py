@@ -114,6 +114,7 @@ async def test_unusable_output_falls_back_to_the_question(reply) -> None:
     assert out.fallback
     assert [r.text for r in out.rationales] == [QUESTION]
     assert any(e.kind == "fallback" for e in out.trace)
+    assert out.usage.calls == 1
 
 
 async def test_truncated_reply_drops_the_cut_rationale_and_says_so() -> None:
