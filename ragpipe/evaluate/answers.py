@@ -15,10 +15,17 @@ from ragpipe.evaluate.metric import MetricResult
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.IGNORECASE)
 _PUNCT = set(string.punctuation)
+_CITATION = re.compile(r"\[\d+\]")
+
+
+def strip_citations(text: str) -> str:
+    """Remove ``[n]`` citation markers: they are not part of the answer being scored."""
+    return _CITATION.sub("", text)
 
 
 def normalize_answer(text: str) -> str:
-    """Lower-case, drop punctuation and articles, collapse whitespace (the SQuAD rules)."""
+    """Drop citation markers, then the SQuAD rules: lower-case, drop punctuation and articles, collapse spaces."""
+    text = strip_citations(text)
     text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
