@@ -1,0 +1,184 @@
+"""The selector contract and the machinery every selector shares.
+
+A selector turns (question, candidates) into scored, ordered evidence plus a trace. Subclasses
+implement ``score`` (one float per candidate, higher is better) and get the rest from the base:
+de-duplication, the empty-input and empty-question paths, usage metering, the fail policy
+(fail-open keeps the retriever's order when the LLM output is unusable), stage scores that stay
+monotone with rank, and the optional adaptive cutoff. A selector that needs a different flow
+(e.g. METEORA) overrides ``select`` and uses the same helpers.
+"""
+
+from __future__ import annotations
+
+from abc import ABC
+from collections.abc import Sequence
+from typing import Any, Callable, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ragpipe.context import RunContext
+from ragpipe.errors import ConfigError
+from ragpipe.llm.base import LLM
+from ragpipe.llm.wrappers import Metered, UsageMeter
+from ragpipe.schema import ScoredChunk, TraceEvent, Usage
+from ragpipe.select.cutoff import CutoffResult, apply_cutoff
+
+
+_REGISTRY: dict[str, type[Selector]] = {}
+SelectorClass = TypeVar("SelectorClass", bound=type)
+
+
+def register_selector(name: str) -> Callable[[SelectorClass], SelectorClass]:
+    """Class decorator: make a ``Selector`` subclass available as ``name`` (see ``get_selector``)."""
+
+    def decorate(cls: SelectorClass) -> SelectorClass:
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+class Selection(BaseModel):
+    """A selector's output: everything ranked, what survived the cutoff, and how it got there."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    ranked: list[ScoredChunk]
+    kept: list[ScoredChunk]
+    cutoff: CutoffResult | None = None
+    trace: list[TraceEvent] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    extras: dict[str, Any] = Field(default_factory=dict)
+
+
+class SelectorConfig(BaseModel):
+    """Options every selector understands."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cutoff: str = "none"
+    min_keep: int = 1
+    max_keep: int | None = None
+    z_threshold: float = 1.0
+    threshold: float | None = None
+    fail_policy: Literal["open", "closed"] = "open"
+
+
+class SelectorRun:
+    """Per-call scratchpad: the trace of one ``select`` call and the LLM metered for it."""
+
+    def __init__(self, node: str, ctx: RunContext) -> None:
+        self.node = node
+        self.ctx = ctx
+        self.trace: list[TraceEvent] = []
+        self.meter = UsageMeter()
+        self._llm: LLM | None = None
+
+    @property
+    def llm(self) -> LLM:
+        """The context's LLM, metered both for this call and under the node's name in the run."""
+        if self._llm is None:
+            self._llm = Metered(self.ctx.llm_for(self.node), self.meter, self.node)
+        return self._llm
+
+    def note(self, kind: str, message: str, **data: Any) -> None:
+        self.trace.append(TraceEvent(node=self.node, kind=kind, message=message, data=data))
+
+    @property
+    def usage(self) -> Usage:
+        return self.meter.total()
+
+
+def dedupe(candidates: Sequence[ScoredChunk], run: SelectorRun) -> list[ScoredChunk]:
+    """Drop repeated chunk ids (first occurrence wins), recording how many were dropped."""
+    seen: set[str] = set()
+    unique = []
+    for candidate in candidates:
+        if candidate.id not in seen:
+            seen.add(candidate.id)
+            unique.append(candidate)
+    if len(unique) < len(candidates):
+        run.note("repair", f"dropped {len(candidates) - len(unique)} duplicate candidate(s)")
+    return unique
+
+
+def ranked_by(candidates: Sequence[ScoredChunk], scores: Sequence[float], stage: str) -> list[ScoredChunk]:
+    """Candidates sorted by ``scores`` (ties keep input order), stamped with the stage score and rank."""
+    order = sorted(range(len(candidates)), key=lambda i: (-scores[i], i))
+    return [candidates[i].with_stage(stage, float(scores[i]), rank) for rank, i in enumerate(order, start=1)]
+
+
+def input_order_scores(n: int) -> list[float]:
+    """Scores that reproduce the input order (n, n-1, ..., 1)."""
+    return [float(n - i) for i in range(n)]
+
+
+class Selector(ABC):
+    """Base class: set ``name`` and ``Config``, implement ``score`` (or override ``select``)."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[BaseModel]] = SelectorConfig
+    needs_llm: ClassVar[bool] = True
+
+    def __init__(self, **config: Any) -> None:
+        try:
+            self.config = self.Config(**config)
+        except ValidationError as err:
+            first = err.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"selector '{self.name}': setting '{field}': {first['msg']}") from None
+
+    async def score(self, question: str, candidates: list[ScoredChunk], run: SelectorRun) -> list[float]:
+        """One score per candidate, higher is better. Raise to fall back (the base records it)."""
+        raise NotImplementedError
+
+    async def select(self, question: str, candidates: list[ScoredChunk], ctx: RunContext) -> Selection:
+        run = SelectorRun(self.name, ctx)
+        unique = dedupe(candidates, run)
+        if not unique:
+            return Selection(ranked=[], kept=[], trace=run.trace)
+        if not question.strip():
+            run.note("fallback", "empty question: kept the input order")
+            scores = input_order_scores(len(unique))
+        elif self.needs_llm and ctx.llm is None:
+            run.note("fallback", "no LLM configured: kept the input order")
+            scores = input_order_scores(len(unique))
+        else:
+            try:
+                scores = await self.score(question, unique, run)
+                if len(scores) != len(unique):
+                    raise ValueError(f"{len(scores)} scores for {len(unique)} candidates")
+            except Exception as err:  # LLM failures of any kind: never crash a query
+                return self._failed(unique, run, err)
+        return self.finish(unique, scores, run)
+
+    def _failed(self, candidates: list[ScoredChunk], run: SelectorRun, err: Exception) -> Selection:
+        policy = getattr(self.config, "fail_policy", "open")
+        reason = f"{type(err).__name__}: {err}"
+        ranked = ranked_by(candidates, input_order_scores(len(candidates)), self.name)
+        if policy == "closed":
+            run.note("fallback", f"selector failed ({reason}); fail-closed: kept nothing", error=reason)
+            return Selection(ranked=ranked, kept=[], trace=run.trace, usage=run.usage)
+        run.note("fallback", f"selector failed ({reason}); fail-open: kept the input order", error=reason)
+        return self._with_cutoff(ranked, run)
+
+    def finish(self, candidates: list[ScoredChunk], scores: Sequence[float], run: SelectorRun) -> Selection:
+        """Rank by ``scores`` and apply the configured cutoff."""
+        return self._with_cutoff(ranked_by(candidates, scores, self.name), run)
+
+    def _with_cutoff(self, ranked: list[ScoredChunk], run: SelectorRun) -> Selection:
+        config = self.config
+        method = getattr(config, "cutoff", "none")
+        if method == "none" and getattr(config, "max_keep", None) is None:
+            return Selection(ranked=ranked, kept=list(ranked), trace=run.trace, usage=run.usage)
+        result = apply_cutoff(
+            [c.score for c in ranked],
+            method,
+            min_keep=getattr(config, "min_keep", 1),
+            max_keep=getattr(config, "max_keep", None),
+            z_threshold=getattr(config, "z_threshold", 1.0),
+            threshold=getattr(config, "threshold", None),
+        )
+        run.note("cutoff", f"kept {result.keep} of {result.n}: {result.reason}", method=result.method,
+                 elbow_index=result.elbow_index)
+        return Selection(ranked=ranked, kept=ranked[: result.keep], cutoff=result, trace=run.trace, usage=run.usage)

@@ -1,0 +1,129 @@
+"""Adaptive cutoffs: decide how many of a scored list to keep, instead of a fixed top-k.
+
+The default is METEORA's rule (ALGORITHMS.md §1.4): the first gap between consecutive sorted
+scores whose z-score exceeds a threshold marks the elbow; if no gap stands out, the largest
+second difference does. Kneedle (through ``kneed``), the largest gap, the point farthest from
+the chord, and a plain score threshold are the alternatives. Every result says why it cut there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel
+
+from ragpipe.errors import ConfigError
+
+CutoffMethod = Literal["zscore_gap", "kneedle", "max_gap", "chord_distance", "threshold", "none"]
+_FLAT = 1e-9
+METHODS: tuple[str, ...] = ("zscore_gap", "kneedle", "max_gap", "chord_distance", "threshold", "none")
+
+
+class CutoffResult(BaseModel):
+    """Keep the ``keep`` best-scored items; ``elbow_index`` is the last kept position before bounds."""
+
+    keep: int
+    n: int
+    elbow_index: int | None
+    method: str
+    reason: str
+
+
+def _zscore_gap(s: np.ndarray, z_threshold: float) -> tuple[int, str]:
+    gaps = s[:-1] - s[1:]
+    sigma = float(gaps.std())  # population std, as METEORA
+    if sigma <= _FLAT * max(1.0, float(np.abs(s).max())):
+        sigma = 0.0  # equal gaps up to float noise: a flat (or linear) curve has no outlying gap
+    if sigma > 0:
+        z = (gaps - gaps.mean()) / sigma
+        above = np.flatnonzero(z > z_threshold)
+        if above.size:
+            i = int(above[0])
+            return i, f"first gap with z > {z_threshold:g} is after position {i + 1} (z={z[i]:.2f}, gap={gaps[i]:.4f})"
+    second = gaps[1:] - gaps[:-1]
+    second[np.abs(second) <= _FLAT * max(1.0, float(np.abs(s).max()))] = 0.0  # float noise is not curvature
+    if second.size:
+        i = int(np.argmax(second))
+        why = "evenly spaced scores" if sigma == 0 else f"no gap has z > {z_threshold:g}"
+        return i, f"{why}: largest second difference at position {i + 1}"
+    i = max(len(s) // 3 - 1, 0)
+    return i, "too few gaps: kept a third of the list"
+
+
+def _kneedle(s: np.ndarray) -> tuple[int | None, str]:
+    from kneed import KneeLocator
+
+    x = np.arange(len(s))
+    knee = KneeLocator(x, s, curve="convex", direction="decreasing").knee
+    if knee is None:
+        return None, "kneedle found no knee: kept everything"
+    return int(knee), f"kneedle knee at position {int(knee) + 1}"
+
+
+def _chord_distance(s: np.ndarray) -> tuple[int, str]:
+    x = np.arange(len(s), dtype=float)
+    start, end = np.array([x[0], s[0]]), np.array([x[-1], s[-1]])
+    direction = end - start
+    norm = np.linalg.norm(direction)
+    points = np.stack([x, s], axis=1) - start
+    distance = np.abs(points[:, 0] * direction[1] - points[:, 1] * direction[0]) / (norm or 1.0)
+    i = int(np.argmax(distance))
+    return i, f"farthest point from the chord at position {i + 1}"
+
+
+def apply_cutoff(
+    scores: Sequence[float],
+    method: str = "zscore_gap",
+    *,
+    min_keep: int = 1,
+    max_keep: int | None = None,
+    z_threshold: float = 1.0,
+    threshold: float | None = None,
+) -> CutoffResult:
+    """How many of ``scores`` (any order; the best are kept) to keep, and why.
+
+    ``min_keep``/``max_keep`` bound the result; a bound that changes the cut is named in ``reason``.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"unknown cutoff method '{method}'; choose one of: {', '.join(METHODS)}")
+    if min_keep < 0 or (max_keep is not None and max_keep < min_keep):
+        raise ConfigError(f"cutoff bounds are inconsistent: min_keep={min_keep}, max_keep={max_keep}")
+    s = np.sort(np.asarray(scores, dtype=float))[::-1]
+    n = len(s)
+    elbow: int | None
+    if n == 0:
+        return CutoffResult(keep=0, n=0, elbow_index=None, method=method, reason="empty list")
+    if method == "none":
+        elbow, reason = n - 1, "no cutoff"
+    elif method == "threshold":
+        if threshold is None:
+            raise ConfigError("the 'threshold' cutoff needs a threshold value")
+        count = int((s >= threshold).sum())
+        elbow, reason = (count - 1 if count else None), f"{count} scores >= {threshold:g}"
+    elif n <= 2:
+        elbow, reason = n - 1, f"only {n} item(s): kept all"
+    elif method == "zscore_gap":
+        elbow, reason = _zscore_gap(s, z_threshold)
+    elif method == "kneedle":
+        elbow, reason = _kneedle(s)
+        if elbow is None:
+            elbow = n - 1
+    elif method == "max_gap":
+        gaps = s[:-1] - s[1:]
+        elbow = int(np.argmax(gaps))
+        reason = f"largest gap ({gaps[elbow]:.4f}) after position {elbow + 1}"
+    else:  # chord_distance
+        elbow, reason = _chord_distance(s)
+
+    keep = 0 if elbow is None else elbow + 1
+    upper = min(n, max_keep) if max_keep is not None else n
+    lower = min(min_keep, n)
+    if keep < lower:
+        reason += f"; raised to min_keep={min_keep}"
+        keep = lower
+    elif keep > upper:
+        reason += f"; lowered to max_keep={max_keep}"
+        keep = upper
+    return CutoffResult(keep=keep, n=n, elbow_index=elbow, method=method, reason=reason)
