@@ -38,6 +38,9 @@ class LLMSettings(BaseModel):
     max_concurrency: int = 4
     context_window: int = 8192
     n_threads: int | None = None
+    json_mode: Literal["json_schema", "json_object", "guided_json", "none"] = "json_schema"
+    logprobs: bool = True  # does the server return logprobs? (selectors fall back to text when not)
+    seed: int = 0
     extra_body: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -210,6 +210,16 @@ class BaseLLM:
 
     def chat_sync(self, messages: Sequence[Message | dict[str, str]], **kwargs: Any) -> Completion:
         return run_sync(lambda: self.chat(messages, **kwargs))
+
+    async def chat_stream(self, messages: Sequence[Message | dict[str, str]], **kwargs: Any) -> AsyncIterator[str]:
+        """Text pieces as they are generated. Backends without streaming yield the whole text once."""
+        async for piece in self.stream(make_request(messages, **kwargs)):
+            yield piece
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
+        """Stream one normalised request; the default runs ``complete`` and yields its text."""
+        completion = await self.complete(request)
+        yield completion.text
 
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)

@@ -10,6 +10,7 @@ import asyncio
 import threading
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 
 from ragpipe.llm.base import BaseLLM, Capabilities, ChatRequest, Completion, LLM
 from ragpipe.schema import Usage
@@ -29,6 +30,10 @@ class Wrapper(BaseLLM):
 
     async def complete(self, request: ChatRequest) -> Completion:
         return await self.inner.complete(request)  # type: ignore[attr-defined]
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
+        async for piece in self.inner.stream(request):  # type: ignore[attr-defined]
+            yield piece
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
@@ -56,6 +61,11 @@ class Limited(Wrapper):
     async def complete(self, request: ChatRequest) -> Completion:
         async with self._semaphore():
             return await self.inner.complete(request)  # type: ignore[attr-defined]
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
+        async with self._semaphore():
+            async for piece in self.inner.stream(request):  # type: ignore[attr-defined]
+                yield piece
 
 
 class UsageMeter:
@@ -98,3 +108,21 @@ class Metered(Wrapper):
         usage = completion.usage.model_copy(update={"calls": 1, "cached_calls": int(completion.cached)})
         self.meter.add(self.node, usage)
         return completion
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
+        """Meters a streamed call when it ends; token counts come from the backend's tokenizer."""
+        start = time.perf_counter()
+        pieces: list[str] = []
+        try:
+            async for piece in self.inner.stream(request):  # type: ignore[attr-defined]
+                pieces.append(piece)
+                yield piece
+        except Exception:
+            self.meter.add(self.node, Usage(calls=1, failed_calls=1, llm_seconds=time.perf_counter() - start))
+            raise
+        prompt = sum(self.count_tokens(m.content) for m in request.messages)
+        self.meter.add(
+            self.node,
+            Usage(calls=1, prompt_tokens=prompt, completion_tokens=self.count_tokens("".join(pieces)),
+                  llm_seconds=time.perf_counter() - start),
+        )

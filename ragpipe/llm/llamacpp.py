@@ -1,0 +1,290 @@
+"""The embedded default backend: llama.cpp in-process (llama-cpp-python) with a GGUF model.
+
+Generation runs its own token loop over the last position's logits, so per-token logprobs and
+top alternatives are available without ``logits_all`` (which would keep a full vocabulary row
+for every prompt token). Prompts are formatted with the model's own chat template from the GGUF
+metadata, exactly as llama.cpp's OpenAI-compatible server does, and the KV cache is reused for a
+shared prompt prefix. One lock serialises access to the model; work runs in a thread, so many
+coroutines can await the backend safely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragpipe.errors import ContextOverflow, LLMUnavailable, MissingExtraError
+from ragpipe.llm.base import BaseLLM, Capabilities, ChatRequest, Completion, TokenLogprob, TopLogprob
+from ragpipe.schema import Usage
+
+MAX_TOP_LOGPROBS = 20
+SCORER_CONTEXT = 1024  # tokens of text scored by ``token_logprobs`` (perplexity); longer text is cut
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as err:
+        raise MissingExtraError("llama-cpp-python", "local", "the embedded llama.cpp backend") from err
+    return llama_cpp
+
+
+class LlamaCppLLM(BaseLLM):
+    """llama.cpp in-process. The model loads on first use, not at construction."""
+
+    backend = "llamacpp"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        model: str = "smollm2-135m-instruct",
+        n_ctx: int = 8192,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        seed: int = 0,
+    ) -> None:
+        self.model = model
+        self.model_path = Path(model_path)
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.n_batch = n_batch
+        self.seed = seed
+        self._llama: Any = None
+        self._scorer: Any = None
+        self._formatter: Any = None
+        self._lock = threading.Lock()
+        self._scorer_lock = threading.Lock()
+
+    # -- loading ---------------------------------------------------------------------------
+    def _new_llama(self, n_ctx: int, logits_all: bool) -> Any:
+        llama_cpp = _import_llama_cpp()
+        if not self.model_path.is_file():
+            raise LLMUnavailable(f"GGUF model file {self.model_path} does not exist")
+        try:
+            return llama_cpp.Llama(
+                model_path=str(self.model_path),
+                n_ctx=n_ctx,
+                n_batch=min(self.n_batch, n_ctx),
+                n_threads=self.n_threads,
+                seed=self.seed,
+                logits_all=logits_all,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as err:
+            raise LLMUnavailable(f"llama.cpp could not load {self.model_path}: {err}") from err
+
+    def _ensure_loaded(self) -> Any:
+        if self._llama is None:
+            llama = self._new_llama(self.n_ctx, logits_all=False)
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            template = llama.metadata.get("tokenizer.chat_template")
+            if not template:
+                raise LLMUnavailable(f"{self.model_path} has no chat template in its metadata")
+            eos, bos = llama.token_eos(), llama.token_bos()
+            self._formatter = Jinja2ChatFormatter(
+                template=template,
+                eos_token=llama._model.token_get_text(eos) if eos != -1 else "",
+                bos_token=llama._model.token_get_text(bos) if bos != -1 else "",
+            )
+            self._llama = llama
+        return self._llama
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            logprobs=True, max_top_logprobs=MAX_TOP_LOGPROBS, json_schema=True, context_window=self.n_ctx, seed=True
+        )
+
+    # -- tokens ----------------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        with self._lock:
+            llama = self._ensure_loaded()
+            return len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def prompt_tokens(self, messages: Sequence[Any]) -> list[int]:
+        """The token ids the model sees for ``messages`` (chat template applied)."""
+        with self._lock:
+            return self._prompt_tokens(self._ensure_loaded(), messages)
+
+    def _prompt_tokens(self, llama: Any, messages: Sequence[Any]) -> list[int]:
+        formatted = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        return llama.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
+
+    def _piece(self, llama: Any, token: int) -> str:
+        return llama.detokenize([token]).decode("utf-8", errors="ignore")
+
+    # -- generation ------------------------------------------------------------------------
+    async def complete(self, request: ChatRequest) -> Completion:
+        return await asyncio.to_thread(self._complete_blocking, request, None)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+
+        def emit(piece: str) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, piece)
+
+        def work() -> None:
+            try:
+                self._complete_blocking(request, emit)
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+            except BaseException as err:  # handed to the consumer below
+                loop.call_soon_threadsafe(queue.put_nowait, err)
+
+        worker = loop.run_in_executor(None, work)
+        while (item := await queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+        await worker
+
+    def _complete_blocking(self, request: ChatRequest, emit: Any) -> Completion:
+        start = time.perf_counter()
+        with self._lock:
+            llama = self._ensure_loaded()
+            if request.json_schema is not None and not request.top_logprobs and emit is None:
+                return self._complete_with_grammar(llama, request, start)
+            tokens = self._prompt_tokens(llama, request.messages)
+            if len(tokens) >= self.n_ctx:
+                raise ContextOverflow(
+                    f"prompt of {len(tokens)} tokens does not fit the {self.n_ctx}-token context of {self.model}"
+                )
+            text, generated, logprobs, finish = self._generate(llama, tokens, request, emit)
+        return Completion(
+            text=text,
+            logprobs=logprobs if request.top_logprobs else None,
+            usage=Usage(calls=1, prompt_tokens=len(tokens), completion_tokens=generated,
+                        llm_seconds=time.perf_counter() - start),
+            finish_reason=finish,
+            model=self.model,
+            backend=self.backend,
+            latency_s=time.perf_counter() - start,
+        )
+
+    def _prefill(self, llama: Any, tokens: list[int]) -> None:
+        """Evaluate ``tokens``, reusing the KV cache for the prefix shared with the last prompt."""
+        cached = llama.input_ids[: llama.n_tokens].tolist()
+        shared = 0
+        for a, b in zip(cached, tokens):
+            if a != b:
+                break
+            shared += 1
+        shared = min(shared, len(tokens) - 1)  # re-evaluate at least one token for fresh logits
+        llama.n_tokens = shared
+        llama.eval(tokens[shared:])
+
+    def _last_logits(self, llama: Any) -> np.ndarray:
+        llama_cpp = _import_llama_cpp()
+        pointer = llama_cpp.llama_get_logits_ith(llama._ctx.ctx, -1)
+        return np.ctypeslib.as_array(pointer, shape=(llama.n_vocab(),)).astype(np.float64)
+
+    def _generate(
+        self, llama: Any, tokens: list[int], request: ChatRequest, emit: Any
+    ) -> tuple[str, int, list[TokenLogprob], str]:
+        llama_cpp = _import_llama_cpp()
+        vocab = llama._model.vocab
+        budget = min(request.max_tokens, self.n_ctx - len(tokens))
+        rng = np.random.default_rng(request.seed if request.seed is not None else self.seed)
+        top_k = min(request.top_logprobs, MAX_TOP_LOGPROBS)
+        self._prefill(llama, tokens)
+        out: list[int] = []
+        logprobs: list[TokenLogprob] = []
+        text, emitted, finish = "", 0, "length"
+        for step in range(budget):
+            logits = self._last_logits(llama)
+            shifted = logits - logits.max()
+            log_probs = shifted - np.log(np.exp(shifted).sum())
+            if request.temperature <= 0:
+                token = int(np.argmax(logits))
+            else:
+                scaled = np.exp((logits - logits.max()) / request.temperature)
+                token = int(rng.choice(len(scaled), p=scaled / scaled.sum()))
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                finish = "stop"
+                break
+            if top_k:
+                best = np.argpartition(-log_probs, top_k)[:top_k]
+                best = best[np.argsort(-log_probs[best])]
+                logprobs.append(
+                    TokenLogprob(
+                        token=self._piece(llama, token),
+                        logprob=float(log_probs[token]),
+                        top=[TopLogprob(token=self._piece(llama, int(t)), logprob=float(log_probs[t])) for t in best],
+                    )
+                )
+            out.append(token)
+            text = llama.detokenize(out).decode("utf-8", errors="ignore")
+            stop_at = min((i for s in (request.stop or ()) if (i := text.find(s)) != -1), default=-1)
+            if stop_at != -1:
+                text, finish = text[:stop_at], "stop"
+                break
+            if emit is not None and len(text) > emitted:
+                emit(text[emitted:])
+                emitted = len(text)
+            if step + 1 < budget:
+                llama.eval([token])
+        if emit is not None and len(text) > emitted:
+            emit(text[emitted:])
+        return text, len(out), logprobs, finish
+
+    def _complete_with_grammar(self, llama: Any, request: ChatRequest, start: float) -> Completion:
+        """JSON-schema-constrained output through llama.cpp's grammar sampler."""
+        response = llama.create_chat_completion(
+            messages=[{"role": m.role, "content": m.content} for m in request.messages],
+            response_format={"type": "json_object", "schema": request.json_schema},
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            seed=request.seed if request.seed is not None else self.seed,
+            stop=list(request.stop) if request.stop else None,
+        )
+        choice, usage = response["choices"][0], response.get("usage") or {}
+        return Completion(
+            text=choice["message"].get("content") or "",
+            usage=Usage(calls=1, prompt_tokens=usage.get("prompt_tokens", 0),
+                        completion_tokens=usage.get("completion_tokens", 0),
+                        llm_seconds=time.perf_counter() - start),
+            finish_reason=choice.get("finish_reason") or "stop",
+            model=self.model,
+            backend=self.backend,
+            latency_s=time.perf_counter() - start,
+        )
+
+    # -- scoring text (perplexity) -----------------------------------------------------------
+    async def token_logprobs(self, text: str) -> list[float]:
+        """Log-probability of each token of ``text`` given the ones before it (first token: given BOS).
+
+        Uses a second, small-context model instance with ``logits_all`` so the whole text is scored
+        in one pass; text beyond ``SCORER_CONTEXT`` tokens is not scored.
+        """
+        return await asyncio.to_thread(self._token_logprobs_blocking, text)
+
+    def _token_logprobs_blocking(self, text: str) -> list[float]:
+        with self._scorer_lock:
+            if self._scorer is None:
+                self._scorer = self._new_llama(SCORER_CONTEXT, logits_all=True)
+            scorer = self._scorer
+            bos = scorer.token_bos()
+            tokens = scorer.tokenize(text.encode("utf-8"), add_bos=False, special=False)[: SCORER_CONTEXT - 1]
+            if not tokens:
+                return []
+            sequence = ([bos] if bos != -1 else []) + tokens
+            scorer.reset()
+            scorer.eval(sequence)
+            scores = np.asarray(scorer.scores[: len(sequence)], dtype=np.float64)
+        offset = len(sequence) - len(tokens)
+        result = []
+        for i, token in enumerate(tokens):
+            row = scores[i + offset - 1] if i + offset - 1 >= 0 else None
+            if row is None:
+                continue
+            shifted = row - row.max()
+            result.append(float(shifted[token] - np.log(np.exp(shifted).sum())))
+        return result

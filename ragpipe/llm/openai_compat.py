@@ -1,0 +1,239 @@
+"""Any OpenAI-compatible chat server through the ``openai`` client: OpenAI, vLLM, llama.cpp, Ollama.
+
+Retries with exponential backoff on 429, 5xx and connection errors are the client's own
+(``max_retries``); every call has a timeout. Failures become one-line ``ragpipe.errors`` that
+say what to do. The API key is read from the environment variable a connector names, only
+here, and never appears in a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from ragpipe.errors import (
+    ContextOverflow,
+    LLMAuthError,
+    LLMError,
+    LLMModelNotFound,
+    LLMRateLimited,
+    LLMTimeout,
+    LLMUnavailable,
+)
+from ragpipe.llm.base import (
+    BaseLLM,
+    Capabilities,
+    ChatRequest,
+    Completion,
+    TokenLogprob,
+    TopLogprob,
+    estimate_tokens,
+)
+from ragpipe.schema import Usage
+
+JsonMode = Literal["json_schema", "json_object", "guided_json", "none"]
+OPENAI_HOST = "api.openai.com"
+PLACEHOLDER_KEY = "not-needed"  # local servers ignore the key, but the client insists on one
+
+
+class OpenAICompatLLM(BaseLLM):
+    """Chat completions against ``base_url``.
+
+    ``json_mode`` says how a JSON schema is passed: ``json_schema`` (OpenAI, vLLM, Ollama,
+    llama.cpp's C++ server), ``json_object`` (llama-cpp-python's server: ``{"type":
+    "json_object", "schema": ...}``), ``guided_json`` (older vLLM ``extra_body``) or ``none``.
+    """
+
+    backend = "openai"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key_env: str | None = None,
+        timeout_s: float = 120.0,
+        max_retries: int = 3,
+        context_window: int = 8192,
+        json_mode: JsonMode = "json_schema",
+        logprobs: bool = True,
+        extra_body: dict[str, Any] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api_key_env = api_key_env
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.context_window = context_window
+        self.json_mode = json_mode
+        self.supports_logprobs = logprobs
+        self.extra_body = dict(extra_body or {})
+        self._api_key = self._read_key()
+        self._clients: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatLLM(base_url={self.base_url!r}, model={self.model!r})"
+
+    def _read_key(self) -> str:
+        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+        if not key and OPENAI_HOST in self.base_url:
+            env = self.api_key_env or "OPENAI_API_KEY"
+            raise LLMAuthError(f"{self.base_url} needs an API key: set the {env} environment variable")
+        return key or PLACEHOLDER_KEY
+
+    def _client(self) -> Any:
+        """One ``AsyncOpenAI`` per event loop (its HTTP pool is bound to the loop that made it)."""
+        loop_id = id(asyncio.get_running_loop())
+        with self._lock:
+            if loop_id not in self._clients:
+                from openai import AsyncOpenAI
+
+                self._clients[loop_id] = AsyncOpenAI(
+                    base_url=self.base_url,
+                    api_key=self._api_key,
+                    timeout=self.timeout_s,
+                    max_retries=self.max_retries,
+                )
+            return self._clients[loop_id]
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            logprobs=self.supports_logprobs,
+            max_top_logprobs=20 if self.supports_logprobs else 0,
+            json_schema=self.json_mode != "none",
+            context_window=self.context_window,
+            seed=True,
+        )
+
+    def count_tokens(self, text: str) -> int:
+        return estimate_tokens(text)
+
+    # -- request mapping -----------------------------------------------------------------
+    def request_kwargs(self, request: ChatRequest) -> dict[str, Any]:
+        """The keyword arguments of ``chat.completions.create`` for ``request``."""
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+        }
+        if request.stop:
+            kwargs["stop"] = list(request.stop)
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
+        if request.top_logprobs and self.supports_logprobs:
+            kwargs["logprobs"] = True
+            kwargs["top_logprobs"] = min(request.top_logprobs, 20)
+        extra = dict(self.extra_body)
+        if request.json_schema is not None:
+            if self.json_mode == "json_schema":
+                kwargs["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "output", "schema": request.json_schema},
+                }
+            elif self.json_mode == "json_object":
+                kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
+            elif self.json_mode == "guided_json":
+                extra["guided_json"] = request.json_schema
+        if extra:
+            kwargs["extra_body"] = extra
+        return kwargs
+
+    # -- calls ---------------------------------------------------------------------------
+    async def complete(self, request: ChatRequest) -> Completion:
+        start = time.perf_counter()
+        try:
+            response = await self._client().chat.completions.create(**self.request_kwargs(request))
+        except Exception as err:
+            raise await self._translate(err) from err
+        latency = time.perf_counter() - start
+        try:
+            choice = response.choices[0]
+            text = choice.message.content or ""
+        except (AttributeError, IndexError, TypeError) as err:
+            raise LLMError(f"{self.base_url} returned a malformed chat completion: {err}") from err
+        usage = getattr(response, "usage", None)
+        prompt_tokens = getattr(usage, "prompt_tokens", None)
+        completion_tokens = getattr(usage, "completion_tokens", None)
+        if prompt_tokens is None:  # servers that report no usage: estimate, erring high
+            prompt_tokens = sum(estimate_tokens(m.content) for m in request.messages)
+        if completion_tokens is None:
+            completion_tokens = estimate_tokens(text) if text else 0
+        return Completion(
+            text=text,
+            logprobs=_map_logprobs(getattr(choice, "logprobs", None)) if request.top_logprobs else None,
+            usage=Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, llm_seconds=latency),
+            finish_reason=choice.finish_reason or "stop",
+            model=getattr(response, "model", None) or self.model,
+            backend=self.backend,
+            latency_s=latency,
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
+        kwargs = self.request_kwargs(request)
+        kwargs.pop("logprobs", None)
+        kwargs.pop("top_logprobs", None)
+        try:
+            chunks = await self._client().chat.completions.create(stream=True, **kwargs)
+            async for chunk in chunks:
+                if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
+                    yield chunk.choices[0].delta.content
+        except LLMError:
+            raise
+        except Exception as err:
+            raise await self._translate(err) from err
+
+    async def _translate(self, err: Exception) -> LLMError:
+        """Map an ``openai`` exception to a one-line ragpipe error."""
+        import openai
+
+        where = self.base_url
+        attempts = self.max_retries + 1
+        if isinstance(err, openai.APITimeoutError):
+            return LLMTimeout(f"{where} did not answer within {self.timeout_s:g} s ({attempts} attempts)", attempts=attempts)
+        if isinstance(err, openai.APIConnectionError):
+            return LLMUnavailable(f"cannot reach {where}: is the server running? ({attempts} attempts)", attempts=attempts)
+        if isinstance(err, (openai.AuthenticationError, openai.PermissionDeniedError)):
+            env = self.api_key_env or "the API key variable"
+            return LLMAuthError(f"{where} rejected the API key: check {env}")
+        if isinstance(err, openai.NotFoundError):
+            served = await self._served_models()
+            hint = f"; it serves: {', '.join(served)}" if served else ""
+            return LLMModelNotFound(f"model '{self.model}' is not served by {where}{hint}")
+        if isinstance(err, openai.RateLimitError):
+            return LLMRateLimited(f"{where} kept answering 429 (rate limited) after {attempts} attempts", attempts=attempts)
+        if isinstance(err, openai.BadRequestError):
+            message = str(getattr(err, "message", err))
+            if any(word in message.lower() for word in ("context", "too long", "maximum", "exceed")):
+                return ContextOverflow(f"the prompt does not fit {self.model}'s context on {where}: {message[:200]}")
+            return LLMError(f"{where} rejected the request: {message[:200]}")
+        if isinstance(err, openai.APIStatusError):
+            return LLMUnavailable(
+                f"{where} answered HTTP {err.status_code} after {attempts} attempts", attempts=attempts
+            )
+        return LLMError(f"{where} returned an unusable response ({type(err).__name__}: {str(err)[:200]})")
+
+    async def _served_models(self) -> list[str]:
+        try:
+            page = await asyncio.wait_for(self._client().with_options(max_retries=0).models.list(), timeout=3)
+            return [m.id for m in page.data][:10]
+        except Exception:
+            return []
+
+
+def _map_logprobs(raw: Any) -> list[TokenLogprob] | None:
+    """OpenAI ``choice.logprobs.content`` -> ``TokenLogprob``s; None when the server sent none."""
+    content = getattr(raw, "content", None) if raw is not None else None
+    if not content:
+        return None
+    mapped = []
+    for item in content:
+        top = [TopLogprob(token=t.token, logprob=float(t.logprob)) for t in (item.top_logprobs or [])]
+        mapped.append(TokenLogprob(token=item.token, logprob=float(item.logprob), top=top))
+    return mapped
