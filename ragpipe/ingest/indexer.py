@@ -10,40 +10,31 @@ the previous run was not clean, sweeps chunks that no manifest row owns.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from ragpipe.config import Settings
 from ragpipe.errors import ConfigError, EmbeddingMismatch, IngestError, StoreError
 from ragpipe.ingest.chunker import ChunkPlan, Chunker
 from ragpipe.ingest.embed import Embedder, embedder_name, get_embedder
-from ragpipe.ingest.loaders import LoadedDocument, loader_for
 from ragpipe.ingest.manifest import Manifest, ManifestEntry
 from ragpipe.ingest.report import IndexReport, ProgressEvent, ProgressFn
-from ragpipe.ingest.walk import Skipped, walk_folder
-from ragpipe.schema import Chunk, Document, TraceEvent, stable_hash
+from ragpipe.ingest.sources import Source, document_sources, folder_sources
+from ragpipe.ingest.walk import Skipped
+from ragpipe.schema import Chunk, Document, TraceEvent
+
+if TYPE_CHECKING:  # chromadb is imported only when a run touches the store
+    from ragpipe.ingest.store import ChunkStore
 
 log = logging.getLogger(__name__)
 INDEX_DIRNAME = ".ragpipe"
-
-
-@dataclass
-class Source:
-    """One thing to index: a file or an in-memory document, identified by ``key``."""
-
-    key: str
-    size: int
-    mtime: float
-    load: Callable[[], LoadedDocument]
-    fingerprint: Callable[[], str]
-    file_type: str = ""
 
 
 @dataclass
@@ -59,7 +50,7 @@ class Index:
     """An opened index: the store to query and the embedder its vectors came from."""
 
     dir: Path
-    store: object
+    store: ChunkStore
     embedder: Embedder
 
 
@@ -68,62 +59,6 @@ def resolve_index_dir(docs_dir: str | Path, settings: Settings) -> Path:
     if settings.store.path:
         return Path(settings.store.path).expanduser().resolve()
     return Path(docs_dir).expanduser().resolve() / INDEX_DIRNAME
-
-
-def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def folder_sources(docs_dir: Path, settings: Settings, index_dir: Path, report: IndexReport) -> list[Source]:
-    chunking = settings.chunking
-    walked = walk_folder(
-        docs_dir,
-        include=chunking.include,
-        exclude=chunking.exclude,
-        index_dir=index_dir,
-        max_bytes=int(chunking.max_file_mb * 1_000_000),
-    )
-    report.skipped.extend(walked.skipped)
-    report.unsupported = walked.unsupported
-    sources = []
-    for entry in walked.files:
-        loader = loader_for(entry.path)
-        assert loader is not None  # walk_folder only returns loadable files
-        sources.append(
-            Source(
-                key=entry.rel,
-                size=entry.size,
-                mtime=entry.mtime,
-                load=lambda p=entry.path, fn=loader: fn(p),
-                fingerprint=lambda p=entry.path: file_hash(p),
-                file_type=entry.path.suffix.lower().lstrip("."),
-            )
-        )
-    return sources
-
-
-def document_sources(documents: Iterable[Document]) -> list[Source]:
-    """Sources for in-memory documents (e.g. from LangChain/LlamaIndex), keyed by their source."""
-    sources = []
-    for doc in documents:
-        key = doc.source or doc.id
-        meta = {k: v for k, v in doc.metadata.items() if isinstance(v, str | int | float | bool)}
-        fingerprint = stable_hash(doc.text, doc.title or "", json.dumps(meta, sort_keys=True), length=64)
-        sources.append(
-            Source(
-                key=key,
-                size=len(doc.text),
-                mtime=doc.mtime or 0.0,
-                load=lambda d=doc, m=meta: LoadedDocument(d.text, d.title, dict(m)).ensure_segments(),
-                fingerprint=lambda f=fingerprint: f,
-                file_type=str(doc.metadata.get("file_type", "document")),
-            )
-        )
-    return sources
 
 
 def index_folder(
@@ -203,7 +138,7 @@ class _Run:
     progress: ProgressFn | None
     embedder: Embedder | None
     group_chunks: int | None
-    _store: object | None = field(default=None, init=False)
+    _store: ChunkStore | None = field(default=None, init=False)
     _manifest: Manifest | None = field(default=None, init=False)
 
     def run(self, sources: Sequence[Source], *, prune: bool, dry_run: bool = False) -> None:
@@ -301,7 +236,7 @@ class _Run:
         self._sync_bm25_if_stale(manifest, store)
         _emit(self.progress, ProgressEvent("done", len(parsed), len(parsed), self.report.embedded))
 
-    def _open_store(self, manifest: Manifest, name: str):  # noqa: ANN202 - ChunkStore, imported lazily
+    def _open_store(self, manifest: Manifest, name: str) -> ChunkStore:
         from ragpipe.ingest.store import ChunkStore
 
         if self.embedder is None:
@@ -357,8 +292,10 @@ class _Run:
             return
         stale = [i for _, _, old, _ in failed if old for i in old.chunk_ids]
         if stale:
-            self._store.delete(stale)  # type: ignore[attr-defined]
+            assert self._store is not None
+            self._store.delete(stale)
             self.report.chunks_removed += len(stale)
+        assert self._manifest is not None
         self._manifest.put(
             ManifestEntry(s.key, Document.make_id(s.key), digest, s.size, s.mtime, (), reason)
             for s, digest, _, reason in failed
@@ -376,7 +313,7 @@ class _Run:
             count += len(item.chunks)
         return [g for g in groups if g]
 
-    def _embed_and_write(self, store, manifest: Manifest, parsed: list[_Parsed]) -> None:  # noqa: ANN001
+    def _embed_and_write(self, store: ChunkStore, manifest: Manifest, parsed: list[_Parsed]) -> None:
         assert self.embedder is not None
         total_chunks = sum(len(p.chunks) for p in parsed)
         written_files = 0
@@ -416,7 +353,9 @@ class _Run:
                     )
                 )
 
-    def _write_group(self, store, manifest: Manifest, group: list[_Parsed], chunks: list[Chunk], vectors) -> int:  # noqa: ANN001
+    def _write_group(
+        self, store: ChunkStore, manifest: Manifest, group: list[_Parsed], chunks: list[Chunk], vectors: np.ndarray
+    ) -> int:
         """Upsert, drop each file's superseded chunks, then (only then) record the files."""
         assert self.embedder is not None
         store.upsert(chunks, vectors, embedding_model=self.embedder.name)
@@ -434,7 +373,7 @@ class _Run:
         self.report.chunks_removed += len(stale)
         return len(group)
 
-    def _sweep_orphans(self, store, manifest: Manifest) -> None:  # noqa: ANN001
+    def _sweep_orphans(self, store: ChunkStore, manifest: Manifest) -> None:
         """After a killed run: delete chunks that no manifest row owns (half-written files)."""
         owned = {i for e in manifest.entries().values() for i in e.chunk_ids}
         orphans = sorted(store.all_ids() - owned)
@@ -445,7 +384,7 @@ class _Run:
                 TraceEvent(node="ingest", kind="repair", message=f"removed {len(orphans)} orphan chunk(s) left by an interrupted run")
             )
 
-    def _sync_bm25_if_stale(self, manifest: Manifest, store) -> None:  # noqa: ANN001
+    def _sync_bm25_if_stale(self, manifest: Manifest, store: ChunkStore | None) -> None:
         """Keep the BM25 sidecar current; cheap no-op when it already matches the store revision."""
         try:
             from ragpipe.retrieve.bm25 import BM25Index

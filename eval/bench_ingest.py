@@ -1,0 +1,253 @@
+"""Ingestion throughput: ``ragpipe index`` against raw ``SentenceTransformer.encode`` and LlamaIndex.
+
+Builds a folder of one .txt per document from the evaluation corpora (../shared/data/*/corpus.jsonl)
+in a work folder outside the repository, then, in this one process:
+
+1. chunker speed: ragpipe's offset chunker vs llama-index's ``SentenceSplitter`` (same tokenizer);
+2. ``ragpipe index`` end to end (in process, model already loaded), interleaved with raw
+   ``SentenceTransformer.encode`` over the *same chunk texts* (first half before, second half
+   after, so load changes on this shared machine hit both sides alike);
+3. re-index of the unchanged folder, in process and as a whole ``python -m ragpipe index`` process;
+4. LlamaIndex ``VectorStoreIndex.from_documents`` over the same files into Chroma with the same
+   model (``llama-index-embeddings-huggingface`` on the packaged MiniLM folder; LlamaIndex defaults);
+5. an embedding batch-size sweep on a sample.
+
+Prints a table and writes eval/results/ingest.json.
+Usage: python eval/bench_ingest.py [--limit DOCS] [--skip-llamaindex] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+RESULTS = REPO / "eval" / "results" / "ingest.json"
+CORPORA = (
+    "scifact_goldpool",
+    "fiqa_goldpool",
+    "hotpotqa_hipporag_train100",
+    "musique_hipporag_train100",
+    "noveleval",
+    "trec_dl2019_bm25",
+    "trec_dl2020_bm25",
+    "trec_dl2021_bm25",
+)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_folder(folder: Path, limit: int) -> int:
+    """One .txt per document (title, blank line, text), ``limit`` documents round-robin over corpora."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    streams = []
+    for name in CORPORA:
+        path = DATA / name / "corpus.jsonl"
+        if path.is_file():
+            streams.append((name, [json.loads(line) for line in path.open()]))
+    written, row = 0, 0
+    while written < limit and any(row < len(docs) for _, docs in streams):
+        for name, docs in streams:
+            if row < len(docs) and written < limit:
+                doc = docs[row]
+                target = folder / name / f"{str(doc['_id']).replace('/', '_')}.txt"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                title = (doc.get("title") or "").strip()
+                target.write_text(f"{title}\n\n{doc['text']}" if title else doc["text"])
+                written += 1
+        row += 1
+    return written
+
+
+def chunk_texts(folder: Path, settings, embedder) -> tuple[list[str], float, float]:  # noqa: ANN001
+    """ragpipe's chunks of every file (what ``ragpipe index`` will embed), and chunker speeds."""
+    from ragpipe.ingest.chunker import ChunkPlan, Chunker
+    from ragpipe.ingest.loaders import loader_for
+    from ragpipe.schema import Document
+
+    plan = ChunkPlan.for_embedder(settings.chunking.chunk_tokens, settings.chunking.overlap_tokens, embedder.max_tokens)
+    chunker = Chunker(embedder, plan)
+    files = sorted(p for p in folder.rglob("*.txt"))
+    loaded = [(p, loader_for(p)(p)) for p in files]
+    start = time.perf_counter()
+    texts = []
+    for path, doc in loaded:
+        rel = path.relative_to(folder).as_posix()
+        texts.extend(c.text for c in chunker.chunk(doc, Document.make_id(rel), rel).chunks)
+    ours = len(texts) / (time.perf_counter() - start)
+
+    from llama_index.core.node_parser import SentenceSplitter
+
+    sample = [doc.text for _, doc in loaded[:300]]
+    tok = embedder.tokenizer
+    splitter = SentenceSplitter(
+        chunk_size=plan.chunk_tokens,
+        chunk_overlap=plan.overlap_tokens,
+        tokenizer=lambda s: tok.encode(s, add_special_tokens=False, verbose=False),
+    )
+    start = time.perf_counter()
+    n = sum(len(splitter.split_text(text)) for text in sample)
+    theirs = n / (time.perf_counter() - start)
+    return texts, ours, theirs
+
+
+def raw_encode(model, texts: list[str], batch_size: int) -> float:  # noqa: ANN001
+    start = time.perf_counter()
+    model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    return time.perf_counter() - start
+
+
+def llamaindex_run(folder: Path, work: Path) -> dict[str, float]:
+    """LlamaIndex defaults: SimpleDirectoryReader -> SentenceSplitter -> HuggingFaceEmbedding -> Chroma."""
+    import chromadb
+    from llama_index.core import Settings as LISettings
+    from llama_index.core import SimpleDirectoryReader, StorageContext, VectorStoreIndex
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
+    from ragpipe.models import packaged_minilm
+
+    LISettings.llm = None
+    embed_model = HuggingFaceEmbedding(model_name=str(packaged_minilm()), device="cpu")
+    client = chromadb.PersistentClient(str(work / "llamaindex_chroma"), settings=chromadb.Settings(anonymized_telemetry=False))
+    collection = client.get_or_create_collection(
+        "llamaindex", metadata={"hnsw:space": "cosine"}, embedding_function=None
+    )
+    start = time.perf_counter()
+    documents = SimpleDirectoryReader(str(folder), recursive=True, filename_as_id=True).load_data()
+    storage = StorageContext.from_defaults(vector_store=ChromaVectorStore(chroma_collection=collection))
+    VectorStoreIndex.from_documents(documents, storage_context=storage, embed_model=embed_model)
+    seconds = time.perf_counter() - start
+    nodes = collection.count()
+    return {"seconds": seconds, "nodes": nodes, "nodes_per_s": nodes / seconds, "embed_batch_size": embed_model.embed_batch_size}
+
+
+def batch_sweep(model, texts: list[str], sizes=(16, 32, 64, 128)) -> dict[str, float]:  # noqa: ANN001
+    model.encode(texts[:32], batch_size=32, show_progress_bar=False)  # warm-up
+    return {str(size): round(len(texts) / raw_encode(model, texts, size), 2) for size in sizes}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--limit", type=int, default=4150, help="documents to write (4,150 give ~5,080 chunks)")
+    parser.add_argument("--work", type=Path, default=REPO / "eval" / "work" / "ingest")
+    parser.add_argument("--skip-llamaindex", action="store_true")
+    parser.add_argument("--sweep-sample", type=int, default=256, help="texts in the batch-size sweep (0: skip)")
+    args = parser.parse_args()
+
+    from ragpipe.config import load_settings
+    from ragpipe.ingest import index_folder
+    from ragpipe.ingest.embed import get_embedder
+    from ragpipe.ingest.store import ChunkStore
+
+    work = args.work.resolve()
+    if work.exists():
+        shutil.rmtree(work)
+    folder = work / "docs"
+    n_docs = build_folder(folder, args.limit)
+    settings = load_settings()
+    batch_size = settings.embedding.batch_size
+
+    start = time.perf_counter()
+    embedder = get_embedder(settings.embedding)
+    model_load_s = time.perf_counter() - start
+    model = embedder.model
+    texts, ours_chunker, splitter_chunker = chunk_texts(folder, settings, embedder)
+    print(f"{n_docs} documents, {len(texts)} chunks; chunker {ours_chunker:.0f}/s vs SentenceSplitter {splitter_chunker:.0f}/s")
+    model.encode(texts[:64], batch_size=batch_size, show_progress_bar=False)  # warm-up, both sides benefit
+
+    half = len(texts) // 2
+    raw_first = raw_encode(model, texts[:half], batch_size)
+    report = index_folder(folder, settings)
+    raw_second = raw_encode(model, texts[half:], batch_size)
+    raw_s = raw_first + raw_second
+    rss_ragpipe = peak_rss_mb()
+
+    store = ChunkStore.open(report.index_dir, settings.store, embedding_model=embedder.name)
+    indexed = sorted(c.text for c in store.iter_chunks())
+    same_texts = indexed == sorted(texts)
+
+    start = time.perf_counter()
+    again = index_folder(folder, settings)
+    reindex_inproc_s = time.perf_counter() - start
+    assert again.embedded == 0 and not again.changed, "re-index of an unchanged folder embedded something"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "ragpipe", "index", str(folder), "--json"], check=True, capture_output=True, cwd=REPO)
+    reindex_process_s = time.perf_counter() - start
+
+    tokens = [embedder.count_tokens(t) for t in texts]
+    results: dict[str, object] = {
+        "documents": n_docs,
+        "chunks": report.chunks_added,
+        "same_chunk_texts_as_raw": same_texts,
+        "mean_tokens_per_chunk": round(sum(tokens) / len(tokens), 1),
+        "ragpipe_chunks_per_s": round(report.chunks_added / report.seconds, 2),
+        "ragpipe_embed_only_per_s": round(report.embeddings_per_s, 2),
+        "encode_chunks_per_s": round(len(texts) / raw_s, 2),
+        "first_index_s": round(report.seconds, 2),
+        "raw_encode_s": round(raw_s, 2),
+        "reindex_unchanged_s": round(reindex_process_s, 2),
+        "reindex_unchanged_in_process_s": round(reindex_inproc_s, 3),
+        "model_load_s": round(model_load_s, 2),
+        "peak_rss_mb": round(rss_ragpipe, 1),
+        "chunker_chunks_per_s": round(ours_chunker, 1),
+        "llamaindex_sentence_splitter_chunks_per_s": round(splitter_chunker, 1),
+    }
+    results["ratio_ragpipe_vs_encode"] = round(results["ragpipe_chunks_per_s"] / results["encode_chunks_per_s"], 3)
+    results["reindex_fraction_of_first"] = round(reindex_process_s / report.seconds, 4)
+
+    results["settings"] = {
+        "model": embedder.name,
+        "batch_size": batch_size,
+        "chunk_tokens": settings.chunking.chunk_tokens,
+        "overlap_tokens": settings.chunking.overlap_tokens,
+        "device": embedder.device,
+    }
+    results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    results["command"] = "python eval/bench_ingest.py " + " ".join(sys.argv[1:])
+    print(f"ragpipe {results['ragpipe_chunks_per_s']}/s vs encode {results['encode_chunks_per_s']}/s", flush=True)
+    save(results)  # each phase is saved as soon as it is done: a long run can be stopped early
+
+    if not args.skip_llamaindex:
+        li = llamaindex_run(folder, work)
+        results["llamaindex_chunks_per_s"] = round(li["nodes_per_s"], 2)
+        results["llamaindex_nodes"] = li["nodes"]
+        results["llamaindex_s"] = round(li["seconds"], 2)
+        results["llamaindex_embed_batch_size"] = li["embed_batch_size"]
+        results["ratio_ragpipe_vs_llamaindex"] = round(results["ragpipe_chunks_per_s"] / results["llamaindex_chunks_per_s"], 3)
+        results["peak_rss_mb_after_llamaindex"] = round(peak_rss_mb(), 1)
+        save(results)
+
+    if args.sweep_sample:
+        results["encode_batch_sweep_texts_per_s"] = batch_sweep(model, texts[: args.sweep_sample])
+        save(results)
+
+    width = max(len(k) for k in results)
+    for key, value in results.items():
+        print(f"{key:<{width}}  {value}")
+    print(f"wrote {RESULTS}")
+
+
+def save(results: dict[str, object]) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
