@@ -6,6 +6,8 @@ is enough and no layout library (grandalf) is needed.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ragpipe.graph.compose import Branch, Parallel, Sequence
 from ragpipe.graph.node import Node
 
@@ -103,3 +105,42 @@ def draw_mermaid(root: Node) -> str:
     m.lines.append('  finish(["answer"])')
     m._edges(ends, "finish")
     return "\n".join(m.lines)
+
+
+def to_langchain_graph(root: Node) -> Any:
+    """The node tree as a LangChain ``Graph``, so ``get_graph().draw_mermaid()`` works as usual."""
+    from langchain_core.runnables.graph import Graph
+
+    graph = Graph()
+    used: set[str] = set()
+
+    def unique(label: str) -> str:
+        ident, n = label, 1
+        while ident in used:
+            n += 1
+            ident = f"{label}_{n}"
+        used.add(ident)
+        return ident
+
+    def walk(node: Node, sources: list[Any]) -> list[Any]:
+        if isinstance(node, Sequence):
+            for child in node.nodes:
+                sources = walk(child, sources)
+            return sources
+        if isinstance(node, Parallel):
+            return [end for branch in node.branches for end in walk(branch, sources)]
+        if isinstance(node, Branch):
+            then_ends = walk(node.then, sources)
+            else_ends = walk(node.otherwise, sources) if node.otherwise is not None else list(sources)
+            return then_ends + else_ends
+        added = graph.add_node(node, id=unique(node.label))
+        for source in sources:
+            graph.add_edge(source, added)
+        return [added]
+
+    start = graph.add_node(root.get_input_schema(), id="__start__")
+    ends = walk(root, [start])
+    end = graph.add_node(root.get_output_schema(), id="__end__")
+    for source in {n.id: n for n in ends}.values():
+        graph.add_edge(source, end)
+    return graph

@@ -124,6 +124,12 @@ class Node(RunnableSerializable[RunState, RunState]):
 
         return draw_mermaid(self)
 
+    def get_graph(self, config: RunnableConfig | None = None) -> Any:
+        """LangChain's graph view of this node tree (one graph node per leaf node)."""
+        from ragpipe.graph.draw import to_langchain_graph
+
+        return to_langchain_graph(self)
+
 
 def check_flow(nodes: Iterable[Node], available: Iterable[str]) -> frozenset[str]:
     """Check that each node's reads are written before it; return the fields available after."""

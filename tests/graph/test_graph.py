@@ -214,3 +214,12 @@ def test_presets_have_the_documented_shapes() -> None:
     assert [n.label for n in off.nodes] == ["retrieve", "cutoff", "accept", "generate"]
     listwise = build_graph("listwise", selector=object(), verifier=_StubVerifier())
     assert [n.label for n in listwise.nodes] == ["retrieve", "listwise", "verify", "generate"]
+
+
+def test_langchain_get_graph_has_one_node_per_leaf() -> None:
+    graph = retrieve() | Parallel(branches=[TakeHead(), Reverse()], merge=fuse_rrf("selected")) | AcceptNode()
+    lc_graph = graph.get_graph()
+    assert {"retrieve", "head", "reverse", "accept"} <= set(lc_graph.nodes)
+    edges = {(e.source, e.target) for e in lc_graph.edges}
+    assert {("retrieve", "head"), ("retrieve", "reverse"), ("head", "accept"), ("reverse", "accept")} <= edges
+    assert "retrieve --> head" in lc_graph.draw_mermaid()
