@@ -61,3 +61,27 @@ def test_missing_index_says_to_run_index(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code != 0 and len(err.splitlines()) == 1
     assert f"ragpipe index {tmp_path}" in err
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_index_then_search_end_to_end_with_the_packaged_model(tmp_path):
+    """Real path: ``ragpipe index`` (MiniLM, Chroma, BM25 sidecar) then ``ragpipe search --json``."""
+    import subprocess
+    import sys
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "tides.md").write_text("# Tides\n\nTides are caused by the gravitational pull of the moon.")
+    (docs / "bread.txt").write_text("Sourdough bread rises thanks to wild yeast and lactobacilli.")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ragpipe", *args], capture_output=True, text=True, timeout=300)
+
+    assert cli("index", str(docs)).returncode == 0
+    found = cli("search", "why does the sea rise and fall", "--docs", str(docs), "--k", "1", "--json")
+    assert found.returncode == 0, found.stderr
+    top = json.loads(found.stdout)["results"][0]
+    assert top["source"].endswith("tides.md") and set(top["stage_ranks"]) >= {"dense", "fused"}
+    only_txt = json.loads(cli("search", "moon", "--docs", str(docs), "--where", "file_type=txt", "--json").stdout)
+    assert {r["source"].rsplit("/", 1)[-1] for r in only_txt["results"]} == {"bread.txt"}
