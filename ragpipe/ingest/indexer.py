@@ -5,7 +5,7 @@ reading; else content hash) -> parse and chunk what changed -> embed in large gr
 group, upsert its chunks, delete the chunks its files no longer have, and only then record the
 files in the manifest. Embedding of the next group overlaps the store write of the previous one.
 A run killed at any point leaves a queryable index; the next run redoes unrecorded files and, as
-the previous run was not clean, sweeps chunks that no manifest row owns.
+the previous run was not clean, deletes the chunks announced before an upsert that no row owns.
 """
 
 from __future__ import annotations
@@ -231,6 +231,7 @@ class _Run:
         self._embed_and_write(store, manifest, parsed)
         if not was_clean:
             self._sweep_orphans(store, manifest)
+        manifest.clear_pending()
         manifest.mark(clean=True)
         self.report.chunks_total = store.count()
         self._sync_bm25_if_stale(manifest, store)
@@ -358,6 +359,7 @@ class _Run:
     ) -> int:
         """Upsert, drop each file's superseded chunks, then (only then) record the files."""
         assert self.embedder is not None
+        manifest.add_pending(c.id for c in chunks)
         store.upsert(chunks, vectors, embedding_model=self.embedder.name)
         stale = [i for p in group if p.previous for i in set(p.previous.chunk_ids) - {c.id for c in p.chunks}]
         if stale:
@@ -374,9 +376,9 @@ class _Run:
         return len(group)
 
     def _sweep_orphans(self, store: ChunkStore, manifest: Manifest) -> None:
-        """After a killed run: delete chunks that no manifest row owns (half-written files)."""
+        """After a killed run: delete announced chunks that no manifest row owns (half-written files)."""
         owned = {i for e in manifest.entries().values() for i in e.chunk_ids}
-        orphans = sorted(store.all_ids() - owned)
+        orphans = sorted(manifest.pending() - owned)
         if orphans:
             store.delete(orphans)
             self.report.chunks_removed += len(orphans)

@@ -3,7 +3,9 @@
 SQLite (stdlib, transactional, crash-safe) in the index folder. A source's row is written only
 *after* its chunks are in the store, so a run killed at any point leaves rows that describe
 chunks that really exist; the next run redoes whatever has no row. ``clean`` is false while a
-run is in progress: if a run died, the next one sweeps chunks that no row owns.
+run is in progress: if a run died, the next one deletes the chunks it had announced as
+``pending`` (written ahead of every upsert) that no row owns. Only announced ids are ever swept,
+so a collection shared with other indexes (a Chroma server) is never touched beyond our own chunks.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ CREATE TABLE IF NOT EXISTS sources (
     error TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pending (chunk_id TEXT PRIMARY KEY);
 """
 
 
@@ -81,6 +84,18 @@ class Manifest:
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany("DELETE FROM sources WHERE key = ?", [(k,) for k in keys])
+
+    def add_pending(self, chunk_ids: Iterable[str]) -> None:
+        """Announce chunk ids about to be upserted (write-ahead, so a crash cannot orphan them)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR IGNORE INTO pending VALUES (?)", [(i,) for i in chunk_ids])
+
+    def pending(self) -> set[str]:
+        return {row[0] for row in self._db.execute("SELECT chunk_id FROM pending")}
+
+    def clear_pending(self) -> None:
+        self._db.execute("DELETE FROM pending")
 
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -74,9 +74,28 @@ def test_orphans_from_a_killed_run_are_swept(tmp_path, settings, embedder):
     ghost = Chunk(id="ghost-chunk", doc_id="x", position=0, text="left behind", source="doc09.txt")
     store.upsert([ghost], embedder.embed(["left behind"]), embedding_model=embedder.name)
     manifest = Manifest(docs / ".ragpipe")
-    manifest.mark(clean=False)  # as if a run had died after that upsert
+    manifest.add_pending(["ghost-chunk"])  # as the indexer announces before every upsert...
+    manifest.mark(clean=False)  # ...and as if the run had died right after that upsert
     manifest.close()
     (docs / "doc01.txt").write_text("changed")
     report = index_folder(docs, settings, embedder=embedder)
     assert "ghost-chunk" not in {c.id for c in store.iter_chunks()}
     assert any(e.kind == "repair" and "orphan" in e.message for e in report.trace)
+
+
+def test_sweep_never_touches_chunks_it_did_not_write(tmp_path, settings, embedder):
+    """Another index's chunks in the same collection (a shared Chroma server) survive a sweep."""
+    docs = write_corpus(tmp_path / "docs", n_files=2)
+    index_folder(docs, settings, embedder=embedder)
+    store = ChunkStore.open(docs / ".ragpipe", settings.store, embedding_model=embedder.name)
+    from ragpipe.schema import Chunk
+
+    foreign = Chunk(id="someone-elses", doc_id="y", position=0, text="not ours", source="other/x.txt")
+    store.upsert([foreign], embedder.embed(["not ours"]), embedding_model=embedder.name)
+    manifest = Manifest(docs / ".ragpipe")
+    manifest.mark(clean=False)
+    manifest.close()
+    (docs / "doc00.txt").write_text("changed again")
+    index_folder(docs, settings, embedder=embedder)
+    assert "someone-elses" in {c.id for c in store.iter_chunks()}
+    assert Manifest(docs / ".ragpipe").pending() == set()
