@@ -18,13 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ragpipe.context import RunContext
 from ragpipe.errors import ConfigError
-from ragpipe.llm.base import LLM
+from ragpipe.llm.base import LLM, Completion, Message
 from ragpipe.llm.wrappers import Metered, UsageMeter
 from ragpipe.schema import ScoredChunk, TraceEvent, Usage
 from ragpipe.select.cutoff import CutoffResult, apply_cutoff
 
 
 _REGISTRY: dict[str, type[Selector]] = {}
+RAW_TRACE_CHARS = 500
 SelectorClass = TypeVar("SelectorClass", bound=type)
 
 
@@ -83,6 +84,25 @@ class SelectorRun:
 
     def note(self, kind: str, message: str, **data: Any) -> None:
         self.trace.append(TraceEvent(node=self.node, kind=kind, message=message, data=data))
+
+    async def chat(self, messages: Sequence[Message], *, purpose: str, **options: Any) -> Completion:
+        """One metered LLM call, traced with its raw output, tokens and latency (or its error)."""
+        try:
+            completion = await self.llm.chat(messages, **options)
+        except Exception as err:
+            self.note("llm_call", f"{purpose}: {type(err).__name__}: {err}", error=type(err).__name__)
+            raise
+        self.note(
+            "llm_call",
+            purpose,
+            raw=completion.text[:RAW_TRACE_CHARS],
+            prompt_tokens=completion.usage.prompt_tokens,
+            completion_tokens=completion.usage.completion_tokens,
+            latency_s=round(completion.latency_s, 4),
+            finish_reason=completion.finish_reason,
+            cached=completion.cached,
+        )
+        return completion
 
     @property
     def usage(self) -> Usage:
@@ -182,3 +202,13 @@ class Selector(ABC):
         run.note("cutoff", f"kept {result.keep} of {result.n}: {result.reason}", method=result.method,
                  elbow_index=result.elbow_index)
         return Selection(ranked=ranked, kept=ranked[: result.keep], cutoff=result, trace=run.trace, usage=run.usage)
+
+
+def minmax(values: Sequence[float]) -> list[float]:
+    """Scale to [0, 1]; a constant list maps to all zeros (it carries no ordering)."""
+    if not values:
+        return []
+    low, high = min(values), max(values)
+    if high - low <= 1e-12:
+        return [0.0] * len(values)
+    return [(v - low) / (high - low) for v in values]
