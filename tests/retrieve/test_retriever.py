@@ -133,3 +133,16 @@ async def test_broken_bm25_degrades_hybrid_to_dense(retriever, monkeypatch, capl
     assert "BM25 search failed" in caplog.text
     with pytest.raises(OSError):
         await retriever.aretrieve("medic", k=2, mode="bm25")
+
+
+def test_fusion_settings_are_picked_up_when_present():
+    from types import SimpleNamespace
+
+    from ragpipe.retrieve.retriever import fusion_from_settings
+
+    default = fusion_from_settings(RetrievalSettings())
+    assert default == FusionConfig(rrf_k=RetrievalSettings().rrf_k)
+    custom = fusion_from_settings(
+        SimpleNamespace(fusion="rrf", normalisation=None, dense_weight=0.5, bm25_weight=0.5, rrf_k=10)  # type: ignore[arg-type]
+    )
+    assert (custom.method, custom.rrf_k, dict(custom.weights)) == ("rrf", 10, {"dense": 0.5, "bm25": 0.5})
