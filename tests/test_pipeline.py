@@ -222,3 +222,10 @@ def test_end_to_end_with_the_embedded_defaults(tmp_path) -> None:
     assert answer.abstained or answer.usage_by_node["generate"].calls == 1
     assert {"retrieve", "cutoff", "verify", "generate"} <= set(answer.timings)
     assert answer.usage.prompt_tokens > 0 or not answer.evidence
+
+
+async def test_trace_records_streamed_generation_too() -> None:
+    pipe = make_pipeline(ScriptedLLM(fn=cite_everything))
+    events = [e async for e in pipe.astream("fact about topic6?", trace=True)]
+    calls = [e for e in events[-1].answer.trace if e.kind == "llm_call"]
+    assert len(calls) == 1 and calls[0].data["raw"].startswith("The value is for topic 6")

@@ -129,8 +129,8 @@ class Generator:
     async def astream(self, question: str, evidence: list[ScoredChunk], ctx: RunContext) -> AsyncIterator[TokenEvent | AnswerEvent | Generation]:
         """Yield ``TokenEvent``s as text arrives, then the ``Generation`` (validated citations).
 
-        Backends that offer ``chat_stream(messages, max_tokens=...)`` (an async iterator of text
-        pieces) stream token by token; with any other backend the whole text arrives as one event.
+        Streaming backends (embedded llama.cpp, OpenAI-compatible servers) yield text piece by piece
+        through ``chat_stream``; others yield the whole text as one event.
         """
         if not evidence:
             generation = self._abstain(question, "no evidence survived selection and verification", [])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from ragpipe.context import RunContext
@@ -33,6 +34,10 @@ class Recorder:
             return list(self._events)
 
 
+def _messages(request: ChatRequest) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in request.messages]
+
+
 class Recording(Wrapper):
     """Records each request's messages and the raw completion (or the error) under ``node``."""
 
@@ -41,8 +46,17 @@ class Recording(Wrapper):
         self.recorder = recorder
         self.node = node
 
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
+        pieces: list[str] = []
+        async for piece in self.inner.stream(request):  # type: ignore[attr-defined]
+            pieces.append(piece)
+            yield piece
+        self.recorder.add(TraceEvent(node=self.node, kind="llm_call", message="streamed",
+                                     data={"messages": _messages(request), "raw": "".join(pieces),
+                                           "max_tokens": request.max_tokens}))
+
     async def complete(self, request: ChatRequest) -> Completion:
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        messages = _messages(request)
         try:
             completion = await self.inner.complete(request)  # type: ignore[attr-defined]
         except Exception as err:

@@ -110,7 +110,7 @@ async def test_stream_yields_text_then_the_validated_generation() -> None:
 
 async def test_stream_uses_a_backend_stream_when_there_is_one() -> None:
     class StreamingLLM(ScriptedLLM):
-        async def chat_stream(self, messages, **kwargs):
+        async def stream(self, request):
             for piece in ["The ", "Seine ", "[1]."]:
                 yield piece
 
