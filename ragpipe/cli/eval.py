@@ -70,7 +70,7 @@ def eval_command(
             typer.echo(f"  {name:<24} calls {totals['calls']:>7.0f}  prompt tokens {totals['prompt_tokens']:>10.0f}"
                        f"  completion tokens <= {totals['max_completion_tokens']:>9.0f}")
         return
-    report = run_config(cfg, resume=resume, progress=progress and sys.stderr.isatty(), command=" ".join(sys.argv))
+    report = run_config(cfg, resume=resume, progress=progress and sys.stderr.isatty(), command="ragpipe " + " ".join(sys.argv[1:]))
     if json_out:
         typer.echo(json.dumps(report["aggregates"], indent=1, default=str))
     else:
