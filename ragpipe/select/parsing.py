@@ -231,7 +231,7 @@ def parse_score_map(obj: Mapping, n: int, *, low: float = 0.0, high: float = 10.
 
 # ---------------------------------------------------------------- single answers
 
-_INTEGER = re.compile(r"(?<![\d.])(\d{1,2})(?![\d.])")
+_INTEGER = re.compile(r"(?<![\d.\-])(\d{1,2})(?!\d|\.\d)")
 _YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 
 

@@ -1,0 +1,166 @@
+"""Listwise selector: window arithmetic, permutation write-back, FIRST from logprobs, budgets."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ragpipe.context import RunContext
+from ragpipe.errors import ConfigError
+from ragpipe.llm.base import Capabilities, Completion, TokenLogprob, TopLogprob
+from ragpipe.llm.scripted import ScriptedLLM, logprob_reply
+from ragpipe.select import get_selector
+from ragpipe.select.listwise import first_letter_logprobs, window_spans
+from tests.select.conftest import make_candidates
+
+
+@pytest.mark.parametrize(
+    "n,window,stride,calls",
+    [(100, 20, 10, 9), (20, 20, 10, 1), (5, 20, 10, 1), (25, 20, 10, 2), (30, 20, 10, 2), (31, 20, 10, 3),
+     (100, 20, 20, 5), (50, 10, 5, 9), (0, 20, 10, 0)],
+)
+def test_number_of_windows(n, window, stride, calls):
+    spans = window_spans(n, window, stride)
+    assert len(spans) == calls
+    if n > window:
+        assert calls == 1 + math.ceil((n - window) / stride)
+    if spans:
+        assert spans[0][1] == n and spans[-1][0] == 0  # back to front, covers everything
+        assert all(end - start <= window for start, end in spans)
+
+
+def test_windows_move_back_to_front():
+    assert window_spans(100, 20, 10)[:3] == [(80, 100), (70, 90), (60, 80)]
+    assert window_spans(25, 20, 10) == [(5, 25), (0, 15)]
+
+
+async def test_call_count_matches_windows_and_passes(candidates):
+    llm = ScriptedLLM(cycle=["[2] > [1]"])
+    selector = get_selector("listwise", window=10, stride=5, passes=2)
+    selection = await selector.select("q?", candidates(30), RunContext(llm=llm))
+    assert len(llm.requests) == 2 * len(window_spans(30, 10, 5)) == selection.usage.calls
+
+
+async def test_a_relevant_passage_at_the_bottom_bubbles_to_the_top(candidates):
+    """Each window puts the passage mentioning 'needle' first: it climbs by stride per window."""
+    texts = [f"filler text {i}" for i in range(30)]
+    texts[27] = "the needle passage"
+
+    def rank_needle_first(request):
+        body = request.messages[-1].content
+        idents = [line.split("]")[0].strip("[") for line in body.splitlines() if line.startswith("[")]
+        lines = {line.split("]")[0].strip("["): line for line in body.splitlines() if line.startswith("[")}
+        needle = [i for i in idents if "needle" in body.split(f"[{i}] ")[1].split("</data>")[0]]
+        rest = [i for i in idents if i not in needle]
+        assert lines  # the prompt lists the window's passages
+        return " > ".join(f"[{i}]" for i in needle + rest)
+
+    llm = ScriptedLLM(fn=rank_needle_first)
+    selection = await get_selector("listwise", window=10, stride=5).select("q?", candidates(30, texts=texts),
+                                                                           RunContext(llm=llm))
+    assert selection.ranked[0].id == "c27"
+    assert [c.rank for c in selection.ranked] == list(range(1, 31))
+    assert all(a.score > b.score for a, b in zip(selection.ranked, selection.ranked[1:]))
+    assert selection.ranked[0].stage_scores["bm25"] == pytest.approx(12.0 - 0.5 * 27)  # history kept
+
+
+async def test_received_passage_answer_is_not_read_as_a_ranking(candidates):
+    llm = ScriptedLLM(cycle=["Received passage [20]."])
+    selection = await get_selector("listwise").select("q?", candidates(20), RunContext(llm=llm))
+    assert [c.id for c in selection.ranked] == [f"c{i}" for i in range(20)]
+    assert any(e.kind == "fallback" and "wrong_format" in e.message for e in selection.trace)
+
+
+async def test_partial_ranking_is_completed_in_input_order(candidates):
+    llm = ScriptedLLM(["[4] > [2]"])
+    selection = await get_selector("listwise").select("q?", candidates(5), RunContext(llm=llm))
+    assert [c.id for c in selection.ranked] == ["c3", "c1", "c0", "c2", "c4"]
+    assert any(e.kind == "repair" and "appended" in e.message for e in selection.trace)
+
+
+async def test_max_tokens_is_sized_to_the_ideal_answer(candidates):
+    llm = ScriptedLLM(["[1] > [2] > [3]"])
+    await get_selector("listwise").select("q?", candidates(3), RunContext(llm=llm))
+    ideal_tokens = len("[1] > [2] > [3]".split())
+    assert ideal_tokens < llm.requests[0].max_tokens <= ideal_tokens + 10
+    assert llm.requests[0].temperature == 0
+
+
+async def test_identifiers_inside_passages_are_rewritten(candidates):
+    texts = ["See reference [2] for details.", "Plain text."]
+    llm = ScriptedLLM(["[1] > [2]"])
+    await get_selector("listwise").select("what does [1] say?", candidates(2, texts=texts), RunContext(llm=llm))
+    body = llm.requests[0].messages[-1].content
+    assert "reference (2)" in body and "what does (1) say" in body
+
+
+async def test_passages_are_truncated_to_fit_the_context_and_it_is_traced(candidates):
+    long = [" ".join(f"w{i}_{k}" for k in range(400)) for i in range(10)]
+    caps = Capabilities(logprobs=False, context_window=1200)
+    llm = ScriptedLLM(cycle=["[1] > [2]"], capabilities=caps)
+    selection = await get_selector("listwise", window=10).select("q?", candidates(10, texts=long),
+                                                                  RunContext(llm=llm))
+    request = llm.requests[0]
+    prompt_tokens = sum(llm.count_tokens(m.content) for m in request.messages)
+    assert prompt_tokens + request.max_tokens <= caps.context_window
+    truncation = [e for e in selection.trace if e.kind == "truncation"]
+    assert truncation and truncation[0].data["words"] < 300
+
+
+def test_first_letters_from_synthetic_logprobs():
+    completion = logprob_reply({"C": 0.5, " A": 0.2, "[B": 0.1, "Z": 0.1, "the": 0.1})
+    found = first_letter_logprobs(completion, 3)
+    assert sorted(found, key=lambda i: -found[i]) == [2, 0, 1]  # Z is outside the window
+
+
+def test_first_reads_the_position_after_an_opening_bracket():
+    second = TokenLogprob(token="D", logprob=math.log(0.6),
+                          top=[TopLogprob(token="D", logprob=math.log(0.6)), TopLogprob(token="A", logprob=math.log(0.3))])
+    completion = Completion(text="[D", logprobs=[TokenLogprob(token="[", logprob=-0.01), second], finish_reason="length")
+    found = first_letter_logprobs(completion, 4)
+    assert sorted(found, key=lambda i: -found[i]) == [3, 0]
+
+
+async def test_first_mode_ranks_by_letter_logprobs_in_one_token_per_window(candidates):
+    llm = ScriptedLLM(cycle=[logprob_reply({"C": 0.5, "A": 0.3, "E": 0.1, "]": 0.1})])
+    selection = await get_selector("listwise", mode="first").select("q?", candidates(5), RunContext(llm=llm))
+    assert [c.id for c in selection.ranked] == ["c2", "c0", "c4", "c1", "c3"]  # B, D missing: input order
+    request = llm.requests[0]
+    assert request.max_tokens <= 2 and request.top_logprobs == 20
+    assert "[A]" in request.messages[-1].content and "[1]" not in request.messages[-1].content
+    assert any(e.kind == "repair" and "missing" in e.message for e in selection.trace)
+    assert not any(e.kind == "fallback" for e in selection.trace)  # finish_reason=length is expected here
+
+
+async def test_first_falls_back_to_generation_without_logprobs(candidates):
+    llm = ScriptedLLM(["B", "[2] > [1] > [3]"])  # a backend that ignores the logprob request
+    selection = await get_selector("listwise", mode="first").select("q?", candidates(3), RunContext(llm=llm))
+    assert [c.id for c in selection.ranked] == ["c1", "c0", "c2"]
+    assert any("no logprobs" in e.message for e in selection.trace)
+    assert llm.requests[1].top_logprobs == 0
+
+
+async def test_first_is_not_used_when_letters_are_several_tokens(candidates):
+    class MultiTokenLetters(ScriptedLLM):
+        def count_tokens(self, text: str) -> int:
+            return 2 if text in ("A", "B", "C") else super().count_tokens(text)
+
+    llm = MultiTokenLetters(["[3] > [1] > [2]"])
+    selection = await get_selector("listwise", mode="first").select("q?", candidates(3), RunContext(llm=llm))
+    assert [c.id for c in selection.ranked] == ["c2", "c0", "c1"]
+    assert any("single tokens" in e.message for e in selection.trace)
+
+
+async def test_first_needs_a_backend_with_top_logprobs(candidates):
+    llm = ScriptedLLM(["[2] > [1]"], capabilities=Capabilities(logprobs=False))
+    selection = await get_selector("listwise", mode="first").select("q?", candidates(2), RunContext(llm=llm))
+    assert [c.id for c in selection.ranked] == ["c1", "c0"]
+    assert any("FIRST needs top logprobs" in e.message for e in selection.trace)
+
+
+@pytest.mark.parametrize("config", [{"window": 1}, {"stride": 0}, {"stride": 30}, {"passes": 0},
+                                    {"mode": "first", "window": 30}, {"mode": "magic"}, {"windw": 3}])
+def test_bad_configuration(config):
+    with pytest.raises(ConfigError):
+        get_selector("listwise", **config)
