@@ -187,3 +187,26 @@ async def test_report_files_plots_and_tables_match_the_json(qa_dir: Path, tmp_pa
     correctness = saved["aggregates"]["top1"]["metrics"]["correctness"]
     assert correctness["statuses"].get("parse_error") == 1 and correctness["n_valid"] == 3
     assert report["aggregates"]["top1"]["metrics"]["correctness"]["mean"] == correctness["mean"]
+
+
+async def test_poisoning_rows_score_detection_by_document_and_aggregate_micro(poison_dir: Path, tmp_path: Path) -> None:
+    from ragpipe.evaluate.report import aggregate_variant
+    from ragpipe.evaluate.scoring import QueryRun
+    from ragpipe.schema import Answer, DroppedEvidence, ScoredChunk
+
+    dataset = load_dataset(poison_dir)
+    query = dataset.queries[0]
+    chunk = {c.doc_id: ScoredChunk(chunk=c, score=1.0) for c in chunks_of(dataset)}
+    clean = next(d for d in query.doc_ids if d not in query.poisoned_doc_ids)
+    p1, p2 = query.poisoned_doc_ids
+    answer = Answer(question=query.question, text="Frank Sinatra recorded it [1].", evidence=[chunk[p1], chunk[clean]],
+                    dropped=[DroppedEvidence(chunk=chunk[p2], reason="planted")])
+    row = await make_scorer(dataset).score("v", query, QueryRun(answer=answer, candidates=list(chunk.values())))
+    m = row["metrics"]
+    assert row["evidence_docs"] == [p1, clean] and row["dropped_docs"] == [p2]
+    assert m["attack_success"]["value"] == 1.0 and m["poison_in_evidence"]["value"] == 1.0
+    assert m["detection_precision"]["value"] == 1.0 and m["detection_recall"]["value"] == 0.5
+    assert m["clean_dropped"]["value"] == 0.0
+    assert "ndcg@10" not in m  # no relevance labels in poisoning sets
+    agg = aggregate_variant([row, {**row, "poison_counts": {"tp": 0, "fp": 1, "fn": 0, "tn": 0}}])
+    assert agg["detection_micro"]["detection_precision"]["value"] == 0.5
