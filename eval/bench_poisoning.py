@@ -39,7 +39,7 @@ from ragpipe.config import EmbeddingSettings, load_settings  # noqa: E402
 from ragpipe.context import RunContext  # noqa: E402
 from ragpipe.llm.base import BaseLLM, Capabilities, ChatRequest, Completion  # noqa: E402
 from ragpipe.schema import Chunk, ScoredChunk, Usage  # noqa: E402
-from ragpipe.verify import Verifier  # noqa: E402
+from ragpipe.verify import ALL_SIGNALS, Verifier  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 if not DATA.is_dir():
@@ -196,7 +196,7 @@ def contains(answer: str, options: list[str]) -> bool:
 
 async def detect_cheap(rows: list[dict[str, Any]], embedder: Any, top_k: int) -> tuple[dict[str, Tally], list[list[ScoredChunk]]]:
     """Every cheap signal alone and their combination (no LLM) over all rows."""
-    tallies = {name: Tally() for name in ("none", *CHEAP, "ragpipe_cheap")}
+    tallies = {name: Tally() for name in ("none", *CHEAP, "ragpipe_cheap", "ragpipe_cheap_cluster_hard")}
     ctx = RunContext(llm=None, embedder=embedder)
     verifier = Verifier(signals=CHEAP)
     pools = []
@@ -210,6 +210,9 @@ async def detect_cheap(rows: list[dict[str, Any]], embedder: Any, top_k: int) ->
             for name in CHEAP:
                 tallies[name].add(bool(verdict.signals[name]), bad)
             tallies["ragpipe_cheap"].add(not verdict.keep, bad)
+            # The same signals with near_duplicate as a hard signal (weights={"near_duplicate": 1.0}).
+            tallies["ragpipe_cheap_cluster_hard"].add(bool(verdict.signals["instruction"] or verdict.signals[
+                "near_duplicate"]), bad)
     return tallies, pools
 
 
@@ -223,7 +226,7 @@ async def detect_with_llm(
     tallies = {name: Tally() for name in ("perplexity", "llm", "ragpipe")}
     answers: dict[str, dict[str, int]] = {d: {"asr": 0, "accuracy": 0, "n": 0} for d in ("none", "perplexity", "ragpipe")}
     usage: dict[str, dict[str, float]] = {}
-    verifier = Verifier(skip_llm_when_dropped=False, batch_size=1, max_history=max_history)
+    verifier = Verifier(signals=ALL_SIGNALS, skip_llm_when_dropped=False, batch_size=1, max_history=max_history)
     generator = Generator(max_tokens=answer_tokens)
     parse_status: dict[str, int] = {}
     for row, pool in zip(rows, pools):
@@ -274,6 +277,26 @@ def print_table(results: dict[str, Any]) -> None:
                   f"{ans.get('asr', '-'):>6} {ans.get('accuracy', '-'):>6}")
 
 
+LLM_KEYS = ("llm_questions", "answers", "usage_by_node", "verdict_parse_status", "detection_llm_subset_note")
+
+
+def merge_runs(cheap: dict[str, Any], with_llm: dict[str, Any]) -> dict[str, Any]:
+    """Cheap-signal rows from one run, LLM-based rows (perplexity, llm, ragpipe, answers) from another."""
+    merged = json.loads(json.dumps(cheap))
+    merged["command"] = [cheap["command"], with_llm["command"]]
+    merged["setup"] = {"cheap_run": cheap["setup"], "llm_run": with_llm["setup"]}
+    for name, entry in with_llm["datasets"].items():
+        if "llm_questions" not in entry or name not in merged["datasets"]:
+            continue
+        target = merged["datasets"][name]
+        for key in ("perplexity", "llm", "ragpipe"):
+            target["detection"][key] = entry["detection"][key]
+        for key in LLM_KEYS:
+            target[key] = entry[key]
+        target["llm_run_seconds"] = entry["seconds"]
+    return merged
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, default=50, help="questions per dataset for the cheap signals")
@@ -284,7 +307,14 @@ async def main() -> None:
     parser.add_argument("--llm-sets", nargs="*", default=list(QA_SETS), help="datasets that get the LLM-based defences")
     parser.add_argument("--max-history", type=int, default=2, help="accepted chunks shown to the LLM check")
     parser.add_argument("--out", default=str(RESULTS / "poisoning.json"))
+    parser.add_argument("--merge", nargs=2, metavar=("CHEAP_JSON", "LLM_JSON"),
+                        help="combine a cheap-signal run and an LLM run (same script) into --out, then exit")
     args = parser.parse_args()
+    if args.merge:
+        merged = merge_runs(*(json.loads(Path(p).read_text(encoding="utf-8")) for p in args.merge))
+        Path(args.out).write_text(json.dumps(merged, indent=2), encoding="utf-8")
+        print_table(merged)
+        return
 
     from ragpipe.ingest.embed import get_embedder
 
@@ -296,7 +326,7 @@ async def main() -> None:
             "limit": args.limit, "llm_limit": args.llm_limit, "top_k": args.top_k,
             "embedder": getattr(embedder, "name", "?"), "llm": f"{llm.backend}:{llm.model}" if llm else None,
             "pool": "top-k of clean+poisoned by MiniLM cosine (QA sets); the 5 poisoned texts (poison-only sets)",
-            "verifier": f"Verifier() defaults; LLM runs use skip_llm_when_dropped=False (every signal measured on "
+            "verifier": f"Verifier() defaults plus the perplexity signal (weight 0.5); LLM runs use skip_llm_when_dropped=False (every signal measured on "
                         f"every chunk), batch_size=1, max_history={args.max_history}",
             "llm_sets": args.llm_sets,
         },

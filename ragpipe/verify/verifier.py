@@ -4,8 +4,10 @@ Every chunk gets every enabled signal; a chunk is dropped when the weighted sum 
 that fired reaches ``drop_threshold``. With the default weights the deterministic
 ``instruction`` signal and a negative LLM verdict each drop a chunk on their own, while the
 weaker ``near_duplicate``, ``query_echo`` and ``perplexity`` signals need a second opinion (on
-real search results, clean news snippets are near-duplicates of each other too). Each verdict
-records every signal's value, so a report can give each signal's contribution separately.
+real search results, clean news snippets are near-duplicates of each other too). The
+perplexity signal is opt-in (``signals=ALL_SIGNALS``): it needs a backend that scores text and
+costs one pass per chunk. Each verdict records every signal's value, so a report can give each
+signal's contribution separately.
 
 **Fail-open by default** (``fail_closed=False``): an unreadable LLM verdict keeps the chunk and
 is recorded as ``parse_error``. The small local models ragpipe runs by default often break the
@@ -48,12 +50,15 @@ from ragpipe.verify.signals import (
 LLM = "llm"
 PARSE_ERROR = "parse_error"
 ALL_SIGNALS = (INSTRUCTION, QUERY_ECHO, NEAR_DUPLICATE, PERPLEXITY, LLM)
+# Perplexity is opt-in: it costs one scoring pass of the LLM per chunk and, on fluent LLM-written
+# poison, finds little (it is kept as the published baseline; see the poisoning benchmark).
+DEFAULT_SIGNALS = (INSTRUCTION, QUERY_ECHO, NEAR_DUPLICATE, LLM)
 
 
 class VerifierConfig(BaseModel):
     """How the verifier decides; every field is safe to change per pipeline."""
 
-    signals: tuple[str, ...] = ALL_SIGNALS
+    signals: tuple[str, ...] = DEFAULT_SIGNALS
     weights: dict[str, float] = Field(
         default_factory=lambda: {INSTRUCTION: 1.0, LLM: 1.0, NEAR_DUPLICATE: 0.5, QUERY_ECHO: 0.5, PERPLEXITY: 0.5}
     )
