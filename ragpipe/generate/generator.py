@@ -15,6 +15,7 @@ from ragpipe.context import RunContext
 from ragpipe.errors import Truncated
 from ragpipe.generate.abstain import NOT_FOUND_TEXT, says_not_found, starts_with_not_found
 from ragpipe.generate.citations import resolve_citations
+from ragpipe.generate.repair import attribute_citations, drop_repeated_lines
 from ragpipe.llm.base import LLM, Completion
 from ragpipe.schema import Answer, ScoredChunk, TraceEvent
 
@@ -98,14 +99,27 @@ class Generator:
         if not raw.strip():
             events.append(TraceEvent(node=self.node, kind="fallback", message="the model returned an empty answer"))
             return self._abstain(question, "empty model output", events)
+        raw, repeated = drop_repeated_lines(raw)
+        if repeated:
+            events.append(TraceEvent(node=self.node, kind="repair", message=f"removed {repeated} repeated line(s)"))
         cited = resolve_citations(raw, evidence, node=self.node)
         events.extend(cited.events)
         if starts_with_not_found(raw) or (says_not_found(raw) and not cited.citations):
             return self._abstain(question, "the model said the evidence does not contain the answer", events)
         if not cited.citations:
-            events.append(
-                TraceEvent(node=self.node, kind="uncited", message="the answer cites no evidence; treat it with care")
-            )
+            attributed_text, attributed = attribute_citations(cited.text, evidence)
+            if attributed:
+                cited = resolve_citations(attributed_text, evidence, node=self.node)
+                events.append(
+                    TraceEvent(node=self.node, kind="repair",
+                               message=f"the model cited nothing; attributed {len(attributed)} sentence(s) to the "
+                                       "evidence they restate (word overlap)",
+                               data={"sentences": {str(k): v for k, v in attributed.items()}})
+                )
+            else:
+                events.append(
+                    TraceEvent(node=self.node, kind="uncited", message="the answer cites no evidence; treat it with care")
+                )
         return Generation(Answer(question=question, text=cited.text, citations=cited.citations), events)
 
     async def agenerate(self, question: str, evidence: list[ScoredChunk], ctx: RunContext) -> Generation:

@@ -1,0 +1,64 @@
+"""Repairs for what small models do to answers: repetition loops and missing citation markers.
+
+Both are recorded in the trace by the generator; neither invents content. Attribution only adds
+a ``[n]`` to a sentence that restates most of its words from one evidence chunk.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ragpipe.schema import ScoredChunk
+
+_SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
+_WORD = re.compile(r"[a-z0-9]{4,}")
+MIN_SHARED_WORDS = 3
+MIN_SHARED_SHARE = 0.4
+
+
+def drop_repeated_lines(text: str) -> tuple[str, int]:
+    """Remove lines that repeat an earlier line word for word; return the text and how many went."""
+    seen: set[str] = set()
+    kept: list[str] = []
+    dropped = 0
+    for line in text.splitlines():
+        key = " ".join(line.split()).lower()
+        if key and key in seen:
+            dropped += 1
+            continue
+        seen.add(key)
+        kept.append(line)
+    return "\n".join(kept).strip(), dropped
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def attribute_citations(text: str, evidence: list[ScoredChunk]) -> tuple[str, dict[int, int]]:
+    """Add ``[n]`` after sentences that share most of their words with evidence ``n``.
+
+    Returns the new text and {sentence index: evidence number} for what was attributed.
+    """
+    chunk_words = [_words(e.chunk.text) for e in evidence]
+    attributed: dict[int, int] = {}
+    index = iter(range(1_000_000))
+
+    def cite(match: re.Match[str]) -> str:
+        i, sentence = next(index), match.group(0)
+        words = _words(sentence)
+        best, best_shared = 0, 0
+        for n, cw in enumerate(chunk_words, start=1):
+            shared = len(words & cw)
+            if shared > best_shared:
+                best, best_shared = n, shared
+        if not best or best_shared < MIN_SHARED_WORDS or best_shared < MIN_SHARED_SHARE * len(words):
+            return sentence
+        attributed[i] = best
+        stripped = sentence.rstrip()
+        end = stripped[-1] if stripped[-1] in ".!?" else ""
+        body = stripped[:-1] if end else stripped
+        return f"{body} [{best}]{end}" + sentence[len(stripped):]
+
+    rebuilt = _SENTENCE.sub(cite, text)
+    return rebuilt, attributed
