@@ -149,7 +149,15 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / "eval" / "work" / "ingest")
     parser.add_argument("--skip-llamaindex", action="store_true")
     parser.add_argument("--sweep-sample", type=int, default=256, help="texts in the batch-size sweep (0: skip)")
+    parser.add_argument(
+        "--compare-only",
+        action="store_true",
+        help="only ragpipe vs LlamaIndex, back to back on a --limit folder; merged into the existing results",
+    )
     args = parser.parse_args()
+    if args.compare_only:
+        compare_only(args)
+        return
 
     from ragpipe.config import load_settings
     from ragpipe.ingest import index_folder
@@ -242,6 +250,41 @@ def main() -> None:
     for key, value in results.items():
         print(f"{key:<{width}}  {value}")
     print(f"wrote {RESULTS}")
+
+
+def compare_only(args: argparse.Namespace) -> None:
+    """ragpipe then LlamaIndex on the same (smaller) folder, for when the full run has no time left."""
+    from ragpipe.config import load_settings
+    from ragpipe.ingest import index_folder
+    from ragpipe.ingest.embed import get_embedder
+
+    work = args.work.resolve()
+    if work.exists():
+        shutil.rmtree(work)
+    folder = work / "docs"
+    n_docs = build_folder(folder, args.limit)
+    settings = load_settings()
+    get_embedder(settings.embedding).model.encode(["warm-up"] * 16, show_progress_bar=False)
+    report = index_folder(folder, settings)
+    li = llamaindex_run(folder, work)
+    ours = report.chunks_added / report.seconds
+    block = {
+        "documents": n_docs,
+        "ragpipe_chunks": report.chunks_added,
+        "ragpipe_chunks_per_s": round(ours, 2),
+        "llamaindex_nodes": li["nodes"],
+        "llamaindex_chunks_per_s": round(li["nodes_per_s"], 2),
+        "ratio_ragpipe_vs_llamaindex": round(ours / li["nodes_per_s"], 3),
+        "llamaindex_embed_batch_size": li["embed_batch_size"],
+        "command": "python eval/bench_ingest.py " + " ".join(sys.argv[1:]),
+    }
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results["llamaindex_comparison_subset"] = block
+    results.setdefault("llamaindex_chunks_per_s", block["llamaindex_chunks_per_s"])
+    results.setdefault("ratio_ragpipe_vs_llamaindex", block["ratio_ragpipe_vs_llamaindex"])
+    save(results)
+    for key, value in block.items():
+        print(f"{key:<28}  {value}")
 
 
 def save(results: dict[str, object]) -> None:
