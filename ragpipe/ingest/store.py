@@ -206,6 +206,17 @@ class ChunkStore:
         chunks = [_to_chunk(i, d, m) for i, d, m in zip(result["ids"], result["documents"], result["metadatas"])]
         return sorted(chunks, key=lambda c: c.position)
 
+    def embeddings(self, ids: Sequence[str]) -> np.ndarray:
+        """Stored vectors of ``ids`` in the order asked, so selectors need not re-embed candidates."""
+        if not ids:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        result = self.collection.get(ids=list(ids), include=["embeddings"])
+        found = dict(zip(result["ids"], result["embeddings"]))
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise StoreError(f"{len(missing)} chunk(s) are not in the index, e.g. {missing[0]}")
+        return np.asarray([found[i] for i in ids], dtype=np.float32)
+
     def iter_chunks(self, batch: int = _PAGE) -> Iterator[Chunk]:
         offset = 0
         while True:

@@ -68,3 +68,13 @@ def test_no_store_or_failing_store_keeps_the_selection() -> None:
 
     kept, trace = expand_neighbours([chunk], Broken())
     assert kept == [chunk] and trace[-1].kind == "fallback" and "collection gone" in trace[-1].data["failures"][0]
+
+
+def test_store_serves_stored_embeddings_to_the_selector(store) -> None:
+    from ragpipe.errors import StoreError
+
+    vectors = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    got = store.embeddings(["beta-1", "alpha-0"])
+    assert np.allclose(got, vectors[[6, 0]], atol=1e-5)
+    with pytest.raises(StoreError):
+        store.embeddings(["nope"])
