@@ -63,15 +63,16 @@ class CutoffNode(Node):
 
         if not state.candidates:
             return {"selected": [], "trace": [TraceEvent(node=self.label, kind="cutoff", message="no candidates")]}
-        result = apply_cutoff([c.score for c in state.candidates], self.method, **self.options)
-        keep = result.keep if isinstance(result.keep, int) else len(result.keep)
+        ranked = sorted(state.candidates, key=lambda c: -c.score)  # stable: ties keep retrieval order
+        result = apply_cutoff([c.score for c in ranked], self.method, **self.options)
+        keep = result.keep
         event = TraceEvent(
             node=self.label,
             kind="cutoff",
             message=f"kept {keep} of {len(state.candidates)}: {result.reason}",
             data={"method": result.method, "elbow_index": result.elbow_index, "keep": keep},
         )
-        return {"selected": state.candidates[:keep], "trace": [event]}
+        return {"selected": ranked[:keep], "trace": [event]}
 
 
 class SelectNode(Node):
