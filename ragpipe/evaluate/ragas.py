@@ -35,6 +35,7 @@ def _failed(reply: JudgeReply, step: str, **details: Any) -> MetricResult:
 
 
 def _strings(items: list[Any] | None, key: str) -> list[str] | None:
+    """The non-empty strings of a judged list; None when it had items but none was usable."""
     if items is None:
         return None
     out = []
@@ -42,7 +43,7 @@ def _strings(items: list[Any] | None, key: str) -> list[str] | None:
         text = item.get(key) if isinstance(item, dict) else item
         if isinstance(text, str) and text.strip():
             out.append(text.strip())
-    return out
+    return out if out or not items else None
 
 
 async def statements_of(judge: Judge, question: str, answer: str) -> tuple[list[str] | None, JudgeReply]:

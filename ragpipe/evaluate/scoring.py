@@ -27,6 +27,9 @@ from ragpipe.prompts import PromptRegistry, default_registry
 from ragpipe.schema import Answer, Chunk, ScoredChunk
 
 
+CURVE_POINTS = 50  # enough of each score curve to see the elbow, small enough for the report
+
+
 @dataclass
 class QueryRun:
     """What a variant produced for one query."""
@@ -59,7 +62,7 @@ def score_curve(run: QueryRun) -> dict[str, Any]:
     for event in run.answer.trace:
         if event.kind == "cutoff" and event.data.get("elbow_index") is not None:
             elbow = event.data["elbow_index"]
-    return {"scores": [float(c.score) for c in run.candidates], "elbow_index": elbow,
+    return {"scores": [round(float(c.score), 5) for c in run.candidates[:CURVE_POINTS]], "elbow_index": elbow,
             "kept": len(run.answer.evidence)}
 
 

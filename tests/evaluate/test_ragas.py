@@ -143,3 +143,10 @@ async def test_correctness_and_a_column_of_mixed_rows() -> None:
     assert [r.value for r in rows] == [1.0, 0.0, None]
     agg = aggregate(rows)
     assert agg.mean == 0.5 and (agg.n_valid, agg.n) == (2, 3) and agg.statuses["parse_error"] == 1
+
+
+async def test_statements_of_the_wrong_shape_are_a_parse_error_not_no_statements() -> None:
+    # A small judge echoed the example's shape with invented fields instead of statements.
+    judge, llm = judge_with('{"statements": [{"title": "Dune", "author": "Frank Herbert", "year_published": "1965"}]}')
+    result = await ragas.faithfulness(judge, QUESTION, ANSWER, CONTEXTS)
+    assert result.status == "parse_error" and len(llm.requests) == 1
