@@ -14,13 +14,14 @@ from abc import ABC
 from collections.abc import Sequence
 from typing import Any, Callable, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ragpipe.context import RunContext
 from ragpipe.errors import ConfigError
 from ragpipe.llm.base import LLM, Completion, Message
 from ragpipe.llm.wrappers import Metered, UsageMeter
 from ragpipe.schema import ScoredChunk, TraceEvent, Usage
+from ragpipe.select.cutoff import METHODS as CUTOFF_METHODS
 from ragpipe.select.cutoff import CutoffResult, apply_cutoff
 
 
@@ -63,6 +64,21 @@ class SelectorConfig(BaseModel):
     z_threshold: float = 1.0
     threshold: float | None = None
     fail_policy: Literal["open", "closed"] = "open"
+
+    @field_validator("cutoff")
+    @classmethod
+    def _known_cutoff(cls, value: str) -> str:
+        if value not in CUTOFF_METHODS:
+            raise ValueError(f"unknown cutoff '{value}'; choose one of: {', '.join(CUTOFF_METHODS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent_bounds(self) -> SelectorConfig:
+        if self.min_keep < 0 or (self.max_keep is not None and self.max_keep < max(self.min_keep, 1)):
+            raise ValueError(f"inconsistent bounds min_keep={self.min_keep}, max_keep={self.max_keep}")
+        if self.cutoff == "threshold" and self.threshold is None:
+            raise ValueError("the 'threshold' cutoff needs a threshold value")
+        return self
 
 
 class SelectorRun:
