@@ -351,8 +351,8 @@ async def main() -> None:
         entry["seconds"] = round(time.perf_counter() - started, 1)
         results["datasets"][name] = entry
         print(f"{name}: {len(rows)} questions in {entry['seconds']}s", file=sys.stderr, flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2), encoding="utf-8")
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2), encoding="utf-8")  # after each dataset
     print_table(results)
 
 

@@ -185,7 +185,15 @@ async def main() -> None:
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
     parser.add_argument("--cache", default="/tmp/ragpipe-bench-vectors")
     parser.add_argument("--out", default=str(RESULTS / "selection.json"))
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="combine runs over different datasets into --out")
     args = parser.parse_args()
+    if args.merge:
+        runs = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.merge]
+        merged = {"command": [r["command"] for r in runs], "setup": runs[0]["setup"],
+                  "datasets": {k: v for r in runs for k, v in r["datasets"].items()}}
+        Path(args.out).write_text(json.dumps(merged, indent=2), encoding="utf-8")
+        print_table(merged)
+        return
 
     from ragpipe.ingest.embed import get_embedder
 
@@ -207,8 +215,12 @@ async def main() -> None:
         results["datasets"][name] = await run_dataset(name, args, embedder, llm)
         results["datasets"][name]["seconds"] = round(time.perf_counter() - start, 1)
         print(f"{name}: done in {results['datasets'][name]['seconds']}s", file=sys.stderr, flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2), encoding="utf-8")
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2), encoding="utf-8")  # after each dataset
+    print_table(results)
+
+
+def print_table(results: dict[str, Any]) -> None:
     print(f"{'dataset':28} {'method':18} {'recall':>7} {'kept':>6} {'n':>4}")
     for name, res in results["datasets"].items():
         for method, m in res["methods"].items():
