@@ -24,7 +24,7 @@ from ragpipe.llm.base import BaseLLM, Capabilities, ChatRequest, Completion, Tok
 from ragpipe.schema import Usage
 
 MAX_TOP_LOGPROBS = 20
-SCORER_CONTEXT = 1024  # tokens of text scored by ``token_logprobs`` (perplexity); longer text is cut
+SCORER_CONTEXT = 512  # tokens of text scored by ``token_logprobs`` (perplexity); longer text is cut
 
 
 def _import_llama_cpp() -> Any:

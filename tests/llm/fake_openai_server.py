@@ -1,0 +1,104 @@
+"""A scripted OpenAI-compatible HTTP server on 127.0.0.1 for backend tests.
+
+Each request pops the next behaviour from a script: ``ok``, ``429``, ``500``, ``hang``,
+``garbage``, ``401``, ``404``, ``400ctx``, ``logprobs``. Every request body is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+HANG_S = 3.0
+
+
+def completion_body(text: str = "ok", logprobs: bool = False, finish: str = "stop") -> dict[str, Any]:
+    choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+    if logprobs:
+        choice["logprobs"] = {
+            "content": [
+                {"token": "A", "logprob": -0.1, "bytes": None,
+                 "top_logprobs": [{"token": "A", "logprob": -0.1, "bytes": None},
+                                  {"token": "B", "logprob": -2.5, "bytes": None}]}
+            ]
+        }
+    return {
+        "id": "cmpl-1", "object": "chat.completion", "created": 0, "model": "served-model",
+        "choices": [choice], "usage": {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13},
+    }
+
+
+class FakeOpenAIServer:
+    def __init__(self, script: list[str] | None = None) -> None:
+        self.script: deque[str] = deque(script or [])
+        self.requests: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def do_GET(self) -> None:
+                server.paths.append(self.path)
+                self._send(200, json.dumps({"object": "list", "data": [{"id": "served-model", "object": "model"}]}).encode())
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                server.requests.append(body)
+                server.paths.append(self.path)
+                action = server.script.popleft() if server.script else "ok"
+                fast_retry = {"retry-after-ms": "10"}
+                if action == "ok":
+                    self._send(200, json.dumps(completion_body()).encode())
+                elif action == "logprobs":
+                    self._send(200, json.dumps(completion_body("A", logprobs=True, finish="length")).encode())
+                elif action == "429":
+                    self._send(429, json.dumps({"error": {"message": "slow down"}}).encode(), fast_retry)
+                elif action == "500":
+                    self._send(500, json.dumps({"error": {"message": "boom"}}).encode(), fast_retry)
+                elif action == "401":
+                    self._send(401, json.dumps({"error": {"message": "bad key"}}).encode())
+                elif action == "404":
+                    self._send(404, json.dumps({"error": {"message": "model not found"}}).encode())
+                elif action == "400ctx":
+                    message = "This model's maximum context length is 8192 tokens"
+                    self._send(400, json.dumps({"error": {"message": message}}).encode())
+                elif action == "garbage":
+                    self._send(200, b"<html>definitely not json")
+                elif action == "hang":
+                    time.sleep(HANG_S)
+                    self._send(200, json.dumps(completion_body()).encode())
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> FakeOpenAIServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()

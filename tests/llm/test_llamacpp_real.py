@@ -1,0 +1,97 @@
+"""The embedded llama.cpp backend and llama.cpp's OpenAI-compatible server, with the packaged SmolLM2."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from ragpipe.errors import ContextOverflow
+from ragpipe.llm.llamacpp import LlamaCppLLM
+from ragpipe.llm.llamacpp_server import LlamaCppServer
+from ragpipe.llm.openai_compat import OpenAICompatLLM
+from ragpipe.models import packaged_smollm2
+
+pytestmark = pytest.mark.integration
+
+PROMPT = [
+    {"role": "system", "content": "You answer with one word."},
+    {"role": "user", "content": "What is the capital of France?"},
+]
+
+
+@pytest.fixture(scope="module")
+def embedded() -> LlamaCppLLM:
+    return LlamaCppLLM(packaged_smollm2(), n_ctx=2048, n_threads=2)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with LlamaCppServer(n_ctx=2048, n_threads=2) as running:
+        yield running
+
+
+async def test_first_token_logprobs_agree_between_embedded_and_server(embedded: LlamaCppLLM, server) -> None:
+    """Same model, same chat template: the server's top-5 and ours agree on tokens and values."""
+    remote = OpenAICompatLLM(base_url=server.base_url, model=server.model_alias, json_mode="json_object")
+    ours = await embedded.chat(PROMPT, max_tokens=1, top_logprobs=5)
+    theirs = await remote.chat(PROMPT, max_tokens=1, top_logprobs=5)
+    assert ours.logprobs and theirs.logprobs, "both paths must return logprobs"
+    mine, served = ours.logprobs[0].top_dict(), theirs.logprobs[0].top_dict()
+    assert ours.text == theirs.text
+    shared = set(mine) & set(served)
+    assert len(shared) >= 4, (mine, served)
+    for token in shared:
+        assert abs(mine[token] - served[token]) < 0.05, (token, mine[token], served[token])
+    assert ours.usage.prompt_tokens == theirs.usage.prompt_tokens
+
+
+async def test_embedded_generation_logprobs_and_usage(embedded: LlamaCppLLM) -> None:
+    completion = await embedded.chat(PROMPT, max_tokens=12, top_logprobs=3)
+    assert completion.text.strip() and completion.backend == "llamacpp"
+    assert completion.usage.completion_tokens == len(completion.logprobs)
+    assert all(len(t.top) == 3 and t.top[0].logprob >= t.top[-1].logprob for t in completion.logprobs)
+    assert completion.finish_reason in {"stop", "length"}
+    assert embedded.count_tokens("Paris") >= 1
+
+
+async def test_embedded_stop_sequences_and_max_tokens(embedded: LlamaCppLLM) -> None:
+    long = [{"role": "user", "content": "Count from 1 to 30, separated by commas."}]
+    cut = await embedded.chat(long, max_tokens=6, top_logprobs=1)
+    assert cut.finish_reason == "length" and cut.usage.completion_tokens == 6
+    stop = cut.logprobs[3].token  # a piece the model is known to produce
+    prefix = cut.text[: cut.text.find(stop)]
+    stopped = await embedded.chat(long, max_tokens=6, stop=[stop])
+    assert stopped.text == prefix and stopped.finish_reason == "stop"
+
+
+async def test_embedded_is_safe_under_many_coroutines(embedded: LlamaCppLLM) -> None:
+    prompts = [[{"role": "user", "content": f"Say the number {i}."}] for i in range(6)]
+    results = await asyncio.gather(*(embedded.chat(p, max_tokens=4) for p in prompts))
+    sequential = [await embedded.chat(p, max_tokens=4) for p in prompts]
+    assert [r.text for r in results] == [s.text for s in sequential]  # greedy and isolated
+
+
+async def test_embedded_json_schema_output_parses(embedded: LlamaCppLLM) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    completion = await embedded.chat(PROMPT, max_tokens=40, json_schema=schema)
+    assert isinstance(json.loads(completion.text)["city"], str)
+
+
+async def test_embedded_streams_the_same_text(embedded: LlamaCppLLM) -> None:
+    pieces = [p async for p in embedded.chat_stream(PROMPT, max_tokens=10)]
+    whole = await embedded.chat(PROMPT, max_tokens=10)
+    assert len(pieces) >= 1 and "".join(pieces) == whole.text
+
+
+async def test_embedded_context_overflow_is_an_error(embedded: LlamaCppLLM) -> None:
+    with pytest.raises(ContextOverflow, match="does not fit"):
+        await embedded.chat([{"role": "user", "content": "word " * 5000}], max_tokens=5)
+
+
+async def test_token_logprobs_prefer_fluent_text(embedded: LlamaCppLLM) -> None:
+    fluent = await embedded.token_logprobs("The cat sat on the mat and looked out of the window.")
+    garbled = await embedded.token_logprobs("mat window cat the out sat looked the of on and.")
+    assert len(fluent) == embedded.count_tokens("The cat sat on the mat and looked out of the window.")
+    assert sum(fluent) / len(fluent) > sum(garbled) / len(garbled)
