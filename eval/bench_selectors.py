@@ -1,0 +1,210 @@
+"""Selector benchmark: nDCG@10 and LLM cost of every selector on BM25 candidate lists.
+
+    python eval/bench_selectors.py [--limit 3] [--top 20] [--words 60] [--backends embedded,server]
+
+For each dataset (TREC DL19/DL20 BM25 top-100, NovelEval candidates; graded qrels) and each of
+the first ``--limit`` queries, the top ``--top`` candidates (passages cut to ``--words`` words)
+are reranked by each selector with the LLM served (a) in-process by llama.cpp and (b) by
+llama.cpp's OpenAI-compatible server. Per method: nDCG@10 (ranx), LLM calls, prompt and
+completion tokens, wall seconds per query, and how often a fallback was traced. The BM25 order
+is the baseline row. Pairwise PRP runs on the top ``--pairwise-top`` only (all pairs is
+N(N-1) calls). The elbow cutoff's kept-count distribution is reported over every ranked list.
+Prints a table and writes ``eval/results/selectors.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from collections import defaultdict
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ranx import Qrels, Run, evaluate  # noqa: E402
+
+from ragpipe.context import RunContext  # noqa: E402
+from ragpipe.llm.wrappers import Limited  # noqa: E402
+from ragpipe.schema import Chunk, ScoredChunk  # noqa: E402
+from ragpipe.select import get_selector  # noqa: E402
+from ragpipe.select.cutoff import apply_cutoff  # noqa: E402
+
+DATA = Path(os.environ.get("RAGPIPE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATASETS = {"trec_dl2019_bm25": "run_bm25_top100.tsv", "trec_dl2020_bm25": "run_bm25_top100.tsv",
+            "noveleval": "run_candidates.tsv"}
+METHODS: dict[str, tuple[str, dict[str, Any]]] = {
+    "listwise": ("listwise", {"window": 20, "stride": 10}),
+    "listwise_first": ("listwise", {"window": 20, "stride": 10, "mode": "first"}),
+    "groupwise": ("groupwise", {"group_size": 20}),
+    "pointwise_yesno": ("pointwise_yesno", {}),
+    "pointwise_scale": ("pointwise_scale", {}),
+    "pairwise_allpairs": ("pairwise", {"method": "allpairs"}),
+}
+RESULTS = Path(__file__).resolve().parent / "results" / "selectors.json"
+
+
+def read_tsv(path: Path) -> list[list[str]]:
+    lines = path.read_text(encoding="utf-8").splitlines()[1:]
+    return [line.split("\t") for line in lines if line.strip()]
+
+
+def load(name: str, limit: int, top: int, words: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+    """Queries with their top candidates as ScoredChunks, and the graded qrels."""
+    folder = DATA / name
+    queries = {}
+    for line in (folder / "queries.jsonl").read_text(encoding="utf-8").splitlines():
+        q = json.loads(line)
+        queries[str(q["_id"])] = q["text"]
+    qrels: dict[str, dict[str, int]] = defaultdict(dict)
+    for qid, did, grade in read_tsv(folder / "qrels.tsv"):
+        qrels[qid][did] = int(float(grade))
+    runs: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    for qid, did, rank, score in read_tsv(folder / DATASETS[name]):
+        runs[qid].append((did, float(score), int(rank)))  # type: ignore[arg-type]
+    chosen = [qid for qid in runs if qid in queries and any(g > 0 for g in qrels.get(qid, {}).values())][:limit]
+    needed = {did for qid in chosen for did, *_ in sorted(runs[qid], key=lambda r: r[2])[:top]}
+    corpus = {}
+    for line in (folder / "corpus.jsonl").read_text(encoding="utf-8").splitlines():
+        doc = json.loads(line)
+        if str(doc["_id"]) in needed:
+            text = " ".join(doc["text"].split()[:words])
+            corpus[str(doc["_id"])] = f"{doc['title']}: {text}" if doc.get("title") else text
+    items = []
+    for qid in chosen:
+        ranked = sorted(runs[qid], key=lambda r: r[2])[:top]
+        candidates = [
+            ScoredChunk(chunk=Chunk(id=did, doc_id=did, position=0, text=corpus[did]), score=score, rank=rank,
+                        stage_scores={"bm25": score}, stage_ranks={"bm25": rank})
+            for did, score, rank in ranked if did in corpus
+        ]
+        items.append({"qid": qid, "question": queries[qid], "candidates": candidates})
+    return items, {q: qrels[q] for q in chosen}
+
+
+def ndcg10(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> float:
+    return float(evaluate(Qrels(qrels), Run(run), "ndcg@10"))
+
+
+def build_backends(names: list[str], stack: ExitStack, n_ctx: int) -> dict[str, Any]:
+    from ragpipe.models import packaged_smollm2
+
+    backends: dict[str, Any] = {}
+    if "embedded" in names:
+        from ragpipe.llm.llamacpp import LlamaCppLLM
+
+        backends["embedded"] = Limited(LlamaCppLLM(packaged_smollm2(), n_ctx=n_ctx, n_threads=2), 1)
+    if "server" in names:
+        from ragpipe.llm.llamacpp_server import LlamaCppServer
+        from ragpipe.llm.openai_compat import OpenAICompatLLM
+
+        server = stack.enter_context(LlamaCppServer(n_ctx=n_ctx, n_threads=2))
+        backends["server"] = Limited(OpenAICompatLLM(base_url=server.base_url, model=server.model_alias,
+                                                     json_mode="json_object", context_window=n_ctx,
+                                                     timeout_s=300, max_retries=0), 1)
+    return backends
+
+
+async def run_method(items: list[dict[str, Any]], selector: Any, llm: Any, top: int | None) -> dict[str, Any]:
+    run: dict[str, dict[str, float]] = {}
+    cost = defaultdict(float)
+    kept: list[int] = []
+    for item in items:
+        candidates = item["candidates"][:top] if top else item["candidates"]
+        ctx = RunContext(llm=llm)
+        start = time.perf_counter()
+        selection = await selector.select(item["question"], candidates, ctx)
+        cost["wall_s"] += time.perf_counter() - start
+        usage = selection.usage
+        cost["llm_calls"] += usage.calls
+        cost["prompt_tokens"] += usage.prompt_tokens
+        cost["completion_tokens"] += usage.completion_tokens
+        cost["failed_calls"] += usage.failed_calls
+        cost["queries_with_fallback"] += any(e.kind == "fallback" for e in selection.trace)
+        cost["repairs"] += sum(e.kind == "repair" for e in selection.trace)
+        ranked = selection.ranked + [c for c in item["candidates"] if c.id not in {r.id for r in selection.ranked}]
+        n = len(ranked)
+        run[item["qid"]] = {c.id: float(n - i) for i, c in enumerate(ranked)}
+        kept.append(apply_cutoff([c.score for c in selection.ranked], "zscore_gap").keep)
+    per_query = {k: round(v / max(1, len(items)), 3) for k, v in cost.items()}
+    return {"run": run, "per_query": per_query, "kept": kept}
+
+
+def summary(values: list[int]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)} if values else {}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--limit", type=int, default=3, help="queries per dataset")
+    parser.add_argument("--top", type=int, default=20, help="candidates per query")
+    parser.add_argument("--words", type=int, default=60, help="words kept per passage")
+    parser.add_argument("--pairwise-top", type=int, default=6, help="candidates for pairwise all-pairs")
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--backends", default="embedded,server")
+    parser.add_argument("--n-ctx", type=int, default=4096)
+    parser.add_argument("--peer", type=Path, default=None, help="JSON written by eval/peer_rankllm.py to merge")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    data = {name: load(name, args.limit, args.top, args.words) for name in args.datasets.split(",")}
+    results: dict[str, Any] = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "model": "SmolLM2-135M-Instruct Q4_1 (llama.cpp, 2 threads, temperature 0)",
+        "rows": [], "elbow_kept": {},
+    }
+    rows = results["rows"]
+    for name, (items, qrels) in data.items():
+        baseline = {it["qid"]: {c.id: c.score for c in it["candidates"]} for it in items}
+        rows.append({"dataset": name, "backend": "-", "method": "bm25", "queries": len(items),
+                     "ndcg@10": round(ndcg10(qrels, baseline), 4),
+                     "per_query": {"llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "wall_s": 0.0}})
+        results["elbow_kept"].setdefault("bm25", []).extend(
+            apply_cutoff([c.score for c in it["candidates"]], "zscore_gap").keep for it in items)
+    with ExitStack() as stack:
+        backends = build_backends(args.backends.split(","), stack, args.n_ctx)
+        for backend, llm in backends.items():
+            for method in args.methods.split(","):
+                selector_name, config = METHODS[method]
+                selector = get_selector(selector_name, **config)
+                top = args.pairwise_top if selector_name == "pairwise" else None
+                for name, (items, qrels) in data.items():
+                    out = await run_method(items, selector, llm, top)
+                    row = {"dataset": name, "backend": backend, "method": method, "queries": len(items),
+                           "candidates": top or args.top, "ndcg@10": round(ndcg10(qrels, out["run"]), 4),
+                           "per_query": out["per_query"]}
+                    rows.append(row)
+                    results["elbow_kept"].setdefault(method, []).extend(out["kept"])
+                    print(f"{name:18} {backend:8} {method:18} nDCG@10 {row['ndcg@10']:.3f} "
+                          f"{json.dumps(out['per_query'])}", flush=True)
+                    args.out.parent.mkdir(parents=True, exist_ok=True)
+                    args.out.write_text(json.dumps(results, indent=1))
+    if args.peer and args.peer.exists():
+        results["peer_rank_llm"] = json.loads(args.peer.read_text())
+    results["elbow_kept_summary"] = {m: summary(v) for m, v in results["elbow_kept"].items()}
+    print_table(rows)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    print(f"wrote {args.out}")
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    header = f"{'dataset':18} {'backend':8} {'method':18} {'nDCG@10':>8} {'calls':>6} {'prompt':>7} {'compl':>6} {'wall_s':>7}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        q = r["per_query"]
+        print(f"{r['dataset']:18} {r['backend']:8} {r['method']:18} {r['ndcg@10']:8.3f} {q['llm_calls']:6.1f} "
+              f"{q['prompt_tokens']:7.0f} {q['completion_tokens']:6.1f} {q['wall_s']:7.1f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
