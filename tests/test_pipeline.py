@@ -209,6 +209,7 @@ E2E_DOCS = {
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_end_to_end_with_the_embedded_defaults(tmp_path) -> None:
     pytest.importorskip("llama_cpp")
     for name, text in E2E_DOCS.items():
