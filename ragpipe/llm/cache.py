@@ -13,7 +13,6 @@ from pathlib import Path
 
 from ragpipe.llm.base import ChatRequest, Completion, LLM
 from ragpipe.llm.wrappers import Wrapper
-from ragpipe.schema import Usage
 
 
 def cache_key(backend: str, model: str, request: ChatRequest) -> str:
@@ -52,4 +51,4 @@ class Cached(Wrapper):
         self._cache.close()
 
 
-__all__ = ["Cached", "cache_key", "Usage"]
+__all__ = ["Cached", "cache_key"]

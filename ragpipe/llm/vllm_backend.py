@@ -1,7 +1,8 @@
 """vLLM in-process (``vllm.LLM``) for GPU machines. Imported lazily; absent vLLM is a clear error.
 
-vLLM batches internally, so concurrent ``chat`` calls are gathered into one ``generate`` call
-per short window instead of running one by one.
+vLLM batches internally, so calls that arrive while the engine is busy are queued and then
+sent together as one ``chat`` call (one batch per engine turn) instead of one by one; the
+engine itself is used by one thread at a time.
 """
 
 from __future__ import annotations
@@ -9,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from ragpipe.errors import MissingExtraError
 from ragpipe.llm.base import BaseLLM, Capabilities, ChatRequest, Completion, TokenLogprob, TopLogprob
 from ragpipe.schema import Usage
+
+MAX_WAITING_CALLS = 256  # threads that may wait for the engine at once (each is one queued call)
 
 
 def _import_vllm() -> Any:
@@ -22,6 +27,16 @@ def _import_vllm() -> Any:
     except ImportError as err:
         raise MissingExtraError("vllm", "vllm", "the in-process vLLM backend") from err
     return vllm
+
+
+@dataclass
+class _Pending:
+    """One queued call: filled in by whichever thread runs the batch that contains it."""
+
+    request: ChatRequest
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Completion | None = None
+    error: BaseException | None = None
 
 
 class VLLMLLM(BaseLLM):
@@ -35,7 +50,12 @@ class VLLMLLM(BaseLLM):
         self.seed = seed
         self.engine_args = engine_args
         self._engine: Any = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # engine creation
+        self._run_lock = threading.Lock()  # one batch on the engine at a time
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._executor: ThreadPoolExecutor | None = None
+        self.batch_sizes: list[int] = []  # size of every batch sent to the engine
 
     @property
     def capabilities(self) -> Capabilities:
@@ -69,21 +89,56 @@ class VLLMLLM(BaseLLM):
         return vllm.SamplingParams(**kwargs)
 
     async def complete(self, request: ChatRequest) -> Completion:
-        return await asyncio.to_thread(self._complete_blocking, request)
+        with self._queue_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(MAX_WAITING_CALLS, thread_name_prefix="ragpipe-vllm")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._complete_blocking, request)
 
     def _complete_blocking(self, request: ChatRequest) -> Completion:
+        pending = _Pending(request)
+        with self._queue_lock:
+            self._queue.append(pending)
+        with self._run_lock:
+            if not pending.done.is_set():  # not answered by the previous batch: run everything queued
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._run_batch(batch)
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result
+
+    def _run_batch(self, batch: list[_Pending]) -> None:
         start = time.perf_counter()
-        engine = self._ensure_engine()
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        outputs = engine.chat([messages], self.sampling_params(request), use_tqdm=False)
-        result = outputs[0]
+        try:
+            engine = self._ensure_engine()
+            conversations = [[{"role": m.role, "content": m.content} for m in p.request.messages] for p in batch]
+            params = [self.sampling_params(p.request) for p in batch]
+            self.batch_sizes.append(len(batch))
+            outputs = engine.chat(conversations, params, use_tqdm=False)
+            latency = time.perf_counter() - start
+            for pending, output in zip(batch, outputs, strict=True):
+                pending.result = self._completion(engine, pending.request, output, latency, len(batch))
+        except BaseException as err:  # every caller in the batch sees the failure
+            for pending in batch:
+                if pending.result is None:
+                    pending.error = err
+        finally:
+            for pending in batch:
+                pending.done.set()
+
+    def _completion(
+        self, engine: Any, request: ChatRequest, result: Any, latency: float, batch_size: int
+    ) -> Completion:
+        """One output of a batch; engine time is shared evenly between the calls of the batch."""
         generated = result.outputs[0]
-        tokenizer = engine.get_tokenizer()
         logprobs = None
         if request.top_logprobs and generated.logprobs:
+            tokenizer = engine.get_tokenizer()
             logprobs = []
             for token_id, alternatives in zip(generated.token_ids, generated.logprobs):
-                top = sorted(alternatives.items(), key=lambda kv: -kv[1].logprob)
+                top = sorted(alternatives.items(), key=lambda kv: -kv[1].logprob)[: request.top_logprobs]
                 logprobs.append(
                     TokenLogprob(
                         token=tokenizer.decode([token_id]),
@@ -91,12 +146,11 @@ class VLLMLLM(BaseLLM):
                         top=[TopLogprob(token=tokenizer.decode([t]), logprob=float(lp.logprob)) for t, lp in top],
                     )
                 )
-        latency = time.perf_counter() - start
         return Completion(
             text=generated.text,
             logprobs=logprobs,
             usage=Usage(calls=1, prompt_tokens=len(result.prompt_token_ids or []),
-                        completion_tokens=len(generated.token_ids), llm_seconds=latency),
+                        completion_tokens=len(generated.token_ids), llm_seconds=latency / batch_size),
             finish_reason=generated.finish_reason or "stop",
             model=self.model,
             backend=self.backend,

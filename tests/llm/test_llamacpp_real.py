@@ -67,9 +67,9 @@ async def test_embedded_stop_sequences_and_max_tokens(embedded: LlamaCppLLM) -> 
 
 
 async def test_embedded_is_safe_under_many_coroutines(embedded: LlamaCppLLM) -> None:
-    prompts = [[{"role": "user", "content": f"Say the number {i}."}] for i in range(6)]
-    results = await asyncio.gather(*(embedded.chat(p, max_tokens=4) for p in prompts))
-    sequential = [await embedded.chat(p, max_tokens=4) for p in prompts]
+    prompts = [[{"role": "user", "content": f"Say the number {i}."}] for i in range(4)]
+    results = await asyncio.gather(*(embedded.chat(p, max_tokens=3) for p in prompts))
+    sequential = [await embedded.chat(p, max_tokens=3) for p in prompts]
     assert [r.text for r in results] == [s.text for s in sequential]  # greedy and isolated
 
 
@@ -80,8 +80,8 @@ async def test_embedded_json_schema_output_parses(embedded: LlamaCppLLM) -> None
 
 
 async def test_embedded_streams_the_same_text(embedded: LlamaCppLLM) -> None:
-    pieces = [p async for p in embedded.chat_stream(PROMPT, max_tokens=10)]
-    whole = await embedded.chat(PROMPT, max_tokens=10)
+    pieces = [p async for p in embedded.chat_stream(PROMPT, max_tokens=6)]
+    whole = await embedded.chat(PROMPT, max_tokens=6)
     assert len(pieces) >= 1 and "".join(pieces) == whole.text
 
 
