@@ -79,6 +79,7 @@ class Completion(BaseModel):
     backend: str = ""
     latency_s: float = 0.0
     cached: bool = False
+    usage_estimated: bool = False  # the server reported no token counts; ``usage`` holds estimates
 
     @property
     def truncated(self) -> bool:

@@ -161,6 +161,7 @@ class OpenAICompatLLM(BaseLLM):
         usage = getattr(response, "usage", None)
         prompt_tokens = getattr(usage, "prompt_tokens", None)
         completion_tokens = getattr(usage, "completion_tokens", None)
+        estimated = prompt_tokens is None or completion_tokens is None
         if prompt_tokens is None:  # servers that report no usage: estimate, erring high
             prompt_tokens = sum(estimate_tokens(m.content) for m in request.messages)
         if completion_tokens is None:
@@ -173,6 +174,7 @@ class OpenAICompatLLM(BaseLLM):
             model=getattr(response, "model", None) or self.model,
             backend=self.backend,
             latency_s=latency,
+            usage_estimated=estimated,
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str]:

@@ -1,7 +1,7 @@
 """A scripted OpenAI-compatible HTTP server on 127.0.0.1 for backend tests.
 
 Each request pops the next behaviour from a script: ``ok``, ``429``, ``500``, ``hang``,
-``garbage``, ``401``, ``404``, ``400ctx``, ``logprobs``. Every request body is recorded.
+``garbage``, ``nousage``, ``nochoices``, ``401``, ``404``, ``400ctx``, ``logprobs``. Every request body is recorded.
 """
 
 from __future__ import annotations
@@ -81,6 +81,12 @@ class FakeOpenAIServer:
                 elif action == "400ctx":
                     message = "This model's maximum context length is 8192 tokens"
                     self._send(400, json.dumps({"error": {"message": message}}).encode())
+                elif action == "nousage":
+                    body = completion_body("a short answer")
+                    del body["usage"]
+                    self._send(200, json.dumps(body).encode())
+                elif action == "nochoices":
+                    self._send(200, json.dumps({**completion_body(), "choices": []}).encode())
                 elif action == "garbage":
                     self._send(200, b"<html>definitely not json")
                 elif action == "hang":

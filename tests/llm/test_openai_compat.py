@@ -99,6 +99,21 @@ async def test_garbage_response_is_an_llm_error() -> None:
             await backend(server, max_retries=0).chat(MESSAGES, max_tokens=5)
 
 
+async def test_reply_without_choices_is_an_llm_error() -> None:
+    with FakeOpenAIServer(["nochoices"]) as server:
+        with pytest.raises(LLMError, match="malformed"):
+            await backend(server, max_retries=0).chat(MESSAGES, max_tokens=5)
+
+
+async def test_missing_usage_is_estimated_and_marked() -> None:
+    with FakeOpenAIServer(["nousage", "ok"]) as server:
+        estimated = await backend(server).chat(MESSAGES, max_tokens=5)
+        reported = await backend(server).chat(MESSAGES, max_tokens=5)
+    assert estimated.usage_estimated and not reported.usage_estimated
+    assert estimated.usage.prompt_tokens > 0 and estimated.usage.completion_tokens > 0
+    assert estimated.text == "a short answer"
+
+
 async def test_bad_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_SERVER_KEY", "sk-secret-123")
     with FakeOpenAIServer(["401"]) as server:
