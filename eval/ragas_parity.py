@@ -141,6 +141,13 @@ def agreement(items: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def write_result(path: str, result: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write what is known so far, so a run cut short still leaves its partial results."""
+    full = {**result, "agreement": agreement(items), "items": items}
+    Path(path).write_text(json.dumps(full, indent=1, default=str), encoding="utf-8")
+    return full
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=5)
@@ -166,9 +173,12 @@ def main() -> None:
     try:
         llm = OpenAICompatible(base_url, "smollm2", timeout_s=600)
         asyncio.run(generate_answers(llm, items))
+        print(f"answers generated ({time.perf_counter() - started:.0f} s)", flush=True)
         t0 = time.perf_counter()
         asyncio.run(our_scores(llm, get_embedder(EmbeddingSettings()), items, args.strictness))
         result["ours_seconds"] = time.perf_counter() - t0
+        print(f"ragpipe metrics done in {result['ours_seconds']:.0f} s; running ragas", flush=True)
+        write_result(args.out, {**result, "ragas_failed": "not finished (interrupted)"}, items)
         inputs = Path(args.out).with_suffix(".inputs.tmp.json")
         inputs.write_text(json.dumps({"items": items, "base_url": base_url, "model": "smollm2",
                                       "embedding_path": str(packaged_minilm()), "strictness": args.strictness}))
@@ -191,9 +201,7 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
     result["seconds"] = time.perf_counter() - started
-    result["agreement"] = agreement(items)
-    result["items"] = items
-    Path(args.out).write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
+    result = write_result(args.out, result, items)
     print(f"{'metric':<18} {'ours mean (valid/n)':<22} {'ragas valid/NaN':<16} {'both':<5} {'mean |diff|':<12}")
     for metric, a in result["agreement"].items():
         ours_label = f"{a['ours']['mean']:.3f}" if a["ours"]["mean"] is not None else "n/a"

@@ -48,10 +48,12 @@ def eval_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Estimate LLM calls and tokens; call no model."),
     json_out: bool = typer.Option(False, "--json", help="Print the aggregates (or estimate) as JSON."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar with ETA."),
+    report_only: bool = typer.Option(False, "--report-only",
+                                     help="Rebuild the reports from the rows already done; run nothing."),
 ) -> None:
     """Evaluate pipeline variants on a dataset (IR, answers, RAGAS-style, poisoning, cost)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from ragpipe.evaluate.build import eval_settings, prepared_dataset, run_config
+    from ragpipe.evaluate.build import eval_settings, prepared_dataset, report_from_checkpoint, run_config
     from ragpipe.evaluate.config import load_eval_config
 
     cfg = load_eval_config(config, limit=limit, out=str(out) if out else None,
@@ -70,7 +72,11 @@ def eval_command(
             typer.echo(f"  {name:<24} calls {totals['calls']:>7.0f}  prompt tokens {totals['prompt_tokens']:>10.0f}"
                        f"  completion tokens <= {totals['max_completion_tokens']:>9.0f}")
         return
-    report = run_config(cfg, resume=resume, progress=progress and sys.stderr.isatty(), command="ragpipe " + " ".join(sys.argv[1:]))
+    command = "ragpipe " + " ".join(sys.argv[1:])
+    if report_only:
+        report = report_from_checkpoint(cfg, command=command)
+    else:
+        report = run_config(cfg, resume=resume, progress=progress and sys.stderr.isatty(), command=command)
     if json_out:
         typer.echo(json.dumps(report["aggregates"], indent=1, default=str))
     else:

@@ -77,6 +77,19 @@ def run_config(config: EvalConfig, *, resume: bool = True, progress: bool = True
                         curves=config.plot_curves)
 
 
+def report_from_checkpoint(config: EvalConfig, *, command: str = "") -> dict[str, Any]:
+    """Rebuild the reports from the rows already checkpointed (e.g. of an interrupted run), calling no model."""
+    dataset = prepared_dataset(config)
+    checkpoint = Checkpoint(config.out_dir(), config.fingerprint())
+    if not checkpoint.path.exists():
+        raise ConfigError(f"no checkpoint at {checkpoint.path}; run the evaluation first")
+    done = {(r["variant"], r["query_id"]): r for r in checkpoint.rows()}
+    names = [v.name for v in config.variants]
+    rows = [done[(v, q.id)] for q in dataset.queries for v in names if (v, q.id) in done]
+    return write_report(config.out_dir(), config=config.model_dump(), dataset=dataset_card(dataset), rows=rows,
+                        variants=names, command=command or " ".join(sys.argv), curves=config.plot_curves)
+
+
 def dataset_card(dataset: EvalDataset) -> dict[str, Any]:
     return {"name": dataset.name, "kind": dataset.kind, "path": dataset.path, "queries": len(dataset.queries),
             "documents": len(dataset.documents),

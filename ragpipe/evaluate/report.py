@@ -196,7 +196,8 @@ def write_plots(report: dict[str, Any], out_dir: Path, rows: Sequence[dict[str, 
         ax.set_title(qid[:24], fontsize=8)
         ax.set_xlabel("rank")
     axes[0][0].set_ylabel("candidate score")
-    axes[0][0].legend(fontsize=7)
+    if axes[0][0].get_legend_handles_labels()[0]:
+        axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_dir / PLOTS[2], dpi=100)
     plt.close(fig)

@@ -82,3 +82,22 @@ def test_dry_run_estimates_tokens_without_calling_a_model(tmp_path: Path, qa_dir
 def test_missing_config_exits_non_zero_with_one_line(tmp_path: Path, capsys) -> None:
     assert main(["eval", str(tmp_path / "nope.toml")]) != 0
     assert "nope.toml" in capsys.readouterr().err
+
+
+def test_report_only_rebuilds_reports_from_the_checkpoint(tmp_path: Path, qa_dir: Path, monkeypatch, capsys) -> None:
+    from ragpipe.evaluate.checkpoint import Checkpoint
+    from ragpipe.evaluate.metric import MetricResult
+
+    monkeypatch.setenv("RAGPIPE_DATA", str(qa_dir.parent))
+    path = write_config(tmp_path)
+    out = tmp_path / "out"
+    cfg = load_eval_config(path, out=str(out))
+    checkpoint = Checkpoint(out, cfg.fingerprint())
+    checkpoint.open()
+    for qid, value in (("q0", 1.0), ("q1", 0.0)):
+        checkpoint.append({"variant": "fast", "query_id": qid, "question": "?", "status": "ok", "answer": "x",
+                           "metrics": {"token_f1": MetricResult.ok(value).model_dump()}, "cost": {}, "curve": {}})
+    assert main(["eval", str(path), "--out", str(out), "--report-only", "--json"]) == 0
+    aggregates = json.loads(capsys.readouterr().out)
+    assert aggregates["fast"]["metrics"]["token_f1"]["mean"] == 0.5 and aggregates["meteora"]["n_queries"] == 0
+    assert (out / "summary.md").is_file() and (out / "score_curves.png").is_file()
