@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -162,6 +163,8 @@ def main() -> None:
     from ragpipe.ingest.embed import get_embedder
     from ragpipe.models import packaged_minilm, packaged_smollm2
 
+    # A SIGTERM (e.g. from `timeout`) must still stop the server started below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     items = sample(Path(args.data), args.limit, args.seed)
     port = free_port()
     server = start_server(str(packaged_smollm2()), port, n_ctx=8192)
@@ -199,7 +202,10 @@ def main() -> None:
         ragas_out.unlink(missing_ok=True)
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
     result["seconds"] = time.perf_counter() - started
     result = write_result(args.out, result, items)
     print(f"{'metric':<18} {'ours mean (valid/n)':<22} {'ragas valid/NaN':<16} {'both':<5} {'mean |diff|':<12}")
