@@ -40,6 +40,7 @@ class LlamaCppServer:
         port: int | None = None,
         n_ctx: int = 8192,
         n_threads: int | None = None,
+        logits_all: bool = True,
         startup_timeout_s: float = 120.0,
     ) -> None:
         self.model_path = Path(model_path) if model_path else packaged_smollm2()
@@ -47,6 +48,7 @@ class LlamaCppServer:
         self.port = port or free_port()
         self.n_ctx = n_ctx
         self.n_threads = n_threads
+        self.logits_all = logits_all  # the server needs it for logprobs; without it prefill is cheaper
         self.startup_timeout_s = startup_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()
