@@ -13,7 +13,7 @@ averages are recorded because timings on a busy machine are only comparable with
 
     python eval/bench_llm.py [--repeats 3] [--sizes 40,500] [--decode-tokens 32] [--threads 2]
 
-Prints a table and writes eval/results/llm.json.
+Prints a table and writes eval/results/llm.json (one entry per thread count).
 """
 
 from __future__ import annotations
@@ -156,8 +156,17 @@ def main() -> None:
     args.sizes = [int(s) for s in args.sizes.split(",")]
     result = asyncio.run(run(args))
     print_table(result)
+    save(result)
+
+
+def save(result: dict[str, Any]) -> None:
+    """Keep one run per thread count, so runs with different settings sit side by side."""
+    runs: dict[str, Any] = {}
+    if RESULTS.exists():
+        runs = json.loads(RESULTS.read_text()).get("runs", {})
+    runs[f"threads={result['threads']}"] = result
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    RESULTS.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
