@@ -47,7 +47,7 @@ def build_prompt(target_tokens: int, nonce: int, llm: LlamaCppLLM) -> list[dict[
     while llm.count_tokens(body) < target_tokens:
         body += FILLER
     return [
-        {"role": "system", "content": f"Session {nonce}. Answer briefly."},
+        {"role": "system", "content": f"Case {nonce}. Answer briefly."},
         {"role": "user", "content": body + "\nWhat does the team record at each gauge?"},
     ]
 
