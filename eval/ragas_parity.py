@@ -175,11 +175,17 @@ def main() -> None:
                               "embeddings": "all-MiniLM-L6-v2", "dataset": Path(args.data).name}
     try:
         llm = OpenAICompatible(base_url, "smollm2", timeout_s=600)
-        asyncio.run(generate_answers(llm, items))
-        print(f"answers generated ({time.perf_counter() - started:.0f} s)", flush=True)
-        t0 = time.perf_counter()
-        asyncio.run(our_scores(llm, get_embedder(EmbeddingSettings()), items, args.strictness))
-        result["ours_seconds"] = time.perf_counter() - t0
+        embedder = get_embedder(EmbeddingSettings())
+
+        async def answer_then_score() -> None:
+            # One event loop for both phases: the async HTTP client is bound to the loop it first ran in.
+            await generate_answers(llm, items)
+            print(f"answers generated ({time.perf_counter() - started:.0f} s)", flush=True)
+            t0 = time.perf_counter()
+            await our_scores(llm, embedder, items, args.strictness)
+            result["ours_seconds"] = time.perf_counter() - t0
+
+        asyncio.run(answer_then_score())
         print(f"ragpipe metrics done in {result['ours_seconds']:.0f} s; running ragas", flush=True)
         write_result(args.out, {**result, "ragas_failed": "not finished (interrupted)"}, items)
         inputs = Path(args.out).with_suffix(".inputs.tmp.json")
