@@ -280,12 +280,12 @@ def print_table(results: dict[str, Any]) -> None:
 LLM_KEYS = ("llm_questions", "answers", "usage_by_node", "verdict_parse_status", "detection_llm_subset_note")
 
 
-def merge_runs(cheap: dict[str, Any], with_llm: dict[str, Any]) -> dict[str, Any]:
-    """Cheap-signal rows from one run, LLM-based rows (perplexity, llm, ragpipe, answers) from another."""
+def merge_runs(cheap: dict[str, Any], *llm_runs: dict[str, Any]) -> dict[str, Any]:
+    """Cheap-signal rows from one run, LLM-based rows (perplexity, llm, ragpipe, answers) from others."""
     merged = json.loads(json.dumps(cheap))
-    merged["command"] = [cheap["command"], with_llm["command"]]
-    merged["setup"] = {"cheap_run": cheap["setup"], "llm_run": with_llm["setup"]}
-    for name, entry in with_llm["datasets"].items():
+    merged["command"] = [cheap["command"], *(r["command"] for r in llm_runs)]
+    merged["setup"] = {"cheap_run": cheap["setup"], "llm_runs": [r["setup"] for r in llm_runs]}
+    for name, entry in ((n, e) for r in llm_runs for n, e in r["datasets"].items()):
         if "llm_questions" not in entry or name not in merged["datasets"]:
             continue
         target = merged["datasets"][name]
@@ -307,8 +307,8 @@ async def main() -> None:
     parser.add_argument("--llm-sets", nargs="*", default=list(QA_SETS), help="datasets that get the LLM-based defences")
     parser.add_argument("--max-history", type=int, default=2, help="accepted chunks shown to the LLM check")
     parser.add_argument("--out", default=str(RESULTS / "poisoning.json"))
-    parser.add_argument("--merge", nargs=2, metavar=("CHEAP_JSON", "LLM_JSON"),
-                        help="combine a cheap-signal run and an LLM run (same script) into --out, then exit")
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="combine a cheap-signal run and LLM runs (same script) into --out, then exit")
     args = parser.parse_args()
     if args.merge:
         merged = merge_runs(*(json.loads(Path(p).read_text(encoding="utf-8")) for p in args.merge))
