@@ -77,7 +77,7 @@ def build_folder(folder: Path, limit: int) -> int:
 
 def chunk_texts(folder: Path, settings, embedder) -> tuple[list[str], float, float]:  # noqa: ANN001
     """ragpipe's chunks of every file (what ``ragpipe index`` will embed), and chunker speeds."""
-    from ragpipe.ingest.chunker import ChunkPlan, Chunker
+    from ragpipe.ingest.chunker import Chunker, ChunkPlan
     from ragpipe.ingest.loaders import loader_for
     from ragpipe.schema import Document
 

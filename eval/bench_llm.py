@@ -64,7 +64,6 @@ async def first_token_s(llm: BaseLLM, messages: list[dict[str, str]]) -> tuple[f
 
 async def decode_rate(llm: BaseLLM, messages: list[dict[str, str]], tokens: int, tokenizer: LlamaCppLLM) -> float:
     """Tokens per second after the first streamed piece, within one streamed completion."""
-    start = time.perf_counter()
     first: float | None = None
     pieces = []
     async for piece in llm.chat_stream(messages, max_tokens=tokens, temperature=0.0):

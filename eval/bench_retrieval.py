@@ -20,8 +20,8 @@ import os
 import statistics
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ragpipe.retrieve import MODES, FusionConfig, Retriever, fuse  # noqa: E402
-from ragpipe.retrieve.retriever import MIN_CANDIDATES  # noqa: E402
 from ragpipe.retrieve.bm25 import Tokenizer  # noqa: E402
+from ragpipe.retrieve.retriever import MIN_CANDIDATES  # noqa: E402
 from ragpipe.schema import Chunk, stable_hash  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"

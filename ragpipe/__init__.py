@@ -5,7 +5,8 @@ llama.cpp, langchain) are imported by the modules that need them, when used.
 ``ragpipe.Pipeline`` and ``ragpipe.Answer`` are resolved on first access.
 """
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 from typing import Any
 
 try:

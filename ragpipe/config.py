@@ -51,6 +51,10 @@ class EmbeddingSettings(BaseModel):
     batch_size: int = 64
     base_url: str | None = None
     api_key_env: str | None = None
+    # Query time: "auto" embeds questions with an ONNX export of the model when one exists
+    # (no torch import, same vectors); "torch" always uses sentence-transformers.
+    query_runtime: Literal["auto", "torch"] = "auto"
+    encoder_cache: str = "~/.cache/ragpipe/encoders"
 
 
 class StoreSettings(BaseModel):

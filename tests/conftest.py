@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -10,6 +13,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+# ONNX query-encoder exports go to a per-session folder (shared with the CLI subprocesses).
+_ENCODER_CACHE = tempfile.mkdtemp(prefix="ragpipe-encoders-")
+os.environ.setdefault("RAGPIPE_EMBEDDING__ENCODER_CACHE", _ENCODER_CACHE)
+atexit.register(shutil.rmtree, _ENCODER_CACHE, True)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import os
 import socket
 import sqlite3
 import sys
+from typing import Any
 from urllib.parse import urlparse
 
 import typer
@@ -116,11 +117,28 @@ def collect_checks(connector: str | None = None, probe: bool = False) -> list[di
             add("chroma server", "ok" if up else "warn", f"{url} {'answers' if up else 'does not answer'}")
         else:
             add("chroma server", "ok", f"{url} (not probed; use --probe)")
+    add("query encoder", *_query_encoder_check(settings))
     if _installed("torch"):
         import torch
 
         add("gpu", "ok", "CUDA available" if torch.cuda.is_available() else "none (CPU only)")
     return checks
+
+
+def _query_encoder_check(settings: Any) -> tuple[str, str]:
+    """Whether questions are embedded without torch (an ONNX export made at first indexing)."""
+    from ragpipe.ingest.onnx_encoder import FAILED_FILE, META_FILE, encoder_dir
+
+    if settings.embedding.backend != "sentence-transformers" or settings.embedding.query_runtime == "torch":
+        return "ok", f"{settings.embedding.backend} (query_runtime={settings.embedding.query_runtime})"
+    folder = encoder_dir(settings.embedding)
+    if folder is None:
+        return "ok", "sentence-transformers (model is not a local folder; no ONNX export)"
+    if (folder / META_FILE).is_file():
+        return "ok", f"ONNX export in {folder}"
+    if (folder / FAILED_FILE).is_file():
+        return "warn", f"ONNX export failed, queries load torch: {(folder / FAILED_FILE).read_text()[:200]}"
+    return "ok", "sentence-transformers until the first index run exports an ONNX copy"
 
 
 @app.command()

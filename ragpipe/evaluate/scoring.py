@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragpipe.evaluate import ragas
 from ragpipe.evaluate.answers import exact_match, token_f1
 from ragpipe.evaluate.config import MetricsConfig
 from ragpipe.evaluate.cost import query_cost
@@ -20,12 +21,10 @@ from ragpipe.evaluate.ir import doc_ranking, ir_metrics
 from ragpipe.evaluate.judge import Judge
 from ragpipe.evaluate.metric import MetricResult
 from ragpipe.evaluate.poisoning import poisoning_row
-from ragpipe.evaluate import ragas
 from ragpipe.llm.base import LLM
 from ragpipe.llm.wrappers import Metered, UsageMeter
 from ragpipe.prompts import PromptRegistry, default_registry
 from ragpipe.schema import Answer, Chunk, ScoredChunk
-
 
 CURVE_POINTS = 50  # enough of each score curve to see the elbow, small enough for the report
 

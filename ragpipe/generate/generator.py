@@ -15,7 +15,12 @@ from ragpipe.context import RunContext
 from ragpipe.errors import Truncated
 from ragpipe.generate.abstain import NOT_FOUND_TEXT, says_not_found, starts_with_not_found
 from ragpipe.generate.citations import resolve_citations
-from ragpipe.generate.repair import attribute_citations, drop_repeated_lines
+from ragpipe.generate.repair import (
+    attribute_citations,
+    drop_repeated_lines,
+    drop_repeated_sentences,
+    trim_unfinished_sentence,
+)
 from ragpipe.llm.base import LLM, Completion
 from ragpipe.schema import Answer, ScoredChunk, TraceEvent
 
@@ -102,6 +107,14 @@ class Generator:
         raw, repeated = drop_repeated_lines(raw)
         if repeated:
             events.append(TraceEvent(node=self.node, kind="repair", message=f"removed {repeated} repeated line(s)"))
+        raw, repeated = drop_repeated_sentences(raw)
+        if repeated:
+            events.append(TraceEvent(node=self.node, kind="repair", message=f"removed {repeated} repeated sentence(s)"))
+        if completion.truncated:
+            raw, trimmed = trim_unfinished_sentence(raw)
+            if trimmed:
+                events.append(TraceEvent(node=self.node, kind="repair",
+                                         message="cut the unfinished last sentence of the truncated answer"))
         cited = resolve_citations(raw, evidence, node=self.node)
         events.extend(cited.events)
         if starts_with_not_found(raw) or (says_not_found(raw) and not cited.citations):

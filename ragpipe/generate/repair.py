@@ -31,6 +31,50 @@ def drop_repeated_lines(text: str) -> tuple[str, int]:
     return "\n".join(kept).strip(), dropped
 
 
+_MARKER = re.compile(r"\[\d+\]")
+_SENTENCE_SPAN = re.compile(r"[^.!?]+(?:[.!?]+|$)\s*")
+MIN_REPEAT_WORDS = 3  # shorter sentences ("Yes.") may legitimately recur
+
+
+def _sentence_key(sentence: str) -> str:
+    return " ".join(_MARKER.sub(" ", sentence).lower().split()).rstrip(".!? ")
+
+
+def drop_repeated_sentences(text: str) -> tuple[str, int]:
+    """Remove sentences (of 3+ words) that repeat an earlier one, citation markers aside.
+
+    Small models fall into loops that repeat a sentence within one line, which a line-level
+    check cannot see. Returns the text and how many sentences went.
+    """
+    seen: set[str] = set()
+    lines: list[str] = []
+    dropped = 0
+    for line in text.splitlines():
+        kept = []
+        for sentence in _SENTENCE_SPAN.findall(line):
+            key = _sentence_key(sentence)
+            if key and len(key.split()) >= MIN_REPEAT_WORDS and key in seen:
+                dropped += 1
+                continue
+            seen.add(key)
+            kept.append(sentence)
+        rebuilt = "".join(kept).rstrip()
+        if rebuilt or not line.strip():
+            lines.append(rebuilt)
+    return "\n".join(lines).strip(), dropped
+
+
+def trim_unfinished_sentence(text: str) -> tuple[str, bool]:
+    """Cut the half sentence a length-truncated answer ends with, when a whole one precedes it."""
+    stripped = text.rstrip()
+    if not stripped or stripped[-1] in ".!?)]\"'":
+        return text, False
+    end = max(stripped.rfind(mark) for mark in ".!?")
+    if end <= 0:
+        return text, False
+    return stripped[: end + 1], True
+
+
 def _words(text: str) -> set[str]:
     return set(_WORD.findall(text.lower()))
 

@@ -197,3 +197,21 @@ def _cached_embedder(settings_json: str) -> Embedder:
 def get_embedder(settings: EmbeddingSettings) -> Embedder:
     """The embedder for these settings, built once per process (models are expensive to load)."""
     return _cached_embedder(settings.model_dump_json())
+
+
+def get_query_embedder(settings: EmbeddingSettings) -> Embedder:
+    """The embedder for questions: the ONNX export when there is one, else the configured model.
+
+    Loading sentence-transformers here also exports it (once per model), so the next process
+    starts without torch.
+    """
+    from ragpipe.ingest.onnx_encoder import export_onnx_encoder, load_onnx_embedder
+
+    fast = load_onnx_embedder(settings)
+    if fast is not None:
+        return fast
+    embedder = get_embedder(settings)
+    if isinstance(embedder, SentenceTransformerEmbedder):
+        export_onnx_encoder(embedder, settings)
+    return embedder
+

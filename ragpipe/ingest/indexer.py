@@ -22,8 +22,8 @@ import numpy as np
 
 from ragpipe.config import Settings
 from ragpipe.errors import ConfigError, EmbeddingMismatch, IngestError, StoreError
-from ragpipe.ingest.chunker import ChunkPlan, Chunker
-from ragpipe.ingest.embed import Embedder, embedder_name, get_embedder
+from ragpipe.ingest.chunker import Chunker, ChunkPlan
+from ragpipe.ingest.embed import Embedder, embedder_name, get_embedder, get_query_embedder
 from ragpipe.ingest.manifest import Manifest, ManifestEntry
 from ragpipe.ingest.report import IndexReport, ProgressEvent, ProgressFn
 from ragpipe.ingest.sources import Source, document_sources, folder_sources
@@ -85,9 +85,22 @@ def index_folder(
     for skipped in report.skipped:
         log.warning("skipped %s: %s", skipped.path, skipped.reason)
     _emit(progress, ProgressEvent("scan", len(sources), len(sources)))
-    _Run(index_dir, settings, report, progress, embedder, group_chunks).run(sources, prune=True, dry_run=dry_run)
+    run = _Run(index_dir, settings, report, progress, embedder, group_chunks)
+    run.run(sources, prune=True, dry_run=dry_run)
+    if not dry_run:
+        _export_query_encoder(run.embedder, settings)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _export_query_encoder(embedder: Embedder | None, settings: Settings) -> None:
+    """While the model is loaded anyway, leave a torch-free copy for fast queries (see onnx_encoder)."""
+    from ragpipe.ingest.embed import SentenceTransformerEmbedder
+
+    if isinstance(embedder, SentenceTransformerEmbedder):
+        from ragpipe.ingest.onnx_encoder import export_onnx_encoder
+
+        export_onnx_encoder(embedder, settings.embedding)
 
 
 def index_documents(
@@ -120,7 +133,7 @@ def open_index(docs_dir: str | Path, settings: Settings) -> Index:
         raise StoreError(f"no index at {index_dir}: run `ragpipe index {docs_dir}` first")
     wanted = embedder_name(settings.embedding)
     store = ChunkStore.open(index_dir, settings.store, embedding_model=wanted)
-    embedder = get_embedder(settings.embedding)
+    embedder = get_query_embedder(settings.embedding)
     store.check_embedder(embedder.name, embedder.dim)
     return Index(dir=index_dir, store=store, embedder=embedder)
 

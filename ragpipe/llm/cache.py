@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from ragpipe.llm.base import ChatRequest, Completion, LLM
+from ragpipe.llm.base import LLM, ChatRequest, Completion
 from ragpipe.llm.wrappers import Wrapper
 
 

@@ -12,7 +12,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 
-from ragpipe.llm.base import BaseLLM, Capabilities, ChatRequest, Completion, LLM
+from ragpipe.llm.base import LLM, BaseLLM, Capabilities, ChatRequest, Completion
 from ragpipe.schema import Usage
 
 

@@ -24,7 +24,6 @@ from ragpipe.schema import ScoredChunk, TraceEvent, Usage
 from ragpipe.select.cutoff import METHODS as CUTOFF_METHODS
 from ragpipe.select.cutoff import CutoffResult, apply_cutoff
 
-
 _REGISTRY: dict[str, type[Selector]] = {}
 RAW_TRACE_CHARS = 500
 SelectorClass = TypeVar("SelectorClass", bound=type)

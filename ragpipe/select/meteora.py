@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel
 
 from ragpipe.context import RunContext
 from ragpipe.schema import Rationale, ScoredChunk, TraceEvent, Usage
@@ -142,6 +141,9 @@ class MeteoraSelector(Selector):
         rationales: Literal["llm", "question"] = "llm"  # "question": no LLM call, the question is the rationale
         prompt: str = "rationale.default"
         distinct_pairing: bool = True
+        # The question joins the LLM's rationales (first in pairing, one voice in the pooled mean):
+        # a weak or drifting rationale writer can then never lose the chunk closest to the question.
+        anchor_question: bool = True
         expansion_window: int = 1
         order: Literal["score", "document"] = "score"
         seed: int | None = None
@@ -173,6 +175,8 @@ class MeteoraSelector(Selector):
             )
             rationales, usage = outcome.rationales, outcome.usage
             trace.extend(outcome.trace)
+            if cfg.anchor_question and not outcome.fallback:
+                rationales = [question_rationale(question).model_copy(update={"index": 0}), *rationales]
         if ctx.embedder is None:
             run.note("fallback", "no embedder in the context: kept the input order")
             selection = self.finish(candidates, input_order_scores(len(candidates)), run)

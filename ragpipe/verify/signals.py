@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
 import numpy as np
-from rouge_score import rouge_scorer, tokenize
 
 INSTRUCTION = "instruction"
 QUERY_ECHO = "query_echo"
@@ -69,6 +68,8 @@ def instruction_signal(texts: Sequence[str]) -> SignalResult:
 
 
 def _words(text: str) -> list[str]:
+    from rouge_score import tokenize  # light; rouge_scorer (below) pulls in nltk, so both load on use
+
     return tokenize.tokenize(text, None)
 
 
@@ -91,6 +92,8 @@ def query_echo_signal(question: str, texts: Sequence[str], *, min_share: float =
 
 def rouge_l_matrix(texts: Sequence[str]) -> np.ndarray:
     """Pairwise ROUGE-L F-measure (symmetric, zero diagonal)."""
+    from rouge_score import rouge_scorer
+
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
     n = len(texts)
     matrix = np.zeros((n, n), dtype=np.float32)

@@ -133,6 +133,20 @@ async def test_repetition_loops_are_cut_and_traced() -> None:
     assert any(e.kind == "repair" and "2 repeated" in e.message for e in result.events)
 
 
+async def test_sentence_loops_within_a_line_are_cut_and_short_repeats_kept() -> None:
+    looping = ("The Seine flows through Paris [1]. Keys are never deleted from it [1]. "
+               "Keys are never deleted from it [2]. Keys are never deleted from it. Yes. Yes.")
+    result = await generate(ScriptedLLM([looping]))
+    assert result.answer.text == "The Seine flows through Paris [1]. Keys are never deleted from it [1]. Yes. Yes."
+    assert any(e.kind == "repair" and "2 repeated sentence" in e.message for e in result.events)
+
+
+async def test_a_truncated_answer_loses_its_unfinished_last_sentence() -> None:
+    result = await generate(ScriptedLLM([truncated_reply("The Seine flows through Paris [1]. It is also the riv")]))
+    assert result.answer.text == "The Seine flows through Paris [1]."
+    assert any(e.kind == "repair" and "unfinished" in e.message for e in result.events)
+
+
 async def test_an_uncited_restatement_of_one_chunk_is_attributed_to_it() -> None:
     result = await generate(ScriptedLLM(["The river Seine flows through Paris. It is lovely."]))
     assert result.answer.text == "The river Seine flows through Paris [1]. It is lovely."

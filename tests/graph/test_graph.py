@@ -26,7 +26,7 @@ from ragpipe.graph import (
 )
 from ragpipe.graph.memory import InMemoryRetriever
 from ragpipe.llm.scripted import ScriptedLLM
-from ragpipe.schema import Chunk, ScoredChunk, TraceEvent
+from ragpipe.schema import Chunk, TraceEvent
 
 CHUNKS = [
     Chunk(id=f"c{i}", doc_id="d1", position=i, text=text, source="notes.txt", start_char=i * 100, end_char=i * 100 + 40)

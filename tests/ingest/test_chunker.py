@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragpipe.ingest.chunker import ChunkPlan, Chunker
+from ragpipe.ingest.chunker import Chunker, ChunkPlan
 from ragpipe.ingest.loaders.base import LoadedDocument, Segment
 from ragpipe.ingest.testing import HashingEmbedder
 

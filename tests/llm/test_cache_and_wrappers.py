@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ragpipe.errors import LLMTimeout, Truncated
-from ragpipe.llm.cache import Cached, cache_key
 from ragpipe.llm.base import make_request
+from ragpipe.llm.cache import Cached, cache_key
 from ragpipe.llm.scripted import REFUSAL, ScriptedLLM, logprob_reply, truncated_reply
 from ragpipe.llm.wrappers import Limited, Metered, UsageMeter
 

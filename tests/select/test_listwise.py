@@ -12,7 +12,6 @@ from ragpipe.llm.base import Capabilities, Completion, TokenLogprob, TopLogprob
 from ragpipe.llm.scripted import ScriptedLLM, logprob_reply
 from ragpipe.select import get_selector
 from ragpipe.select.listwise import first_letter_logprobs, window_spans
-from tests.select.conftest import make_candidates
 
 
 @pytest.mark.parametrize(

@@ -111,7 +111,8 @@ async def test_selector_returns_the_union_with_provenance() -> None:
     from ragpipe.select import get_selector
 
     ctx, llm, embedder = context(RATIONALES_JSON)
-    selection = await get_selector("meteora").select("Which country is worst for housing?", candidates(), ctx)
+    selector = get_selector("meteora", anchor_question=False)  # the paper's ECSE, rationales only
+    selection = await selector.select("Which country is worst for housing?", candidates(), ctx)
     assert [c.id for c in selection.kept] == ["A", "D", "B", "C"]  # by final score; D and A tie at 1.0
     assert [c.rank for c in selection.kept] == [1, 2, 3, 4]
     assert len(selection.ranked) == 8 and selection.ranked[-1].stage_scores["meteora"] < 0.5
@@ -148,10 +149,26 @@ async def test_document_order_and_store_expansion() -> None:
             return [Chunk(id=f"{doc_id}-next", doc_id=doc_id, position=position + 1, text="next")] if doc_id == "docD" else []
 
     ctx, _, _ = context(RATIONALES_JSON, store=Store())
-    selector = get_selector("meteora", order="document")
+    selector = get_selector("meteora", order="document", anchor_question=False)
     selection = await selector.select("q", candidates(), ctx)
     assert [c.id for c in selection.kept] == ["A", "B", "C", "D", "docD-next"]
     assert selection.extras["stages"]["expanded"] == ["docD-next"]
+
+
+async def test_the_question_anchor_keeps_its_best_chunk_when_rationales_drift() -> None:
+    from ragpipe.select import get_selector
+
+    drifting = json.dumps({"rationales": [{"text": t} for t in ("r4 noise facet one", "r5 noise facet two")]})
+    table_extra = {"r4 noise facet one": Y, "r5 noise facet two": Y + 0.1 * W, "r1 housing study report": X}
+    for anchor, expect_a in ((True, True), (False, False)):
+        ctx, _, embedder = context(drifting)
+        embedder.table.update(table_extra)
+        selection = await get_selector("meteora", anchor_question=anchor).select("r1 housing study report",
+                                                                                 candidates(), ctx)
+        assert ("A" in {c.id for c in selection.kept}) is expect_a
+        labels = [r.label for r in selection.extras["rationales"]]
+        assert (labels[0] == "question") is anchor and len(labels) == 2 + anchor
+    assert selection.extras["rationales"][0].chunk_ids  # provenance still names each pick
 
 
 async def test_question_mode_needs_no_llm_call() -> None:
