@@ -11,7 +11,8 @@ gold documents and ``chunks_kept`` per query:
 - ``elbow_retrieval``: ``apply_cutoff`` (z-score gap) on the dense scores;
 - ``meteora_question``: METEORA with the question as its only rationale (no LLM);
 - ``meteora_heuristic``: METEORA with oracle-free rationales built from the question text
-  (the question, each quoted or capitalised phrase, and the question without its wh-word),
+  (each quoted or capitalised phrase and the question without its wh-word; the selector
+  anchors the question itself),
   delivered through a scripted LLM so the selector's normal parsing path runs;
 - ``meteora_llm``: METEORA with rationales from the configured LLM (embedded SmolLM2-135M by
   default) on the first ``--llm-limit`` queries only (tens of seconds per call on 2 cores).
@@ -88,8 +89,8 @@ _WH = re.compile(r"^\s*(what|which|who|whom|whose|when|where|why|how( many| much
 
 
 def heuristic_rationales(question: str) -> list[str]:
-    """Oracle-free facets from the question text alone."""
-    facets = [question.strip()]
+    """Oracle-free facets from the question text alone (the selector adds the question itself)."""
+    facets: list[str] = []
     facets += re.findall(r"[\"“']([^\"”']{3,80})[\"”']", question)
     for match in re.findall(r"[A-Z][\w'.-]*(?:\s+(?:of\s+|the\s+)?[A-Z][\w'.-]*)*", question):
         entity = _WH.sub("", match + " ").strip()
@@ -98,7 +99,7 @@ def heuristic_rationales(question: str) -> list[str]:
     stripped = _WH.sub("", question).rstrip("?").strip()
     if stripped and stripped != question.strip():
         facets.append(stripped)
-    unique = list(dict.fromkeys(f for f in facets if len(f.split()) >= 1))
+    unique = list(dict.fromkeys(f for f in facets if f.split() and f != question.strip())) or [question.strip()]
     # Pad one-word facets into phrases so the rationale parser keeps them (it drops fragments).
     return [f if len(f.split()) >= 3 else f"passages about {f}" for f in unique]
 

@@ -9,6 +9,9 @@ llama.cpp's OpenAI-compatible server. Per method: nDCG@10 (ranx), LLM calls, pro
 completion tokens, wall seconds per query, and how often a fallback was traced. The BM25 order
 is the baseline row. Pairwise PRP runs on the top ``--pairwise-top`` only (all pairs is
 N(N-1) calls). The elbow cutoff's kept-count distribution is reported over every ranked list.
+In the same run, on the same server, the peer rank_llm (RankGPT listwise, same window and
+stride) reranks the same candidates from its own venv (``eval/peer_rankllm.py`` says how to
+build it; ``--peer-python``), with ragpipe listwise / peer ratios of cost and nDCG@10.
 Prints a table and writes ``eval/results/selectors.json``.
 """
 
@@ -19,6 +22,7 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -93,6 +97,51 @@ def ndcg10(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -
     return float(evaluate(Qrels(qrels), Run(run), "ndcg@10"))
 
 
+def run_peer(python: Path, server: Any, data: dict[str, Any], window: int, step: int, out_dir: Path) -> dict[str, Any]:
+    """rank_llm's RankGPT listwise reranker (its own venv, ``eval/peer_rankllm.py``) on the same server."""
+    items = [{"qid": it["qid"], "question": it["question"],
+              "candidates": [{"id": c.id, "text": c.chunk.text, "score": c.score} for c in it["candidates"]]}
+             for items, _ in data.values() for it in items]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "peer_items.json").write_text(json.dumps(items))
+    command = [str(python), str(Path(__file__).with_name("peer_rankllm.py")), "--base-url", server.base_url,
+               "--model", server.model_alias, "--input", str(out_dir / "peer_items.json"),
+               "--out", str(out_dir / "peer.json"), "--window", str(window), "--step", str(step)]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    try:
+        result = json.loads((out_dir / "peer.json").read_text())
+    except (OSError, ValueError):
+        result = {"ran": False, "why": (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]}
+    result["command"] = " ".join(command)
+    return result
+
+
+def peer_rows(peer: dict[str, Any], data: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per dataset for the peer, and ragpipe listwise / peer ratios on the same server."""
+    added = []
+    for name, (items, qrels) in data.items():
+        per = [peer["per_query"][it["qid"]] for it in items if it["qid"] in peer["per_query"]]
+        if not per:
+            continue
+        run = {}
+        for it in items:
+            ranking = peer["per_query"][it["qid"]]["ranking"]
+            run[it["qid"]] = {doc: float(len(ranking) - i) for i, doc in enumerate(ranking)}
+        cost = {k: round(statistics.mean(q[k] for q in per), 3)
+                for k in ("llm_calls", "prompt_tokens", "completion_tokens", "wall_s")}
+        row = {"dataset": name, "backend": "server", "method": "rank_llm_listwise (peer)", "queries": len(per),
+               "ndcg@10": round(ndcg10(qrels, run), 4), "per_query": cost}
+        ours = next((r for r in rows if r["dataset"] == name and r["backend"] == "server"
+                     and r["method"] == "listwise"), None)
+        if ours:
+            row["ragpipe_listwise_over_peer"] = {
+                k: (round(ours["per_query"][k] / cost[k], 3) if cost[k] else None)
+                for k in ("llm_calls", "prompt_tokens", "completion_tokens", "wall_s")
+            } | {"ndcg@10": round(ours["ndcg@10"] / row["ndcg@10"], 3) if row["ndcg@10"] else None}
+        added.append(row)
+    return added
+
+
 def build_backends(names: list[str], stack: ExitStack, n_ctx: int) -> dict[str, Any]:
     from ragpipe.models import packaged_smollm2
 
@@ -106,6 +155,7 @@ def build_backends(names: list[str], stack: ExitStack, n_ctx: int) -> dict[str, 
         from ragpipe.llm.openai_compat import OpenAICompatLLM
 
         server = stack.enter_context(LlamaCppServer(n_ctx=n_ctx, n_threads=2))
+        backends["server_process"] = server
         backends["server"] = Limited(OpenAICompatLLM(base_url=server.base_url, model=server.model_alias,
                                                      json_mode="json_object", context_window=n_ctx,
                                                      timeout_s=300, max_retries=0), 1)
@@ -151,7 +201,9 @@ async def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--backends", default="embedded,server")
     parser.add_argument("--n-ctx", type=int, default=4096)
-    parser.add_argument("--peer", type=Path, default=None, help="JSON written by eval/peer_rankllm.py to merge")
+    parser.add_argument("--peer-python", type=Path, default=Path("/tmp/rankllm-venv/bin/python"),
+                        help="python of the rank_llm venv (see eval/peer_rankllm.py); the peer runs on the "
+                             "server backend when it exists")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -171,6 +223,7 @@ async def main() -> None:
             apply_cutoff([c.score for c in it["candidates"]], "zscore_gap").keep for it in items)
     with ExitStack() as stack:
         backends = build_backends(args.backends.split(","), stack, args.n_ctx)
+        server = backends.pop("server_process", None)
         for backend, llm in backends.items():
             for method in args.methods.split(","):
                 selector_name, config = METHODS[method]
@@ -187,8 +240,19 @@ async def main() -> None:
                           f"{json.dumps(out['per_query'])}", flush=True)
                     args.out.parent.mkdir(parents=True, exist_ok=True)
                     args.out.write_text(json.dumps(results, indent=1))
-    if args.peer and args.peer.exists():
-        results["peer_rank_llm"] = json.loads(args.peer.read_text())
+        if server is not None and args.peer_python.exists():
+            window, stride = METHODS["listwise"][1]["window"], METHODS["listwise"][1]["stride"]
+            peer = run_peer(args.peer_python, server, data, window, stride, Path(__file__).resolve().parent / "work")
+            results["peer_rank_llm"] = {k: v for k, v in peer.items() if k != "per_query"}
+            if peer.get("ran"):
+                extra = peer_rows(peer, data, rows)
+                rows.extend(extra)
+                for row in extra:
+                    print(f"{row['dataset']:18} server   {row['method']:18} nDCG@10 {row['ndcg@10']:.3f} "
+                          f"{json.dumps(row['per_query'])}", flush=True)
+        elif server is not None:
+            results["peer_rank_llm"] = {"ran": False, "why": f"no rank_llm venv at {args.peer_python} "
+                                                             "(build it as eval/peer_rankllm.py says)"}
     results["elbow_kept_summary"] = {m: summary(v) for m, v in results["elbow_kept"].items()}
     print_table(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)

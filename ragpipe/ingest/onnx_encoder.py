@@ -96,6 +96,8 @@ class OnnxEmbedder:
         self._tokenizer.enable_padding(pad_id=int(meta.get("pad_id", 0)))
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = min(4, os.cpu_count() or 1)
+        # No busy-waiting between runs: queries arrive one at a time, beside an LLM using the cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         self._session = onnxruntime.InferenceSession(
             str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"]

@@ -17,8 +17,8 @@ from typing import Any, Literal, TypeVar
 from ragpipe.config import RetrievalSettings
 from ragpipe.errors import ConfigError
 from ragpipe.retrieve.bm25 import BM25Index
-from ragpipe.retrieve.dense import as_ranking, dense_search, embed_question
-from ragpipe.retrieve.filters import FilterSpec, parse_filter
+from ragpipe.retrieve.dense import as_ranking, dense_search, embed_question, stored_keys
+from ragpipe.retrieve.filters import FilterSpec, is_fully_pushed_down, parse_filter, to_chroma_where
 from ragpipe.retrieve.fusion import FusionConfig, fuse, rrf
 from ragpipe.schema import Chunk, ScoredChunk
 
@@ -66,6 +66,8 @@ class Retriever:
         if k <= 0 or not question.strip():
             return []
         depth = k if mode != "hybrid" else max(k, self.candidates)
+        if mode == "hybrid" and self._can_fuse_by_id(flt):
+            return await self._hybrid_by_id(question, k, depth, flt)
         dense_hits: list[tuple[Chunk, float]] = []
         bm25_hits: list[tuple[str, float]] = []
         if mode == "hybrid":
@@ -104,6 +106,31 @@ class Retriever:
 
     # ------------------------------------------------------------------ internals
 
+    def _can_fuse_by_id(self, flt: Any) -> bool:
+        """Fusion needs only ids and scores when the store answers id queries and applies the whole filter."""
+        return hasattr(self.store, "query_ids") and is_fully_pushed_down(flt, stored_keys(self.store))
+
+    async def _hybrid_by_id(self, question: str, k: int, depth: int, flt: Any) -> list[ScoredChunk]:
+        """Fuse ``depth`` ids per retriever, then read the texts of the ``k`` winners only.
+
+        Reading 100 chunks' texts and metadata costs several times the vector search itself. Ids
+        that the store no longer has (a BM25 sidecar behind the store) are skipped for the next ones.
+        """
+        vector = await asyncio.to_thread(embed_question, self.embedder, question)
+        where = to_chroma_where(flt, stored_keys(self.store))
+        dense, keyword = await asyncio.gather(
+            asyncio.to_thread(self.store.query_ids, vector, depth, where),
+            asyncio.to_thread(self._keyword_or_nothing, question, depth, flt),
+        )
+        stages, final = self._fuse({"dense": dense, "bm25": keyword}, "hybrid")
+        chunks: dict[str, Chunk] = {}
+        start = 0
+        while len(chunks) < k and start < len(final):
+            wanted = [cid for cid, _score in final[start : start + k - len(chunks)]]
+            start += len(wanted)
+            chunks.update({c.id: c for c in await asyncio.to_thread(self.store.get, wanted)})
+        return self._build(final, stages, chunks, k)
+
     def _dense(self, question: str, k: int, flt: Any) -> list[tuple[Chunk, float]]:
         return dense_search(self.store, embed_question(self.embedder, question), k, flt)
 
@@ -121,27 +148,46 @@ class Retriever:
     def _assemble(
         self, rankings: dict[str, list[tuple[str, float]]], chunks: dict[str, Chunk], k: int, mode: str
     ) -> list[ScoredChunk]:
+        stages, final = self._fuse(rankings, mode)
+        return self._build(final, stages, chunks, k)
+
+    def _fuse(
+        self, rankings: dict[str, list[tuple[str, float]]], mode: str
+    ) -> tuple[dict[str, dict[str, tuple[float, int]]], list[tuple[str, float]]]:
+        """Each stage's (score, rank) by chunk id, and the final order."""
         stages: dict[str, dict[str, tuple[float, int]]] = {
             name: {cid: (score, rank) for rank, (cid, score) in enumerate(ranking, start=1)}
             for name, ranking in rankings.items()
             if ranking
         }
-        if mode == "hybrid":
-            present = {name: rankings[name] for name in ("dense", "bm25") if rankings[name]}
-            plain = rrf(present, k=self.fusion.rrf_k)
-            plain_order = sorted(plain, key=lambda cid: -plain[cid])
-            stages["rrf"] = {cid: (plain[cid], rank) for rank, cid in enumerate(plain_order, start=1)}
-            final = fuse(present, self.fusion)
-            stages["fused"] = {cid: (score, rank) for rank, (cid, score) in enumerate(final, start=1)}
-        else:
-            final = rankings[mode]
+        if mode != "hybrid":
+            return stages, rankings[mode]
+        present = {name: rankings[name] for name in ("dense", "bm25") if rankings[name]}
+        if not present:
+            return stages, []
+        plain = rrf(present, k=self.fusion.rrf_k)
+        plain_order = sorted(plain, key=lambda cid: -plain[cid])
+        stages["rrf"] = {cid: (plain[cid], rank) for rank, cid in enumerate(plain_order, start=1)}
+        final = fuse(present, self.fusion)
+        stages["fused"] = {cid: (score, rank) for rank, (cid, score) in enumerate(final, start=1)}
+        return stages, final
+
+    @staticmethod
+    def _build(
+        final: list[tuple[str, float]], stages: dict[str, dict[str, tuple[float, int]]], chunks: dict[str, Chunk], k: int
+    ) -> list[ScoredChunk]:
+        """The first ``k`` of ``final`` that have a chunk, with every stage's score and rank."""
         results: list[ScoredChunk] = []
-        for rank, (cid, score) in enumerate(final[:k], start=1):
+        for cid, score in final:
+            if len(results) == k:
+                break
+            if cid not in chunks:  # fused by id, but gone from the store
+                continue
             scored = ScoredChunk(chunk=chunks[cid])
             for stage, by_id in stages.items():
                 if cid in by_id:
                     scored.stage_scores[stage], scored.stage_ranks[stage] = by_id[cid]
-            scored.score, scored.rank = float(score), rank
+            scored.score, scored.rank = float(score), len(results) + 1
             results.append(scored)
         return results
 

@@ -148,7 +148,6 @@ def run_env(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.integration
-@pytest.mark.slow
 def test_real_ask_indexes_on_first_use_and_prints_json(indexed_docs: Path) -> None:
     pytest.importorskip("llama_cpp")
     proc = run_env("ask", "How often are API keys rotated?", "--docs", str(indexed_docs), "--method", "fast",
@@ -161,7 +160,6 @@ def test_real_ask_indexes_on_first_use_and_prints_json(indexed_docs: Path) -> No
 
 
 @pytest.mark.integration
-@pytest.mark.slow
 def test_unreachable_server_is_one_line_and_non_zero(indexed_docs: Path) -> None:
     proc = run_env("ask", "q?", "--docs", str(indexed_docs), "--method", "fast", "--connector", "vllm",
                    RAGPIPE_LLM__BASE_URL="http://127.0.0.1:9/v1", RAGPIPE_LLM__MAX_RETRIES="0")
@@ -170,7 +168,6 @@ def test_unreachable_server_is_one_line_and_non_zero(indexed_docs: Path) -> None
 
 
 @pytest.mark.integration
-@pytest.mark.slow
 def test_unknown_model_is_one_line_and_non_zero(indexed_docs: Path) -> None:
     proc = run_env("ask", "q?", "--docs", str(indexed_docs), "--method", "fast",
                    RAGPIPE_LLM__MODEL_PATH=str(indexed_docs / "missing.gguf"))

@@ -68,3 +68,30 @@ async def test_reindexing_a_changed_folder_updates_bm25(indexed):
     index_folder(docs, settings, embedder=embedder)
     found = await retriever.aretrieve("axolotl kingfishers", k=5, mode="bm25")
     assert sources(found) == {"notes/new.txt"}
+
+
+async def test_fusing_by_id_returns_what_fusing_whole_chunks_does(indexed, monkeypatch):
+    _docs, settings, embedder, store = indexed
+    retriever = Retriever(store, embedder, settings.retrieval)
+    reads: list[int] = []
+    get = store.get
+    monkeypatch.setattr(store, "get", lambda ids: reads.append(len(ids)) or get(ids))
+    question = "ragpipe install ask telemetry kingfishers"
+    by_id = await retriever.aretrieve(question, k=2)
+    assert reads == [2]  # only the winners' texts are read
+    monkeypatch.setattr(Retriever, "_can_fuse_by_id", lambda self, flt: False)
+    whole = await retriever.aretrieve(question, k=2)
+    assert [(r.id, r.score, r.stage_scores, r.stage_ranks) for r in by_id] == \
+        [(r.id, r.score, r.stage_scores, r.stage_ranks) for r in whole]
+
+
+async def test_ids_the_store_lost_are_skipped_for_the_next_ones(indexed, monkeypatch):
+    _docs, settings, embedder, store = indexed
+    retriever = Retriever(store, embedder, settings.retrieval)
+    full = await retriever.aretrieve("ragpipe install ask telemetry kingfishers", k=4)
+    lost = full[0].id
+    get = store.get
+    monkeypatch.setattr(store, "get", lambda ids: [c for c in get(ids) if c.id != lost])
+    results = await retriever.aretrieve("ragpipe install ask telemetry kingfishers", k=3)
+    assert [r.id for r in results] == [r.id for r in full[1:4]]
+    assert [r.rank for r in results] == [1, 2, 3]
