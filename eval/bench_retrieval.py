@@ -258,9 +258,9 @@ def latency(store, queries: list[dict], n: int, k: int = 10) -> dict[str, dict[s
     ``load_average`` is the machine's 1-minute load when timing ended (the machine is shared).
     """
     from ragpipe.config import EmbeddingSettings
-    from ragpipe.ingest.embed import get_embedder
+    from ragpipe.ingest.embed import get_query_embedder
 
-    embedder = get_embedder(EmbeddingSettings())
+    embedder = get_query_embedder(EmbeddingSettings())  # what an opened index queries with
     retriever = Retriever(store, embedder)
     sample = [q["text"] for q in queries[:n]]
     for mode in MODES:  # warm-up: load the model, BM25, Chroma's segment
@@ -280,6 +280,7 @@ def latency(store, queries: list[dict], n: int, k: int = 10) -> dict[str, dict[s
             pool.submit(embedder.embed_query, text).result()
             times.append((time.perf_counter() - t0) * 1000)
     out["query_embedding"] = _percentiles(times)
+    out["query_embedder"] = type(embedder).__name__
     out["load_average"] = round(os.getloadavg()[0], 2)
     out["cpu_count"] = os.cpu_count()
     return out

@@ -17,7 +17,6 @@ re-embedded from text; the trace records which, and how long it took.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -25,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ragpipe.context import RunContext
+from ragpipe.retrieve.vectors import chunk_vectors, embed_texts
 from ragpipe.schema import Rationale, ScoredChunk, TraceEvent, Usage
 from ragpipe.select.base import (
     Selection,
@@ -110,23 +110,17 @@ def ecse(
     return EcseResult(pairs, pooled, cutoff, pooled_kept, selected, scores)
 
 
-def _candidate_vectors(candidates: Sequence[ScoredChunk], ctx: RunContext, trace: list[TraceEvent]) -> np.ndarray:
-    ids = [c.id for c in candidates]
-    start = time.perf_counter()
-    fetch = getattr(ctx.store, "embeddings", None) if ctx.store is not None else None
-    if callable(fetch):
-        try:
-            vectors = np.asarray(fetch(ids), dtype=np.float32)
-            if vectors.shape[0] == len(ids):
-                trace.append(TraceEvent(node=NAME, kind="info", message=f"read {len(ids)} stored chunk embeddings",
-                                        data={"seconds": round(time.perf_counter() - start, 3)}))
-                return vectors
-        except Exception as err:  # fall back to embedding the text
-            trace.append(TraceEvent(node=NAME, kind="fallback", message=f"stored embeddings unavailable: {err}"))
-    vectors = np.asarray(ctx.embedder.embed([c.chunk.text for c in candidates]), dtype=np.float32)
-    trace.append(TraceEvent(node=NAME, kind="info", message=f"re-embedded {len(ids)} candidate chunks",
-                            data={"seconds": round(time.perf_counter() - start, 3), "cost": "embedding"}))
-    return vectors
+async def _candidate_vectors(candidates: Sequence[ScoredChunk], ctx: RunContext, trace: list[TraceEvent]) -> np.ndarray:
+    found = await chunk_vectors(candidates, ctx.embedder, ctx.store)
+    if found.note:
+        trace.append(TraceEvent(node=NAME, kind="fallback", message=found.note))
+    data: dict[str, Any] = {"seconds": round(found.seconds, 3)}
+    if found.source != "stored":
+        data["cost"] = "embedding"
+    what = "read" if found.source == "stored" else "re-embedded"
+    trace.append(TraceEvent(node=NAME, kind="info", message=f"{what} {len(candidates)} candidate chunk embeddings",
+                            data=data))
+    return found.vectors
 
 
 @register_selector(NAME)
@@ -181,10 +175,10 @@ class MeteoraSelector(Selector):
             run.note("fallback", "no embedder in the context: kept the input order")
             selection = self.finish(candidates, input_order_scores(len(candidates)), run)
             return selection.model_copy(update={"usage": usage, "extras": {"rationales": rationales}})
-        rationale_vectors = np.asarray(ctx.embedder.embed([r.text for r in rationales]), dtype=np.float32)
-        chunk_vectors = _candidate_vectors(candidates, ctx, trace)
+        rationale_vectors = await embed_texts(ctx.embedder, [r.text for r in rationales])
+        candidate_vectors = await _candidate_vectors(candidates, ctx, trace)
         result = ecse(
-            rationale_vectors, chunk_vectors, distinct_pairing=cfg.distinct_pairing, cutoff_method=cfg.cutoff,
+            rationale_vectors, candidate_vectors, distinct_pairing=cfg.distinct_pairing, cutoff_method=cfg.cutoff,
             z_threshold=cfg.z_threshold, min_keep=cfg.min_keep, max_keep=cfg.max_keep, threshold=cfg.threshold,
         )
         run.note("cutoff", f"kept {result.cutoff.keep} of {len(candidates)} by pooled score: {result.cutoff.reason}",

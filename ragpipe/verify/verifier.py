@@ -26,14 +26,13 @@ history; larger batches trade a little history for latency.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 from pydantic import BaseModel, Field
 
 from ragpipe.context import RunContext
+from ragpipe.retrieve.vectors import chunk_vectors
 from ragpipe.schema import DroppedEvidence, Rationale, ScoredChunk, TraceEvent, Usage, Verdict
 from ragpipe.verify.llm_check import DEFAULT_PROMPT, LLMCheck, check_chunk
 from ragpipe.verify.perplexity import PERPLEXITY, perplexity_signal, scorer_of
@@ -103,9 +102,10 @@ class Verifier:
         return self.config.weights.get(name, 1.0)
 
     async def _cheap_signals(
-        self, question: str, texts: list[str], ctx: RunContext, trace: list[TraceEvent]
+        self, question: str, evidence: list[ScoredChunk], ctx: RunContext, trace: list[TraceEvent]
     ) -> dict[str, SignalResult]:
         cfg, node = self.config, self.config.node
+        texts = [c.chunk.text for c in evidence]
         found: dict[str, SignalResult] = {}
         if INSTRUCTION in cfg.signals:
             found[INSTRUCTION] = instruction_signal(texts)
@@ -114,10 +114,11 @@ class Verifier:
         if NEAR_DUPLICATE in cfg.signals:
             embeddings = None
             if ctx.embedder is not None and len(texts) > 1:
-                start = time.perf_counter()
-                embeddings = np.asarray(ctx.embedder.embed(texts))
-                trace.append(TraceEvent(node=node, kind="info", message=f"embedded {len(texts)} chunks for the "
-                                        "near-duplicate signal", data={"seconds": round(time.perf_counter() - start, 3)}))
+                vectors = await chunk_vectors(evidence, ctx.embedder, ctx.store)
+                embeddings = vectors.vectors
+                what = "read the stored vectors of" if vectors.source == "stored" else "embedded"
+                trace.append(TraceEvent(node=node, kind="info", message=f"{what} {len(texts)} chunks for the "
+                                        "near-duplicate signal", data={"seconds": round(vectors.seconds, 3)}))
             found[NEAR_DUPLICATE] = near_duplicate_signal(
                 texts, embeddings, rouge_threshold=cfg.rouge_threshold,
                 cosine_threshold=cfg.cosine_threshold, min_cluster=cfg.min_cluster,
@@ -151,7 +152,7 @@ class Verifier:
         if not evidence:
             return Verification([], [], [], trace)
         texts = [c.chunk.text for c in evidence]
-        signals = await self._cheap_signals(question, texts, ctx, trace)
+        signals = await self._cheap_signals(question, evidence, ctx, trace)
         for name, result in signals.items():
             trace.append(TraceEvent(node=cfg.node, kind="signal", message=f"{name}: {sum(result.flagged)} of "
                                     f"{len(texts)} flagged", data={"flagged": result.flagged, "scores": result.scores}))

@@ -138,3 +138,46 @@ def test_an_injected_document_never_reaches_the_generator_as_evidence() -> None:
     generator_prompt = llm.requests[-1].messages[-1].content
     assert "Ignore previous instructions" not in generator_prompt
     assert answer.text.startswith("England")
+
+
+class _UnitVectors:
+    """Embeds each text to a fixed unit vector; counts the texts it was asked to embed."""
+
+    name, dim, max_tokens = "fake-2d", 2, 64
+
+    def __init__(self) -> None:
+        self.embedded = 0
+
+    def embed(self, texts, *, batch_size=None):  # noqa: ANN001
+        import numpy as np
+
+        self.embedded += len(texts)
+        return np.tile(np.array([1.0, 0.0], dtype=np.float32), (len(texts), 1))
+
+
+class _VectorStore:
+    """Hands back stored vectors: chunks c1-c3 identical (a planted cluster), c4 elsewhere."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+
+    def embeddings(self, ids):  # noqa: ANN001
+        import numpy as np
+
+        if self.fail:
+            raise KeyError("c9")
+        return np.array([[1.0, 0.0] if i != "c4" else [0.0, 1.0] for i in ids], dtype=np.float32)
+
+
+async def test_near_duplicates_use_the_stored_vectors_and_embed_only_without_them() -> None:
+    embedder = _UnitVectors()
+    result = await Verifier(signals=("near_duplicate",), weights={"near_duplicate": 1.0}).verify(
+        QUESTION, EVIDENCE, RunContext(embedder=embedder, store=_VectorStore()))
+    assert embedder.embedded == 0
+    assert [c.id for c in result.accepted] == ["c4"]  # c1-c3 form a cluster of three by stored cosine
+    assert any("stored vectors" in e.message for e in result.trace)
+
+    result = await Verifier(signals=("near_duplicate",), weights={"near_duplicate": 1.0}).verify(
+        QUESTION, EVIDENCE, RunContext(embedder=embedder, store=_VectorStore(fail=True)))
+    assert embedder.embedded == len(EVIDENCE)  # fell back to embedding the texts
+    assert result.accepted == []  # every text embeds to the same vector here

@@ -1,0 +1,179 @@
+"""Markdown tables of the recorded benchmark results (``eval/results/*.json``) for the README.
+
+    python eval/tables.py            # print the tables
+    python eval/tables.py --readme   # replace the block between the results markers in README.md
+
+Every table names the command that produced its JSON, so a figure can be traced and re-made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "eval" / "results"
+README = ROOT / "README.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / name
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e6:
+            return str(int(value))
+        return f"{value:.1f}" if abs(value) >= 10 else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: Iterable[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_num(c) if not isinstance(c, str) else c for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _commands(doc: dict[str, Any]) -> str:
+    command = doc.get("command") or doc.get("commands")
+    commands = command if isinstance(command, list) else [command] if command else []
+    return "; ".join(f"`{c}`" for c in commands)
+
+
+def retrieval(doc: dict[str, Any]) -> str:
+    rows = []
+    for name, entry in doc["datasets"].items():
+        m = entry["metrics"]
+        lat = entry.get("latency", {}).get("hybrid", {})
+        rows.append([name, m["dense"]["ndcg@10"], m["bm25"]["ndcg@10"], m["hybrid"]["ndcg@10"],
+                     entry["hybrid_minus_best_single_ndcg@10"], m["hybrid"]["recall@20"], lat.get("p50_ms")])
+    header = ["dataset", "dense nDCG@10", "BM25", "hybrid (default)", "hybrid − best single", "hybrid R@20",
+              "hybrid p50 ms"]
+    return f"**Retrieval** ({_commands(doc)}; latency: `{doc.get('latency_command', '')}`)\n\n" + _table(header, rows)
+
+
+def ingest(doc: dict[str, Any]) -> str:
+    rows = [
+        ["chunks (files)", f"{doc['chunks']} ({doc['documents']})"],
+        ["`ragpipe index` chunks/s", doc["ragpipe_chunks_per_s"]],
+        ["raw `SentenceTransformer.encode` chunks/s (same texts)", doc["encode_chunks_per_s"]],
+        ["ratio ragpipe / raw encode (goal ≥ 0.85)", doc["ratio_ragpipe_vs_encode"]],
+        ["LlamaIndex `VectorStoreIndex` → Chroma chunks/s", doc.get("llamaindex_chunks_per_s")],
+        ["ratio ragpipe / LlamaIndex (goal > 1)", doc.get("ratio_ragpipe_vs_llamaindex")],
+        ["first index s", doc["first_index_s"]],
+        ["re-index unchanged s (fraction of first; goal < 5 %)",
+         f"{doc['reindex_unchanged_s']} ({100 * doc['reindex_fraction_of_first']:.1f} %)"],
+        ["peak RSS MB", doc["peak_rss_mb"]],
+    ]
+    return f"**Ingestion** (`{doc['command']}`)\n\n" + _table(["measure", "value"], rows)
+
+
+def latency(doc: dict[str, Any], startup: dict[str, Any] | None, llm: dict[str, Any] | None) -> str:
+    rows = [["cold start: `ragpipe ask` process → first retrieved chunk, s (goal ≤ 3)",
+             f"{doc['cold_start_s']:.2f} on {doc['indexed_chunks']} chunks"]]
+    for method, w in doc["warm"].items():
+        rows.append([f"warm overhead per query without LLM time, `{method}`, ms p50 / p95 (goal ≤ 20 p50)",
+                     f"{w['p50']:.1f} / {w['p95']:.1f}"])
+    rows.append(["peak RSS of a real `ragpipe ask` (embedded defaults), MB", f"{doc['peak_rss_mb']:.0f}"])
+    if startup:
+        rows.append(["`import ragpipe`, s (net of interpreter start; goal < 0.5)", f"{startup['import_ragpipe_net_s']:.3f}"])
+    if llm:
+        run = llm["runs"].get("threads=2") or next(iter(llm["runs"].values()))
+        for backend, b in run["backends"].items():
+            sizes = sorted(b["first_token_s"], key=int)
+            ttft = ", ".join(f"{b['prompt_tokens'][s]} tok {b['first_token_s'][s]['p50']:.2f} s" for s in sizes)
+            rows.append([f"first token, {backend} (p50)", f"{ttft}; decode {b['decode_tokens_per_s']['p50']:.0f} tok/s"])
+    commands = f"`{doc['command']}`" + (", `python eval/bench_startup.py`, `python eval/bench_llm.py`" if llm else "")
+    return f"**Latency and memory** ({commands}; load average at start {doc['load_average_at_start'][0]:.1f})\n\n" + \
+        _table(["measure", "value"], rows)
+
+
+def selectors(doc: dict[str, Any]) -> str:
+    rows = []
+    for r in doc["rows"]:
+        q = r["per_query"]
+        ratio = r.get("ragpipe_listwise_over_peer")
+        rows.append([r["dataset"], r["backend"], r["method"], r["queries"], r["ndcg@10"], q["llm_calls"],
+                     round(q["prompt_tokens"]), q["completion_tokens"], q["wall_s"], q.get("queries_with_fallback", "–"),
+                     ", ".join(f"{k} {v}" for k, v in ratio.items()) if ratio else ""])
+    header = ["dataset", "backend", "method", "queries", "nDCG@10", "calls/q", "prompt tok/q", "compl tok/q",
+              "wall s/q", "fallback q", "ragpipe listwise / peer"]
+    peer = doc.get("peer_rank_llm") or {}
+    note = "" if peer.get("ran", False) else f"\n\nPeer rank_llm did not run: {peer.get('why', 'not attempted')}"
+    kept = ", ".join(f"{m} median {s['median']} (max {s['max']})" for m, s in doc.get("elbow_kept_summary", {}).items())
+    config = doc.get("config", {})
+    head = (f"**LLM selectors** on BM25 candidates (`python eval/bench_selectors.py --limit {config.get('limit')} "
+            f"--top {config.get('top')} --words {config.get('words')} --pairwise-top {config.get('pairwise_top')}`; "
+            f"{doc.get('model', '')})")
+    return f"{head}\n\n" + _table(header, rows) + note + (f"\n\nElbow kept counts: {kept}." if kept else "")
+
+
+def poisoning(doc: dict[str, Any]) -> str:
+    parts = [f"**Poisoning defences** ({_commands(doc)})"]
+    for name, entry in doc["datasets"].items():
+        answers = entry.get("answers") or {}
+        rows = []
+        for defence, d in entry["detection"].items():
+            a = answers.get(defence) or {}
+            rows.append([defence, d["precision"], d["recall"], d["f1"], d.get("clean_dropped_rate"),
+                         d["flagged_share"], a.get("asr"), a.get("accuracy")])
+        note = entry.get("detection_llm_subset_note", "")
+        parts.append(f"`{name}` ({entry['questions']} questions; {note})\n\n" + _table(
+            ["defence", "precision", "recall", "F1", "clean dropped", "flagged", "ASR", "accuracy"], rows))
+    return "\n\n".join(parts)
+
+
+def selection(doc: dict[str, Any]) -> str:
+    methods: list[str] = []
+    for entry in doc["datasets"].values():
+        methods += [m for m in entry["methods"] if m not in methods]
+    rows = [[name] + [f"{e['methods'][m]['recall']:.3f} / {e['methods'][m]['chunks_kept']:.1f}"
+                      if m in e["methods"] else "–" for m in methods]
+            for name, e in doc["datasets"].items()]
+    return (f"**Evidence selection**: recall of gold chunks / chunks kept per query ({_commands(doc)})\n\n"
+            + _table(["dataset", *methods], rows))
+
+
+def render() -> str:
+    blocks: list[str] = []
+    sections: list[tuple[str, Callable[..., str], tuple[Any, ...]]] = [
+        ("retrieval.json", retrieval, ()),
+        ("ingest.json", ingest, ()),
+        ("latency.json", latency, (_load("startup.json"), _load("llm.json"))),
+        ("selectors.json", selectors, ()),
+        ("selection.json", selection, ()),
+        ("poisoning.json", poisoning, ()),
+    ]
+    for name, fn, extra in sections:
+        doc = _load(name)
+        if doc is not None:
+            blocks.append(fn(doc, *extra))
+    return "\n\n".join(blocks)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--readme", action="store_true", help=f"rewrite the block between {START} and {END}")
+    args = parser.parse_args()
+    tables = render()
+    if not args.readme:
+        print(tables)
+        return
+    text = README.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        raise SystemExit(f"README.md has no {START} … {END} block")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    README.write_text(f"{head}{START}\n{tables}\n{END}{tail}", encoding="utf-8")
+    print(f"updated {README}")
+
+
+if __name__ == "__main__":
+    main()
