@@ -6,6 +6,7 @@ Errors a user can act on (``RagpipeError``) print one line and exit non-zero; no
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import typer
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)
         return 130
+    except BrokenPipeError:  # `ragpipe search ... | head`: the reader left; stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as err:
         # Usage errors (unknown command, bad option) print click's one-line message, no traceback.
         show, exit_code = getattr(err, "show", None), getattr(err, "exit_code", None)

@@ -188,7 +188,7 @@ def ask(
     """Answer a question from a folder of documents, with numbered citations and an evidence table."""
     try:
         _ask(question, docs, method, no_verify, connector, top_k, as_json, trace, config, retrieve_only)
-    except (RagpipeError, typer.Exit, KeyboardInterrupt):
+    except (RagpipeError, typer.Exit, KeyboardInterrupt, BrokenPipeError):
         raise
     except Exception as err:  # keep the one-line contract for anything unanticipated
         if os.environ.get("RAGPIPE_DEBUG"):

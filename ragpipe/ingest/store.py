@@ -169,34 +169,29 @@ class ChunkStore:
 
     def query(self, vector: Sequence[float] | np.ndarray, k: int, where: dict | None = None) -> list[tuple[Chunk, float]]:
         """The ``k`` nearest chunks with cosine similarity, best first."""
-        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if self.dim and vector.shape[0] != self.dim:
-            raise _mismatch(self.index_dir, self.embedding_model, self.dim, "the query embedder", vector.shape[0])
-        n = min(k, self.count())
-        if n <= 0:
+        result = self._nearest(vector, k, where, ["documents", "metadatas", "distances"])
+        if result is None:
             return []
-        result = self.collection.query(
-            query_embeddings=[vector.tolist()],
-            n_results=n,
-            where=where or None,
-            include=["documents", "metadatas", "distances"],
-        )
         ids, docs = result["ids"][0], result["documents"][0]
         metas, dists = result["metadatas"][0], result["distances"][0]
         return [(_to_chunk(i, d, m), 1.0 - float(dist)) for i, d, m, dist in zip(ids, docs, metas, dists)]
 
     def query_ids(self, vector: Sequence[float] | np.ndarray, k: int, where: dict | None = None) -> list[tuple[str, float]]:
         """Like ``query`` but ids and similarities only: hybrid retrieval reads texts for the final cut only."""
+        result = self._nearest(vector, k, where, ["distances"])
+        if result is None:
+            return []
+        return [(i, 1.0 - float(dist)) for i, dist in zip(result["ids"][0], result["distances"][0])]
+
+    def _nearest(self, vector: Sequence[float] | np.ndarray, k: int, where: dict | None, include: list[str]) -> Any:
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         if self.dim and vector.shape[0] != self.dim:
             raise _mismatch(self.index_dir, self.embedding_model, self.dim, "the query embedder", vector.shape[0])
         n = min(k, self.count())
         if n <= 0:
-            return []
-        result = self.collection.query(
-            query_embeddings=[vector.tolist()], n_results=n, where=where or None, include=["distances"]
-        )
-        return [(i, 1.0 - float(dist)) for i, dist in zip(result["ids"][0], result["distances"][0])]
+            return None
+        return self.collection.query(query_embeddings=[vector.tolist()], n_results=n, where=where or None,
+                                     include=include)
 
     def get(self, ids: Sequence[str]) -> list[Chunk]:
         """Chunks by id, in the order asked (missing ids are left out)."""
