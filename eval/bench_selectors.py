@@ -215,7 +215,9 @@ async def main() -> None:
     }
     rows = results["rows"]
     for name, (items, qrels) in data.items():
-        baseline = {it["qid"]: {c.id: c.score for c in it["candidates"]} for it in items}
+        # Rank order, not scores: NovelEval's candidate lists carry no scores (all 0).
+        baseline = {it["qid"]: {c.id: float(len(it["candidates"]) - i) for i, c in enumerate(it["candidates"])}
+                    for it in items}
         rows.append({"dataset": name, "backend": "-", "method": "bm25", "queries": len(items),
                      "ndcg@10": round(ndcg10(qrels, baseline), 4),
                      "per_query": {"llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "wall_s": 0.0}})
