@@ -10,10 +10,13 @@ with a higher score; it carries ``stage_scores["expanded"] = 1.0`` and
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
-from ragpipe.schema import ScoredChunk, TraceEvent
+from ragpipe.schema import Chunk, ScoredChunk, TraceEvent
+
+log = logging.getLogger(__name__)
 
 EXPANDED = "expanded"
 EPSILON = 1e-3
@@ -36,12 +39,16 @@ def expand_neighbours(
     seen = {c.id for c in selected}
     added: list[ScoredChunk] = []
     failures: list[str] = []
+    by_parent = _linked_neighbours(store, selected, window)
     for parent in selected:
-        try:
-            neighbours = store.neighbours(parent.chunk.doc_id, parent.chunk.position, window)
-        except Exception as err:  # a store hiccup costs the expansion, not the query
-            failures.append(f"{parent.id}: {type(err).__name__}: {err}")
-            continue
+        if by_parent is not None:
+            neighbours = by_parent.get(parent.id, [])
+        else:
+            try:
+                neighbours = store.neighbours(parent.chunk.doc_id, parent.chunk.position, window)
+            except Exception as err:  # a store hiccup costs the expansion, not the query
+                failures.append(f"{parent.id}: {type(err).__name__}: {err}")
+                continue
         for chunk in neighbours:
             if chunk.id in seen:
                 continue
@@ -69,3 +76,15 @@ def expand_neighbours(
         trace.append(TraceEvent(node=node, kind="fallback", message="some neighbours could not be fetched",
                                 data={"failures": failures}))
     return selected + added, trace
+
+
+def _linked_neighbours(store: Any, selected: Sequence[ScoredChunk], window: int) -> dict[str, list[Chunk]] | None:
+    """Every parent's neighbours in one batched walk of the chunk links, or None to ask per parent."""
+    batched = getattr(store, "neighbours_of", None)
+    if not callable(batched):
+        return None
+    try:
+        return batched([c.chunk for c in selected], window)
+    except Exception as err:  # noqa: BLE001 - the per-parent path below reports its own failures
+        log.warning("batched neighbour lookup failed (%s: %s); asking per chunk", type(err).__name__, err)
+        return None

@@ -67,21 +67,23 @@ def instruction_signal(texts: Sequence[str]) -> SignalResult:
     return SignalResult(INSTRUCTION, flagged, scores, details)
 
 
-def _words(text: str) -> list[str]:
-    from rouge_score import tokenize  # light; rouge_scorer (below) pulls in nltk, so both load on use
+_ROUGE_TOKEN = re.compile(r"[a-z0-9]+")
 
-    return tokenize.tokenize(text, None)
+
+def rouge_tokens(text: str) -> list[str]:
+    """ROUGE's default tokens: lower-cased ASCII letter/digit runs, no stemming."""
+    return _ROUGE_TOKEN.findall(text.lower())
 
 
 def query_echo_signal(question: str, texts: Sequence[str], *, min_share: float = 0.9, min_words: int = 4) -> SignalResult:
     """Flag texts containing (almost) the whole question as one contiguous run of words."""
-    q = _words(question)
+    q = rouge_tokens(question)
     flagged, scores, details = [], [], []
     for text in texts:
         if len(q) < min_words:
             flagged.append(False), scores.append(0.0), details.append("question too short to test")
             continue
-        t = _words(text)
+        t = rouge_tokens(text)
         match = SequenceMatcher(None, q, t, autojunk=False).find_longest_match(0, len(q), 0, len(t))
         share = match.size / len(q)
         flagged.append(share >= min_share)
@@ -91,15 +93,23 @@ def query_echo_signal(question: str, texts: Sequence[str], *, min_share: float =
 
 
 def rouge_l_matrix(texts: Sequence[str]) -> np.ndarray:
-    """Pairwise ROUGE-L F-measure (symmetric, zero diagonal)."""
-    from rouge_score import rouge_scorer
+    """Pairwise ROUGE-L F-measure (symmetric, zero diagonal).
 
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    n = len(texts)
-    matrix = np.zeros((n, n), dtype=np.float32)
-    for i in range(n):
-        for j in range(i + 1, n):
-            matrix[i, j] = matrix[j, i] = scorer.score(texts[i], texts[j])["rougeL"].fmeasure
+    F = 2·LCS / (|a| + |b|) over word tokens; the longest common subsequences come from
+    rapidfuzz's C++ LCS, all pairs in one call (pure-Python LCS cost ~10 ms per pair of chunks).
+    """
+    from rapidfuzz.distance import LCSseq
+    from rapidfuzz.process import cdist
+
+    tokens = [rouge_tokens(t) for t in texts]
+    n = len(tokens)
+    if n < 2:
+        return np.zeros((n, n), dtype=np.float32)
+    lcs = cdist(tokens, tokens, scorer=LCSseq.similarity, dtype=np.int32).astype(np.float32)
+    lengths = np.asarray([len(t) for t in tokens], dtype=np.float32)
+    total = lengths[:, None] + lengths[None, :]
+    matrix = np.divide(2.0 * lcs, total, out=np.zeros_like(lcs), where=total > 0)
+    np.fill_diagonal(matrix, 0.0)
     return matrix
 
 

@@ -96,3 +96,31 @@ def test_chroma_never_gets_an_embedding_function(store):
     """Queries and writes always carry our vectors; Chroma's default (downloading) embedder is never used."""
     ef = getattr(store.collection, "_embedding_function", None)
     assert ef is None
+
+
+def test_neighbours_of_follows_links_like_the_position_filter(store, monkeypatch):
+    a, b = make_chunks("a", 7), make_chunks("b", 3)
+    store.upsert(a + b, unit([[1, i, 0] for i in range(10)]), embedding_model="m")
+    asked = [a[0], a[3], a[6], b[1]]
+    filter_calls = []
+    real = store.neighbours
+    monkeypatch.setattr(store, "neighbours", lambda *args: (filter_calls.append(args), real(*args))[1])
+    for window in (1, 2):
+        linked = store.neighbours_of(asked, window)
+        assert filter_calls == []  # linked chunks never need the metadata scan
+        for chunk in asked:
+            assert [c.id for c in linked[chunk.id]] == [c.id for c in real(chunk.doc_id, chunk.position, window)]
+    assert [c.position for c in store.neighbours_of([a[3]], 0)[a[3].id]] == [3]
+
+
+def test_neighbours_of_stops_at_missing_or_foreign_links_and_falls_back_without_links(store):
+    a = make_chunks("a", 4)
+    loose = Chunk(id="loose", doc_id="c", position=1, text="c text 1")
+    sibling = Chunk(id="sib", doc_id="c", position=2, text="c text 2")
+    store.upsert([*a, loose, sibling], unit([[1, i, 0] for i in range(6)]), embedding_model="m")
+    store.delete([a[0].id])
+    stale = a[2].model_copy(update={"next_id": "sib"})  # points into another document
+    result = store.neighbours_of([a[1], stale, loose], 1)
+    assert [c.id for c in result[a[1].id]] == [a[1].id, a[2].id]  # a[0] is gone: that side ends
+    assert [c.id for c in result[stale.id]] == [a[1].id, stale.id]
+    assert [c.id for c in result["loose"]] == ["loose", "sib"]  # no links: the position filter

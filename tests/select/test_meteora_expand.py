@@ -78,3 +78,37 @@ def test_store_serves_stored_embeddings_to_the_selector(store) -> None:
     assert np.allclose(got, vectors[[6, 0]], atol=1e-5)
     with pytest.raises(StoreError):
         store.embeddings(["nope"])
+
+
+def linked(doc_id: str, n: int) -> list[Chunk]:
+    chunks = make_chunks(doc_id, n)
+    for a, b in zip(chunks, chunks[1:]):
+        a.next_id, b.prev_id = b.id, a.id
+    return chunks
+
+
+def test_linked_chunks_are_expanded_in_one_batched_walk(tmp_path: Path, monkeypatch) -> None:
+    from ragpipe.ingest.store import ChunkStore
+
+    alpha, beta = linked("alpha", 5), linked("beta", 3)
+    opened = ChunkStore.open(tmp_path / "index", StoreSettings(collection="linked_test"),
+                             embedding_model="fake-4d", dim=4, create=True)
+    opened.upsert(alpha + beta, np.eye(8, 4, dtype=np.float32) + 0.1, embedding_model="fake-4d")
+    gets = []
+    real_get = opened.get
+    monkeypatch.setattr(opened, "get", lambda ids: (gets.append(list(ids)), real_get(ids))[1])
+    monkeypatch.setattr(opened, "neighbours", lambda *a: pytest.fail("linked chunks need no metadata scan"))
+    selected = [scored(alpha[2], 0.9), scored(beta[0], 0.8), scored(alpha[3], 0.7)]
+    expanded, trace = expand_neighbours(selected, opened, window=1)
+    assert {c.id for c in expanded[3:]} == {"alpha-1", "beta-1", "alpha-4"}
+    assert len(gets) == 1 and trace[0].kind == "expansion" and len(trace) == 1
+
+
+def test_a_failing_batched_lookup_falls_back_to_asking_per_chunk(store, monkeypatch) -> None:
+    def broken(chunks, window):
+        raise RuntimeError("id lookup failed")
+
+    monkeypatch.setattr(store, "neighbours_of", broken)
+    alpha = make_chunks("alpha", 5)
+    expanded, trace = expand_neighbours([scored(alpha[2], 0.9)], store, window=1)
+    assert {c.id for c in expanded[1:]} == {"alpha-1", "alpha-3"} and len(trace) == 1

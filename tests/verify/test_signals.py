@@ -81,3 +81,14 @@ async def test_perplexity_signal_flags_the_outlier_with_an_async_scorer() -> Non
     result = await perplexity_signal(texts, token_logprobs)
     assert result.flagged == [False] * 6 + [True]
     assert result.scores[0] == pytest.approx(2.0)
+
+
+def test_rouge_l_matrix_is_rouge_l_f_over_word_tokens() -> None:
+    from ragpipe.verify.signals import rouge_l_matrix, rouge_tokens
+
+    assert rouge_tokens("The U.S. economy, in 2024!") == ["the", "u", "s", "economy", "in", "2024"]
+    m = rouge_l_matrix(["A b C d", "a c d e", "", "x y"])
+    assert m.shape == (4, 4) and np.allclose(np.diag(m), 0)
+    assert m[0, 1] == m[1, 0] == pytest.approx(2 * 3 / 8)  # LCS "a c d" over 4 + 4 tokens
+    assert m[0, 2] == 0 and m[2, 3] == 0 and m[0, 3] == 0  # empty text and no overlap score 0
+    assert rouge_l_matrix(["only one"]).shape == (1, 1)
