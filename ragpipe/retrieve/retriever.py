@@ -8,14 +8,13 @@ fusion, kept for comparison — and ``"fused"``, the final order). ``score``/``r
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
-from collections.abc import Coroutine
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from ragpipe.config import RetrievalSettings
 from ragpipe.errors import ConfigError
+from ragpipe.llm.base import run_sync
 from ragpipe.retrieve.bm25 import BM25Index
 from ragpipe.retrieve.dense import as_ranking, dense_search, embed_question, stored_keys
 from ragpipe.retrieve.filters import FilterSpec, is_fully_pushed_down, parse_filter, to_chroma_where
@@ -24,7 +23,6 @@ from ragpipe.schema import Chunk, ScoredChunk
 
 Mode = Literal["hybrid", "dense", "bm25"]
 MODES: tuple[str, ...] = ("hybrid", "dense", "bm25")
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 # Each retriever contributes at least this many candidates to fusion: normalised scores and
@@ -90,7 +88,7 @@ class Retriever:
         self, question: str, k: int | None = None, filters: FilterSpec = None, mode: Mode | None = None
     ) -> list[ScoredChunk]:
         """Blocking ``aretrieve``; safe to call from inside a running event loop too."""
-        return run_sync(self.aretrieve(question, k=k, filters=filters, mode=mode))
+        return run_sync(lambda: self.aretrieve(question, k=k, filters=filters, mode=mode))
 
     def neighbours(self, chunk: Chunk, window: int = 1) -> list[Chunk]:
         """The chunk with up to ``window`` chunks either side of it in its document, in order."""
@@ -209,13 +207,3 @@ def fusion_from_settings(settings: RetrievalSettings) -> FusionConfig:
         weights=weights,
         rrf_k=int(getattr(settings, "rrf_k", default.rrf_k)),
     )
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from sync code, even when an event loop is already running."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
