@@ -159,6 +159,19 @@ def selection(doc: dict[str, Any]) -> str:
             + _table(["dataset", *methods], rows))
 
 
+def ragas_parity(doc: dict[str, Any]) -> str:
+    rows = []
+    for metric, a in doc["agreement"].items():
+        ours = a["ours"]
+        statuses = ", ".join(f"{k} {v}" for k, v in sorted(ours["statuses"].items()))
+        diff = "–" if a["mean_abs_diff"] is None else f"{a['mean_abs_diff']:.3f}"
+        rows.append([metric, f"{ours['n_valid']}/{ours['n']} ({statuses})", f"{a['ragas_valid']}/{a['n']}",
+                     a["n_both_valid"], diff])
+    judge = f"judge {doc['judge']}, ragas {doc.get('ragas_version', '?')}, {doc.get('ragas_seconds', 0):.0f} s for ragas"
+    return (f"**RAGAS parity** (`python eval/ragas_parity.py --limit {doc['limit']}`; {judge})\n\n"
+            + _table(["metric", "ours valid (statuses)", "ragas valid", "both valid", "mean abs diff"], rows))
+
+
 def render() -> str:
     blocks: list[str] = []
     sections: list[tuple[str, Callable[..., str], tuple[Any, ...]]] = [
@@ -168,6 +181,7 @@ def render() -> str:
         ("selectors.json", selectors, ()),
         ("selection.json", selection, ()),
         ("poisoning.json", poisoning, ()),
+        ("ragas_parity.json", ragas_parity, ()),
     ]
     for name, fn, extra in sections:
         doc = _load(name)
