@@ -53,7 +53,8 @@ class OpenAICompatible(BaseLLM):
     def __init__(self, base_url: str, model: str, timeout_s: float) -> None:
         from openai import AsyncOpenAI
 
-        self.client = AsyncOpenAI(base_url=base_url, api_key="none", timeout=timeout_s, max_retries=0)
+        api_key = os.environ.get("OPENAI_API_KEY") or "none"  # from the environment only, never written out
+        self.client = AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0)
         self.model = model
 
     async def complete(self, request: ChatRequest) -> Completion:
@@ -171,6 +172,9 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("RAGPIPE_DATA", "../shared/data") + "/hotpotqa_hipporag_train100")
     parser.add_argument("--ragas-python", default="/tmp/ragas-venv/bin/python")
     parser.add_argument("--out", default=str(ROOT / "eval/results/ragas_parity.json"))
+    parser.add_argument("--base-url", help="an OpenAI-compatible judge to use instead of starting the packaged "
+                        "SmolLM2 (e.g. vLLM at http://host:8000/v1; key from OPENAI_API_KEY)")
+    parser.add_argument("--model", default="smollm2", help="the judge model's name at --base-url")
     args = parser.parse_args()
 
     from ragpipe.config import EmbeddingSettings
@@ -180,15 +184,17 @@ def main() -> None:
     # A SIGTERM (e.g. from `timeout`) must still stop the server started below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     items = sample(Path(args.data), args.limit, args.seed)
-    port = free_port()
-    server = start_server(str(packaged_smollm2()), port, n_ctx=8192)
-    base_url = f"http://127.0.0.1:{port}/v1"
+    if args.base_url:
+        server, base_url, judge = None, args.base_url, f"{args.model} at {args.base_url}"
+    else:
+        port = free_port()
+        server = start_server(str(packaged_smollm2()), port, n_ctx=8192)
+        base_url, judge = f"http://127.0.0.1:{port}/v1", "SmolLM2-135M-Instruct Q4_1 via llama_cpp.server (OpenAI-compatible)"
     started = time.perf_counter()
-    result: dict[str, Any] = {"limit": args.limit, "seed": args.seed, "strictness": args.strictness,
-                              "judge": "SmolLM2-135M-Instruct Q4_1 via llama_cpp.server (OpenAI-compatible)",
+    result: dict[str, Any] = {"limit": args.limit, "seed": args.seed, "strictness": args.strictness, "judge": judge,
                               "embeddings": "all-MiniLM-L6-v2", "dataset": Path(args.data).name}
     try:
-        llm = OpenAICompatible(base_url, "smollm2", timeout_s=600)
+        llm = OpenAICompatible(base_url, args.model, timeout_s=600)
         embedder = get_embedder(EmbeddingSettings())
 
         async def answer_then_score() -> None:
@@ -203,7 +209,7 @@ def main() -> None:
         print(f"ragpipe metrics done in {result['ours_seconds']:.0f} s; running ragas", flush=True)
         write_result(args.out, {**result, "ragas_failed": "not finished (interrupted)"}, items)
         inputs = Path(args.out).with_suffix(".inputs.tmp.json")
-        inputs.write_text(json.dumps({"items": items, "base_url": base_url, "model": "smollm2",
+        inputs.write_text(json.dumps({"items": items, "base_url": base_url, "model": args.model,
                                       "embedding_path": str(packaged_minilm()), "strictness": args.strictness}))
         ragas_out = inputs.with_suffix(".ragas.json")
         t0 = time.perf_counter()
@@ -221,11 +227,12 @@ def main() -> None:
         inputs.unlink(missing_ok=True)
         ragas_out.unlink(missing_ok=True)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
     result["seconds"] = time.perf_counter() - started
     result = write_result(args.out, result, items)
     print(f"{'metric':<18} {'ours mean (valid/n)':<22} {'ragas valid/NaN':<16} {'both':<5} {'mean |diff|':<12}")

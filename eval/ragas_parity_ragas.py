@@ -57,7 +57,8 @@ def main() -> None:
         def embed_query(self, text):
             return self.embed_documents([text])[0]
 
-    llm = LangchainLLMWrapper(ChatOpenAI(base_url=spec["base_url"], api_key="none", model=spec["model"],
+    llm = LangchainLLMWrapper(ChatOpenAI(base_url=spec["base_url"], api_key=os.environ.get("OPENAI_API_KEY") or "none",
+                                         model=spec["model"],
                                          temperature=0, max_tokens=768, timeout=600, max_retries=0))
     embeddings = LangchainEmbeddingsWrapper(MiniLM(spec["embedding_path"]))
     dataset = EvaluationDataset.from_list([
