@@ -154,9 +154,14 @@ def main() -> None:
         action="store_true",
         help="only ragpipe vs LlamaIndex, back to back on a --limit folder; merged into the existing results",
     )
+    parser.add_argument("--sweep-only", action="store_true",
+                        help="only the batch-size sweep on --sweep-sample chunk texts; merged into the existing results")
     args = parser.parse_args()
     if args.compare_only:
         compare_only(args)
+        return
+    if args.sweep_only:
+        sweep_only(args)
         return
 
     from ragpipe.config import load_settings
@@ -170,11 +175,11 @@ def main() -> None:
     folder = work / "docs"
     n_docs = build_folder(folder, args.limit)
     settings = load_settings()
-    batch_size = settings.embedding.batch_size
 
     start = time.perf_counter()
     embedder = get_embedder(settings.embedding)
     model_load_s = time.perf_counter() - start
+    batch_size = embedder.batch_size  # the one ragpipe index uses, so raw encode gets the same
     model = embedder.model
     texts, ours_chunker, splitter_chunker = chunk_texts(folder, settings, embedder)
     print(f"{n_docs} documents, {len(texts)} chunks; chunker {ours_chunker:.0f}/s vs SentenceSplitter {splitter_chunker:.0f}/s")
@@ -285,6 +290,27 @@ def compare_only(args: argparse.Namespace) -> None:
     save(results)
     for key, value in block.items():
         print(f"{key:<28}  {value}")
+
+
+def sweep_only(args: argparse.Namespace) -> None:
+    """The embedding batch-size sweep alone, on chunk texts of a --limit folder."""
+    from ragpipe.config import load_settings
+    from ragpipe.ingest.embed import get_embedder
+
+    work = args.work.resolve()
+    if work.exists():
+        shutil.rmtree(work)
+    folder = work / "docs"
+    build_folder(folder, args.limit)
+    settings = load_settings()
+    embedder = get_embedder(settings.embedding)
+    texts, _, _ = chunk_texts(folder, settings, embedder)
+    sweep = batch_sweep(embedder.model, texts[: args.sweep_sample or 256])
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results["encode_batch_sweep_texts_per_s"] = sweep
+    results["sweep_command"] = "python eval/bench_ingest.py " + " ".join(sys.argv[1:])
+    save(results)
+    print(f"batch size -> texts/s: {sweep} (default {embedder.batch_size})")
 
 
 def save(results: dict[str, object]) -> None:

@@ -48,7 +48,9 @@ class EmbeddingSettings(BaseModel):
     backend: Literal["sentence-transformers", "openai"] = "sentence-transformers"
     model: str = "all-MiniLM-L6-v2"  # name or path; the default resolves to the packaged copy
     device: str | None = None  # None = CUDA when present, else CPU
-    batch_size: int = 64
+    # None = 16 on CPU (the fastest in eval/bench_ingest.py's sweep: less padding per batch), 64 on a GPU
+    # and for the openai backend
+    batch_size: int | None = None
     base_url: str | None = None
     api_key_env: str | None = None
     # Query time: "auto" embeds questions with an ONNX export of the model when one exists

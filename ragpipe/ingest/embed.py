@@ -21,6 +21,10 @@ from ragpipe.errors import ConfigError, LLMUnavailable, MissingExtraError
 from ragpipe.models import MINILM_NAMES, resolve_embedding_model
 
 CANONICAL_MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+# Default batch sizes when embedding.batch_size is unset. On CPU small batches win (less padding;
+# 16 vs 64 was 27 vs 22 texts/s for MiniLM on 150-token chunks), on a GPU larger ones do.
+CPU_BATCH_SIZE = 16
+ACCELERATOR_BATCH_SIZE = 64
 
 
 @runtime_checkable
@@ -86,7 +90,7 @@ class SentenceTransformerEmbedder:
             ) from None
         self.name = embedder_name(settings)
         self.device = device
-        self.batch_size = settings.batch_size
+        self.batch_size = settings.batch_size or (CPU_BATCH_SIZE if device == "cpu" else ACCELERATOR_BATCH_SIZE)
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(get_dim())
         self.max_tokens = int(self.model.max_seq_length)
@@ -136,7 +140,7 @@ class OpenAIEmbedder:
         api_key = os.environ.get(settings.api_key_env, "") if settings.api_key_env else ""
         self.client = OpenAI(base_url=settings.base_url, api_key=api_key or "not-needed")
         self.name = embedder_name(settings)
-        self.batch_size = settings.batch_size
+        self.batch_size = settings.batch_size or ACCELERATOR_BATCH_SIZE
         self.max_tokens = self.DEFAULT_MAX_TOKENS
         self._tokenizer = self._local_tokenizer(settings.model)
         self._dim: int | None = None

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # chromadb is imported only when a run touches the store
 
 log = logging.getLogger(__name__)
 INDEX_DIRNAME = ".ragpipe"
+GROUP_CHUNKS = 512  # chunks embedded and committed together: a crash loses at most one group
 
 
 @dataclass
@@ -73,7 +74,8 @@ def index_folder(
     """Bring the index of ``docs_dir`` up to date with the folder; return what changed.
 
     ``embedder`` replaces the configured one (tests use a fast fake); ``group_chunks`` is how
-    many chunks are embedded and committed together (default ``8 x embedding.batch_size``).
+    many chunks are embedded and committed together (default ``GROUP_CHUNKS``, or
+    ``8 x embedding.batch_size`` when that is larger).
     """
     docs = Path(docs_dir).expanduser().resolve()
     if not docs.is_dir():
@@ -316,7 +318,7 @@ class _Run:
         )
 
     def _groups(self, parsed: list[_Parsed]) -> list[list[_Parsed]]:
-        size = self.group_chunks or max(64, 8 * self.settings.embedding.batch_size)
+        size = self.group_chunks or max(GROUP_CHUNKS, 8 * (self.settings.embedding.batch_size or 0))
         groups: list[list[_Parsed]] = [[]]
         count = 0
         for item in parsed:

@@ -61,3 +61,13 @@ def test_openai_embedder_failure_is_an_llm_unavailable():
 def test_openai_backend_needs_a_base_url():
     with pytest.raises(ConfigError, match="base_url"):
         get_embedder(EmbeddingSettings(backend="openai", model="m"))
+
+
+def test_batch_size_defaults_to_small_batches_on_cpu_and_keeps_an_explicit_one(minilm):
+    from ragpipe.ingest.embed import ACCELERATOR_BATCH_SIZE, CPU_BATCH_SIZE
+
+    assert EmbeddingSettings().batch_size is None
+    assert minilm.device != "cpu" or minilm.batch_size == CPU_BATCH_SIZE
+    remote = OpenAIEmbedder(EmbeddingSettings(backend="openai", model="m", base_url="http://127.0.0.1:9/v1"))
+    assert remote.batch_size == ACCELERATOR_BATCH_SIZE
+    assert openai_embedder().batch_size == 2
