@@ -169,11 +169,7 @@ def main() -> None:
     from ragpipe.ingest.embed import get_embedder
     from ragpipe.ingest.store import ChunkStore
 
-    work = args.work.resolve()
-    if work.exists():
-        shutil.rmtree(work)
-    folder = work / "docs"
-    n_docs = build_folder(folder, args.limit)
+    folder, n_docs = fresh_folder(args)
     settings = load_settings()
 
     start = time.perf_counter()
@@ -238,7 +234,7 @@ def main() -> None:
     save(results)  # each phase is saved as soon as it is done: a long run can be stopped early
 
     if not args.skip_llamaindex:
-        li = llamaindex_run(folder, work)
+        li = llamaindex_run(folder, folder.parent)
         results["llamaindex_chunks_per_s"] = round(li["nodes_per_s"], 2)
         results["llamaindex_nodes"] = li["nodes"]
         results["llamaindex_s"] = round(li["seconds"], 2)
@@ -263,15 +259,11 @@ def compare_only(args: argparse.Namespace) -> None:
     from ragpipe.ingest import index_folder
     from ragpipe.ingest.embed import get_embedder
 
-    work = args.work.resolve()
-    if work.exists():
-        shutil.rmtree(work)
-    folder = work / "docs"
-    n_docs = build_folder(folder, args.limit)
+    folder, n_docs = fresh_folder(args)
     settings = load_settings()
     get_embedder(settings.embedding).model.encode(["warm-up"] * 16, show_progress_bar=False)
     report = index_folder(folder, settings)
-    li = llamaindex_run(folder, work)
+    li = llamaindex_run(folder, folder.parent)
     ours = report.chunks_added / report.seconds
     block = {
         "documents": n_docs,
@@ -283,7 +275,7 @@ def compare_only(args: argparse.Namespace) -> None:
         "llamaindex_embed_batch_size": li["embed_batch_size"],
         "command": "python eval/bench_ingest.py " + " ".join(sys.argv[1:]),
     }
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results = saved_results()
     results["llamaindex_comparison_subset"] = block
     results.setdefault("llamaindex_chunks_per_s", block["llamaindex_chunks_per_s"])
     results.setdefault("ratio_ragpipe_vs_llamaindex", block["ratio_ragpipe_vs_llamaindex"])
@@ -297,20 +289,30 @@ def sweep_only(args: argparse.Namespace) -> None:
     from ragpipe.config import load_settings
     from ragpipe.ingest.embed import get_embedder
 
-    work = args.work.resolve()
-    if work.exists():
-        shutil.rmtree(work)
-    folder = work / "docs"
-    build_folder(folder, args.limit)
+    folder, _ = fresh_folder(args)
     settings = load_settings()
     embedder = get_embedder(settings.embedding)
     texts, _, _ = chunk_texts(folder, settings, embedder)
     sweep = batch_sweep(embedder.model, texts[: args.sweep_sample or 256])
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results = saved_results()
     results["encode_batch_sweep_texts_per_s"] = sweep
     results["sweep_command"] = "python eval/bench_ingest.py " + " ".join(sys.argv[1:])
     save(results)
     print(f"batch size -> texts/s: {sweep} (default {embedder.batch_size})")
+
+
+def fresh_folder(args: argparse.Namespace) -> tuple[Path, int]:
+    """An emptied work folder with ``--limit`` documents written into ``<work>/docs``."""
+    work = args.work.resolve()
+    if work.exists():
+        shutil.rmtree(work)
+    folder = work / "docs"
+    return folder, build_folder(folder, args.limit)
+
+
+def saved_results() -> dict[str, object]:
+    """The results file as it stands, for a partial run to merge into."""
+    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
 
 
 def save(results: dict[str, object]) -> None:

@@ -203,63 +203,36 @@ class ChunkStore:
 
     def neighbours(self, doc_id: str, position: int, window: int) -> list[Chunk]:
         """The chunks of ``doc_id`` at ``position ± window``, by position (the chunk itself included)."""
-        probe = Chunk(id="", doc_id=doc_id, position=position, text="")
-        return self._by_position([probe], window)[""]
-
-    def _by_position(self, chunks: Sequence[Chunk], window: int) -> dict[str, list[Chunk]]:
-        """Neighbours by ``doc_id`` and position: one metadata read for all documents, one text read.
-
-        The position range is applied here, not in the ``where``: Chroma answers a ``doc_id``
-        filter from its index in a few ms but scans every row for a ``$gte``/``$lte`` range
-        combined with it (about 45 ms at 11k chunks).
-        """
-        docs = sorted({c.doc_id for c in chunks})
-        where = {"doc_id": docs[0]} if len(docs) == 1 else {"doc_id": {"$in": docs}}
-        rows = self.collection.get(where=where, include=["metadatas"])
-        positions: dict[str, dict[int, str]] = {}
-        for cid, meta in zip(rows["ids"], rows["metadatas"]):
-            positions.setdefault(str((meta or {}).get("doc_id", "")), {})[int((meta or {}).get("position", 0))] = cid
-        wanted = {
-            c.id: [positions[c.doc_id][p] for p in range(c.position - window, c.position + window + 1)
-                   if p in positions.get(c.doc_id, {})]
-            for c in chunks
-        }
-        texts = {chunk.id: chunk for chunk in self.get(sorted({i for ids in wanted.values() for i in ids}))}
-        return {cid: [texts[i] for i in ids if i in texts] for cid, ids in wanted.items()}
+        return self._windows({"": (doc_id, position)}, window)[""]
 
     def neighbours_of(self, chunks: Sequence[Chunk], window: int) -> dict[str, list[Chunk]]:
-        """For each chunk id, the chunks up to ``window`` steps either side in its document, by position.
+        """:meth:`neighbours` of many chunks at once, by chunk id, in two store reads in all."""
+        return self._windows({c.id: (c.doc_id, c.position) for c in chunks}, window)
 
-        Follows the stored prev/next links with one id lookup per step for all chunks together, so
-        the cost does not grow with the document's length. Chunks without links (a document's only
-        chunk, or chunks built outside the chunker) are looked up together by document and position.
+    def _windows(self, anchors: dict[str, tuple[str, int]], window: int) -> dict[str, list[Chunk]]:
+        """For each key, the chunks of its document within ``window`` of its position, by position.
+
+        One metadata read for all documents, then one read of the texts wanted. The position
+        range is applied here, not in the ``where``: Chroma answers a ``doc_id`` filter from its
+        index in a few ms but scans every row for a ``$gte``/``$lte`` range combined with it
+        (about 45 ms at 11k chunks).
         """
-        known: dict[str, Chunk] = {c.id: c for c in chunks}
-        unlinked = [c for c in chunks if not (c.prev_id or c.next_id)]
-        # per chunk: the outermost chunk reached so far on each side (None once that side ends)
-        ends = {c.id: [c, c] for c in chunks if c.prev_id or c.next_id}
-        found: dict[str, list[Chunk]] = {c.id: [c] for c in chunks}
-        for _step in range(max(0, window)):
-            wanted = {
-                link
-                for left, right in ends.values()
-                for link in ((left.prev_id if left else None), (right.next_id if right else None))
-                if link and link not in known
-            }
-            known.update({c.id: c for c in self.get(sorted(wanted))})
-            for cid, sides in ends.items():
-                for side, attr in ((0, "prev_id"), (1, "next_id")):
-                    edge = sides[side]
-                    link = getattr(edge, attr) if edge else None
-                    step = known.get(link) if link else None
-                    if step is not None and step.doc_id != edge.doc_id:
-                        step = None  # a link that leaves the document is stale: stop there
-                    sides[side] = step
-                    if step is not None:
-                        found[cid].append(step)
-        if unlinked:
-            found.update(self._by_position(unlinked, window))
-        return {cid: sorted({c.id: c for c in group}.values(), key=lambda c: c.position) for cid, group in found.items()}
+        docs = sorted({doc_id for doc_id, _ in anchors.values()})
+        if not docs:
+            return {}
+        where = {"doc_id": docs[0]} if len(docs) == 1 else {"doc_id": {"$in": docs}}
+        rows = self.collection.get(where=where, include=["metadatas"])
+        by_doc: dict[str, dict[int, str]] = {}
+        for cid, meta in zip(rows["ids"], rows["metadatas"]):
+            meta = meta or {}
+            by_doc.setdefault(str(meta.get("doc_id", "")), {})[int(meta.get("position", 0))] = cid
+        wanted = {
+            key: [ids[p] for p in range(position - window, position + window + 1) if p in ids]
+            for key, (doc_id, position) in anchors.items()
+            for ids in [by_doc.get(doc_id, {})]
+        }
+        chunks = {chunk.id: chunk for chunk in self.get(sorted({i for ids in wanted.values() for i in ids}))}
+        return {key: [chunks[i] for i in ids if i in chunks] for key, ids in wanted.items()}
 
     def embeddings(self, ids: Sequence[str]) -> np.ndarray:
         """Stored vectors of ``ids`` in the order asked, so selectors need not re-embed candidates."""

@@ -92,9 +92,6 @@ class Retriever:
 
     def neighbours(self, chunk: Chunk, window: int = 1) -> list[Chunk]:
         """The chunk with up to ``window`` chunks either side of it in its document, in order."""
-        batched = getattr(self.store, "neighbours_of", None)
-        if callable(batched):
-            return list(batched([chunk], window)[chunk.id])
         return list(self.store.neighbours(chunk.doc_id, chunk.position, window))
 
     @property

@@ -38,18 +38,9 @@ def expand_neighbours(
         return selected, [TraceEvent(node=node, kind="info", message="context expansion skipped: no chunk store")]
     seen = {c.id for c in selected}
     added: list[ScoredChunk] = []
-    failures: list[str] = []
-    by_parent = _linked_neighbours(store, selected, window)
+    by_parent, failures = _neighbours_by_parent(store, selected, window)
     for parent in selected:
-        if by_parent is not None:
-            neighbours = by_parent.get(parent.id, [])
-        else:
-            try:
-                neighbours = store.neighbours(parent.chunk.doc_id, parent.chunk.position, window)
-            except Exception as err:  # a store hiccup costs the expansion, not the query
-                failures.append(f"{parent.id}: {type(err).__name__}: {err}")
-                continue
-        for chunk in neighbours:
+        for chunk in by_parent.get(parent.id, []):
             if chunk.id in seen:
                 continue
             seen.add(chunk.id)
@@ -78,13 +69,21 @@ def expand_neighbours(
     return selected + added, trace
 
 
-def _linked_neighbours(store: Any, selected: Sequence[ScoredChunk], window: int) -> dict[str, list[Chunk]] | None:
-    """Every parent's neighbours in one batched walk of the chunk links, or None to ask per parent."""
+def _neighbours_by_parent(
+    store: Any, selected: Sequence[ScoredChunk], window: int
+) -> tuple[dict[str, list[Chunk]], list[str]]:
+    """Each parent's neighbours, in one batched lookup when the store has one, else one per parent."""
     batched = getattr(store, "neighbours_of", None)
-    if not callable(batched):
-        return None
-    try:
-        return batched([c.chunk for c in selected], window)
-    except Exception as err:  # noqa: BLE001 - the per-parent path below reports its own failures
-        log.warning("batched neighbour lookup failed (%s: %s); asking per chunk", type(err).__name__, err)
-        return None
+    if callable(batched):
+        try:
+            return batched([c.chunk for c in selected], window), []
+        except Exception as err:  # noqa: BLE001 - asking per parent below still may work
+            log.warning("batched neighbour lookup failed (%s: %s); asking per chunk", type(err).__name__, err)
+    found: dict[str, list[Chunk]] = {}
+    failures: list[str] = []
+    for parent in selected:
+        try:
+            found[parent.id] = store.neighbours(parent.chunk.doc_id, parent.chunk.position, window)
+        except Exception as err:  # a store hiccup costs the expansion, not the query
+            failures.append(f"{parent.id}: {type(err).__name__}: {err}")
+    return found, failures

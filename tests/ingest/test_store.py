@@ -98,29 +98,33 @@ def test_chroma_never_gets_an_embedding_function(store):
     assert ef is None
 
 
-def test_neighbours_of_follows_links_like_the_position_filter(store, monkeypatch):
+def test_neighbours_of_reads_every_window_in_two_store_reads(store, monkeypatch):
     a, b = make_chunks("a", 7), make_chunks("b", 3)
     store.upsert(a + b, unit([[1, i, 0] for i in range(10)]), embedding_model="m")
-    asked = [a[0], a[3], a[6], b[1]]
-    filter_calls = []
-    real = store.neighbours
-    monkeypatch.setattr(store, "neighbours", lambda *args: (filter_calls.append(args), real(*args))[1])
-    for window in (1, 2):
-        linked = store.neighbours_of(asked, window)
-        assert filter_calls == []  # linked chunks never need the metadata scan
-        for chunk in asked:
-            assert [c.id for c in linked[chunk.id]] == [c.id for c in real(chunk.doc_id, chunk.position, window)]
+    reads = []
+    real_get = store.collection.get
+    monkeypatch.setattr(store.collection, "get", lambda **kw: (reads.append(kw), real_get(**kw))[1])
+    result = store.neighbours_of([a[0], a[3], a[6], b[1]], 2)
+    assert len(reads) == 2 and "$gte" not in str(reads[0]["where"])  # no range scan in Chroma
+    positions = {cid: [(c.doc_id, c.position) for c in chunks] for cid, chunks in result.items()}
+    assert positions == {
+        a[0].id: [("a", 0), ("a", 1), ("a", 2)],
+        a[3].id: [("a", 1), ("a", 2), ("a", 3), ("a", 4), ("a", 5)],
+        a[6].id: [("a", 4), ("a", 5), ("a", 6)],
+        b[1].id: [("b", 0), ("b", 1), ("b", 2)],
+    }
+    assert result[a[3].id][2].text == "a text 3" and result[a[3].id][2].headings == ["H", "h3"]
     assert [c.position for c in store.neighbours_of([a[3]], 0)[a[3].id]] == [3]
+    assert store.neighbours_of([], 1) == {}
 
 
-def test_neighbours_of_stops_at_missing_or_foreign_links_and_falls_back_without_links(store):
+def test_neighbours_skip_deleted_chunks_and_work_without_links(store):
     a = make_chunks("a", 4)
-    loose = Chunk(id="loose", doc_id="c", position=1, text="c text 1")
+    loose = Chunk(id="loose", doc_id="c", position=1, text="c text 1")  # no prev/next links
     sibling = Chunk(id="sib", doc_id="c", position=2, text="c text 2")
     store.upsert([*a, loose, sibling], unit([[1, i, 0] for i in range(6)]), embedding_model="m")
     store.delete([a[0].id])
-    stale = a[2].model_copy(update={"next_id": "sib"})  # points into another document
-    result = store.neighbours_of([a[1], stale, loose], 1)
-    assert [c.id for c in result[a[1].id]] == [a[1].id, a[2].id]  # a[0] is gone: that side ends
-    assert [c.id for c in result[stale.id]] == [a[1].id, stale.id]
-    assert [c.id for c in result["loose"]] == ["loose", "sib"]  # no links: the position filter
+    result = store.neighbours_of([a[1], loose], 1)
+    assert [c.id for c in result[a[1].id]] == [a[1].id, a[2].id]
+    assert [c.id for c in result["loose"]] == ["loose", "sib"]
+    assert [c.id for c in store.neighbours("c", 2, 1)] == ["loose", "sib"]

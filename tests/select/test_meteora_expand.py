@@ -80,24 +80,17 @@ def test_store_serves_stored_embeddings_to_the_selector(store) -> None:
         store.embeddings(["nope"])
 
 
-def linked(doc_id: str, n: int) -> list[Chunk]:
-    chunks = make_chunks(doc_id, n)
-    for a, b in zip(chunks, chunks[1:]):
-        a.next_id, b.prev_id = b.id, a.id
-    return chunks
-
-
-def test_linked_chunks_are_expanded_in_one_batched_walk(tmp_path: Path, monkeypatch) -> None:
+def test_all_parents_are_expanded_in_one_batched_lookup(tmp_path: Path, monkeypatch) -> None:
     from ragpipe.ingest.store import ChunkStore
 
-    alpha, beta = linked("alpha", 5), linked("beta", 3)
-    opened = ChunkStore.open(tmp_path / "index", StoreSettings(collection="linked_test"),
+    alpha, beta = make_chunks("alpha", 5), make_chunks("beta", 3)
+    opened = ChunkStore.open(tmp_path / "index", StoreSettings(collection="batched_test"),
                              embedding_model="fake-4d", dim=4, create=True)
     opened.upsert(alpha + beta, np.eye(8, 4, dtype=np.float32) + 0.1, embedding_model="fake-4d")
     gets = []
     real_get = opened.get
     monkeypatch.setattr(opened, "get", lambda ids: (gets.append(list(ids)), real_get(ids))[1])
-    monkeypatch.setattr(opened, "neighbours", lambda *a: pytest.fail("linked chunks need no metadata scan"))
+    monkeypatch.setattr(opened, "neighbours", lambda *a: pytest.fail("asked per chunk instead of once for all"))
     selected = [scored(alpha[2], 0.9), scored(beta[0], 0.8), scored(alpha[3], 0.7)]
     expanded, trace = expand_neighbours(selected, opened, window=1)
     assert {c.id for c in expanded[3:]} == {"alpha-1", "beta-1", "alpha-4"}
