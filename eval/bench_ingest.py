@@ -1,7 +1,8 @@
 """Ingestion throughput: ``ragpipe index`` against raw ``SentenceTransformer.encode`` and LlamaIndex.
 
-Builds a folder of one .txt per document from the evaluation corpora (../shared/data/*/corpus.jsonl)
-in a work folder outside the repository, then, in this one process:
+Builds a folder of one .txt per document from the evaluation corpora (``corpus.jsonl`` of each
+dataset in ``CORPORA``, under the data folder: ``--data DIR``, else $RAGPIPE_DATA, else
+../shared/data; layout in eval/datasets.md) in a work folder, then, in this one process:
 
 1. chunker speed: ragpipe's offset chunker vs llama-index's ``SentenceSplitter`` (same tokenizer);
 2. ``ragpipe index`` end to end (in process, model already loaded), interleaved with raw
@@ -12,8 +13,9 @@ in a work folder outside the repository, then, in this one process:
    model (``llama-index-embeddings-huggingface`` on the packaged MiniLM folder; LlamaIndex defaults);
 5. an embedding batch-size sweep on a sample.
 
-Prints a table and writes eval/results/ingest.json.
-Usage: python eval/bench_ingest.py [--limit DOCS] [--skip-llamaindex] [--work DIR]
+Prints a table and writes eval/results/ingest.json (chunks/s of each side and their ratios, re-index
+times, peak RSS, the sweep; ``data``: the data folder and the corpora's record counts).
+Usage: python eval/bench_ingest.py [--data DIR] [--limit DOCS] [--skip-llamaindex] [--work DIR]
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
+from datapaths import DataFolder, add_data_arguments, open_data  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
 RESULTS = REPO / "eval" / "results" / "ingest.json"
 CORPORA = (
     "scifact_goldpool",
@@ -52,13 +55,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build_folder(folder: Path, limit: int) -> int:
+def build_folder(folder: Path, limit: int, data: DataFolder) -> int:
     """One .txt per document (title, blank line, text), ``limit`` documents round-robin over corpora."""
     if folder.exists():
         shutil.rmtree(folder)
     streams = []
     for name in CORPORA:
-        path = DATA / name / "corpus.jsonl"
+        path = data / name / "corpus.jsonl"
         if path.is_file():
             streams.append((name, [json.loads(line) for line in path.open()]))
     written, row = 0, 0
@@ -144,7 +147,7 @@ def batch_sweep(model, texts: list[str], sizes=(16, 32, 64, 128)) -> dict[str, f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=4150, help="documents to write (4,150 give ~5,080 chunks)")
     parser.add_argument("--work", type=Path, default=REPO / "eval" / "work" / "ingest")
     parser.add_argument("--skip-llamaindex", action="store_true")
@@ -156,7 +159,9 @@ def main() -> None:
     )
     parser.add_argument("--sweep-only", action="store_true",
                         help="only the batch-size sweep on --sweep-sample chunk texts; merged into the existing results")
+    add_data_arguments(parser)
     args = parser.parse_args()
+    args.data_folder = open_data(args, {name: ("corpus.jsonl",) for name in CORPORA})
     if args.compare_only:
         compare_only(args)
         return
@@ -230,6 +235,7 @@ def main() -> None:
     }
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
     results["command"] = "python eval/bench_ingest.py " + " ".join(sys.argv[1:])
+    results["data"] = args.data_folder.describe()
     print(f"ragpipe {results['ragpipe_chunks_per_s']}/s vs encode {results['encode_chunks_per_s']}/s", flush=True)
     save(results)  # each phase is saved as soon as it is done: a long run can be stopped early
 
@@ -274,6 +280,7 @@ def compare_only(args: argparse.Namespace) -> None:
         "ratio_ragpipe_vs_llamaindex": round(ours / li["nodes_per_s"], 3),
         "llamaindex_embed_batch_size": li["embed_batch_size"],
         "command": "python eval/bench_ingest.py " + " ".join(sys.argv[1:]),
+        "data": args.data_folder.describe(),
     }
     results = saved_results()
     results["llamaindex_comparison_subset"] = block
@@ -297,6 +304,7 @@ def sweep_only(args: argparse.Namespace) -> None:
     results = saved_results()
     results["encode_batch_sweep_texts_per_s"] = sweep
     results["sweep_command"] = "python eval/bench_ingest.py " + " ".join(sys.argv[1:])
+    results["sweep_data"] = args.data_folder.describe()
     save(results)
     print(f"batch size -> texts/s: {sweep} (default {embedder.batch_size})")
 
@@ -307,7 +315,7 @@ def fresh_folder(args: argparse.Namespace) -> tuple[Path, int]:
     if work.exists():
         shutil.rmtree(work)
     folder = work / "docs"
-    return folder, build_folder(folder, args.limit)
+    return folder, build_folder(folder, args.limit, args.data_folder)
 
 
 def saved_results() -> dict[str, object]:

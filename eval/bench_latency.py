@@ -1,7 +1,7 @@
 """Latency of ``ragpipe ask``: cold start, warm per-query overhead, and peak memory.
 
-    python eval/bench_latency.py prepare          # build the ~10k-chunk folder and index it once
-    python eval/bench_latency.py run [--queries 50] [--cold-repeats 5] [--skip-rss]
+    python eval/bench_latency.py prepare [--data DIR]  # build the ~10k-chunk folder and index it once
+    python eval/bench_latency.py run [--data DIR] [--queries 50] [--cold-repeats 5] [--skip-rss]
 
 * ``cold_start_s``: a fresh ``ragpipe ask … --retrieve-only`` process, from start until it prints
   its first retrieved chunk, on the already indexed folder (imports, opening Chroma, loading the
@@ -11,9 +11,13 @@
 * ``peak_rss_mb``: the peak resident memory of a real ``ragpipe ask`` on the embedded defaults
   (SmolLM2 through llama.cpp, all-MiniLM-L6-v2) on the same folder.
 
-The folder is built from the passages of the evaluation data (TREC DL 2019–2021 BM25 pools,
-FiQA, SciFact, HotpotQA, MuSiQue corpora), one passage per file, under ``eval/work/latency``.
-Prints a table and writes ``eval/results/latency.json``.
+Data: ``prepare`` builds the folder from the ``corpus.jsonl`` passages of ``trec_dl2019_bm25``,
+``trec_dl2020_bm25``, ``trec_dl2021_bm25``, ``fiqa_goldpool``, ``scifact_goldpool``,
+``hotpotqa_hipporag_train100`` and ``musique_hipporag_train100``, one passage per file, under
+``eval/work/latency``; ``run`` asks the ``queries.jsonl`` questions of the three TREC DL folders.
+``run`` prints a table and writes ``eval/results/latency.json``: the figures above with their
+samples, per-node medians, the goals, and ``data``/``index_data`` (the data folder and the record
+counts the questions and the indexed folder came from).
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data"
 WORK = ROOT / "eval" / "work" / "latency"
 DOCS = WORK / "docs"
 RESULTS = ROOT / "eval" / "results" / "latency.json"
@@ -43,19 +46,25 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 sys.path.insert(0, str(ROOT))
 
+from datapaths import DataFolder, add_data_arguments, open_data  # noqa: E402
+
+NEEDS = {"prepare": {name: ("corpus.jsonl",) for name in CORPORA},
+         "run": {name: ("queries.jsonl",) for name in QUERY_SETS}}
+INDEX_DATA = WORK / "data.json"  # what ``prepare`` indexed, recorded by ``run``
+
 
 def _jsonl(path: Path) -> list[dict]:
     with path.open(encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def write_folder() -> int:
+def write_folder(data: DataFolder) -> int:
     """One .txt file per passage; returns the number of files."""
     count = 0
     for name in CORPORA:
         target = DOCS / name
         target.mkdir(parents=True, exist_ok=True)
-        for row in _jsonl(DATA / name / "corpus.jsonl"):
+        for row in _jsonl(data / name / "corpus.jsonl"):
             text = f"{row.get('title') or ''}\n\n{row['text']}".strip()
             path = target / f"{str(row['_id']).replace('/', '_')}.txt"
             if not path.exists():
@@ -64,18 +73,18 @@ def write_folder() -> int:
     return count
 
 
-def questions(limit: int) -> list[str]:
+def questions(data: DataFolder, limit: int) -> list[str]:
     found: list[str] = []
     for name in QUERY_SETS:
-        found += [row["text"] for row in _jsonl(DATA / name / "queries.jsonl")]
+        found += [row["text"] for row in _jsonl(data / name / "queries.jsonl")]
     return found[:limit]
 
 
-def prepare() -> None:
+def prepare(data: DataFolder) -> None:
     from ragpipe.config import load_settings
     from ragpipe.ingest.indexer import index_folder
 
-    files = write_folder()
+    files = write_folder(data)
     print(f"{files} passage files under {DOCS}")
     last = [0.0]
 
@@ -86,6 +95,7 @@ def prepare() -> None:
 
     report = index_folder(DOCS, load_settings(), progress=progress)
     print(f"indexed: {report.chunks_added} chunks added, total {report.chunks_total}, {report.seconds:.0f} s")
+    INDEX_DATA.write_text(json.dumps(data.describe(), indent=2) + "\n", encoding="utf-8")
 
 
 def cold_start(question: str, repeats: int) -> list[float]:
@@ -167,13 +177,13 @@ def peak_rss(question: str) -> dict:
     return result
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace, data: DataFolder) -> None:
     from ragpipe.config import load_settings
     from ragpipe.ingest.indexer import open_index
 
     load = os.getloadavg()
     chunks = open_index(DOCS, load_settings()).store.count()
-    qs = questions(args.queries)
+    qs = questions(data, args.queries)
     cold = cold_start(qs[0], args.cold_repeats)
     warm = {m: warm_overhead(qs, m, args.queries if m == "fast" else args.slow_queries) for m in args.methods}
     rss = None if args.skip_rss else peak_rss(qs[1])
@@ -191,6 +201,8 @@ def run(args: argparse.Namespace) -> None:
         "real_ask": rss,
         "goals": {"cold_start_s": 3.0, "warm_overhead_ms_p50": 20.0},
         "command": " ".join(["python", "eval/bench_latency.py", *sys.argv[1:]]),
+        "data": data.describe(),
+        "index_data": json.loads(INDEX_DATA.read_text(encoding="utf-8")) if INDEX_DATA.is_file() else None,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, default=float) + "\n")
@@ -209,15 +221,18 @@ def run(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("prepare", help="write the passage folder and index it")
+    p = sub.add_parser("prepare", help="write the passage folder and index it")
+    add_data_arguments(p)
     r = sub.add_parser("run", help="measure (the folder must be indexed)")
+    add_data_arguments(r)
     r.add_argument("--queries", type=int, default=50)
     r.add_argument("--cold-repeats", type=int, default=5)
     r.add_argument("--methods", nargs="+", default=["fast", "meteora"])
     r.add_argument("--slow-queries", type=int, default=15, help="queries for the LLM-selector presets")
     r.add_argument("--skip-rss", action="store_true")
     args = parser.parse_args()
-    prepare() if args.cmd == "prepare" else run(args)
+    data = open_data(args, NEEDS[args.cmd])
+    prepare(data) if args.cmd == "prepare" else run(args, data)
 
 
 if __name__ == "__main__":

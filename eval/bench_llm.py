@@ -13,6 +13,7 @@ averages are recorded because timings on a busy machine are only comparable with
 
     python eval/bench_llm.py [--repeats 3] [--sizes 40,500] [--decode-tokens 32] [--threads 2]
 
+Data: none (the prompts are generated; no evaluation data is read).
 Prints a table and writes eval/results/llm.json (one entry per thread count).
 """
 

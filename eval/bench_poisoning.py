@@ -1,6 +1,9 @@
 """Poisoning benchmark: how well each defence finds planted passages, and what reaches the answer.
 
-    python eval/bench_poisoning.py [--limit 100] [--llm-limit 3] [--top-k 10]
+    python eval/bench_poisoning.py [--data DIR] [--limit 100] [--llm-limit 3] [--top-k 10]
+
+Data: ``poison.jsonl`` of each ``--datasets`` folder, by default ``robustrag_realtimeqa``,
+``robustrag_simpleqa``, ``poisonedrag`` and ``revprag_poison``; layout in ``eval/datasets.md``.
 
 Per question of ``robustrag_realtimeqa`` / ``robustrag_simpleqa`` the candidate pool is the
 ``--top-k`` passages (clean search snippets + the 5 poisoned passages) closest to the question
@@ -15,7 +18,9 @@ signals run on ``--limit`` questions per dataset; everything that needs the LLM 
 the LLM check, answers for ``asr``/``accuracy``) runs on the first ``--llm-limit`` of them,
 because the embedded SmolLM2-135M takes tens of seconds per call on a shared 2-core machine.
 Answers come from ragpipe's generator (``answer.cited`` prompt, ``--answer-tokens`` tokens).
-Results: a table on stdout and ``eval/results/poisoning.json``.
+Results: a table on stdout and ``eval/results/poisoning.json`` (``--out``): per dataset and defence
+precision, recall, F1, clean passages dropped and share flagged, ASR and accuracy of the answers,
+LLM usage; ``data``: the data folder and the record counts it ran on.
 """
 
 from __future__ import annotations
@@ -35,15 +40,13 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 import numpy as np  # noqa: E402
 
+from datapaths import add_data_arguments, open_data  # noqa: E402
 from ragpipe.config import EmbeddingSettings, load_settings  # noqa: E402
 from ragpipe.context import RunContext  # noqa: E402
 from ragpipe.llm.base import BaseLLM, Capabilities, ChatRequest, Completion  # noqa: E402
 from ragpipe.schema import Chunk, ScoredChunk, Usage  # noqa: E402
 from ragpipe.verify import ALL_SIGNALS, Verifier  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-if not DATA.is_dir():
-    DATA = Path("/work/shared/data")
 RESULTS = Path(__file__).resolve().parent / "results"
 QA_SETS = ("robustrag_realtimeqa", "robustrag_simpleqa")
 POISON_ONLY_SETS = ("poisonedrag", "revprag_poison")
@@ -120,9 +123,9 @@ class LocalLlama(BaseLLM):
 
 # -- data ---------------------------------------------------------------------------------------
 
-def load_rows(name: str, limit: int) -> list[dict[str, Any]]:
+def load_rows(folder: Path, limit: int) -> list[dict[str, Any]]:
     rows = []
-    with (DATA / name / "poison.jsonl").open(encoding="utf-8") as fh:
+    with (folder / "poison.jsonl").open(encoding="utf-8") as fh:
         for line in fh:
             row = json.loads(line)
             if row.get("poisoned_text_is_refusal") and all(row["poisoned_text_is_refusal"]):
@@ -298,7 +301,7 @@ def merge_runs(cheap: dict[str, Any], *llm_runs: dict[str, Any]) -> dict[str, An
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=50, help="questions per dataset for the cheap signals")
     parser.add_argument("--llm-limit", type=int, default=3, help="questions per dataset for LLM-based defences (0: none)")
     parser.add_argument("--top-k", type=int, default=10, help="candidate pool size per question")
@@ -309,12 +312,14 @@ async def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "poisoning.json"))
     parser.add_argument("--merge", nargs="+", metavar="JSON",
                         help="combine a cheap-signal run and LLM runs (same script) into --out, then exit")
+    add_data_arguments(parser)
     args = parser.parse_args()
     if args.merge:
         merged = merge_runs(*(json.loads(Path(p).read_text(encoding="utf-8")) for p in args.merge))
         Path(args.out).write_text(json.dumps(merged, indent=2), encoding="utf-8")
         print_table(merged)
         return
+    data = open_data(args, {name: ("poison.jsonl",) for name in args.datasets})
 
     from ragpipe.ingest.embed import get_embedder
 
@@ -331,10 +336,11 @@ async def main() -> None:
             "llm_sets": args.llm_sets,
         },
         "datasets": {},
+        "data": data.describe(),
     }
     for name in args.datasets:
         started = time.perf_counter()
-        rows = load_rows(name, args.limit)
+        rows = load_rows(data / name, args.limit)
         tallies, pools = await detect_cheap(rows, embedder, args.top_k)
         entry: dict[str, Any] = {"questions": len(rows), "detection": {k: t.report() for k, t in tallies.items()}}
         if llm is not None and args.llm_limit > 0 and name in args.llm_sets:

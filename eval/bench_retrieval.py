@@ -1,14 +1,19 @@
 """Retrieval benchmark: dense vs BM25 vs fusion variants on four dev corpora.
 
-For each dataset the corpus is chunked (≤ ``--chunk-tokens`` MiniLM tokens per chunk, so every
+Measures nDCG@10, recall@20 and recall@100 of dense, BM25, the library's default hybrid and each
+fusion variant, plus per-mode query latency (p50/p95 ms). For each dataset the corpus is chunked (≤ ``--chunk-tokens`` MiniLM tokens per chunk, so every
 chunk keeps its corpus doc id), embedded once with the packaged all-MiniLM-L6-v2 and cached under
 ``eval/work/retrieval/`` (git-ignored) so re-runs only pay for retrieval. Chunks go into an
 in-memory store that implements the ``ChunkStore`` interface; BM25 is the real ``BM25Index``.
 A document is scored by its best chunk. Metrics (nDCG@10, recall@20, recall@100) come from ranx.
 
-    python eval/bench_retrieval.py [--limit N] [--datasets scifact_goldpool,...]
+    python eval/bench_retrieval.py [--data DIR] [--limit N] [--datasets scifact_goldpool,...]
 
-Prints a table and writes ``eval/results/retrieval.json``.
+Data: BEIR folders (``corpus.jsonl``, ``queries.jsonl``, ``qrels.tsv``), by default
+``scifact_goldpool``, ``fiqa_goldpool``, ``hotpotqa_hipporag_train100``, ``musique_hipporag_train100``.
+Prints a table and writes ``eval/results/retrieval.json`` (``--out``): per dataset the query and
+chunk counts, the metrics of every variant, the hybrid's margin over the best single retriever and
+the latency; ``data`` records the data folder and the record counts it ran on.
 """
 
 from __future__ import annotations
@@ -34,12 +39,12 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from datapaths import DataFolder, add_data_arguments, open_data  # noqa: E402
 from ragpipe.retrieve import MODES, FusionConfig, Retriever, fuse  # noqa: E402
 from ragpipe.retrieve.bm25 import Tokenizer  # noqa: E402
 from ragpipe.retrieve.retriever import MIN_CANDIDATES  # noqa: E402
 from ragpipe.schema import Chunk, stable_hash  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
 WORK = ROOT / "eval" / "work" / "retrieval"
 RESULTS = ROOT / "eval" / "results" / "retrieval.json"
 DATASETS = (
@@ -48,6 +53,7 @@ DATASETS = (
     "hotpotqa_hipporag_train100",
     "musique_hipporag_train100",
 )
+BEIR_FILES = ("queries.jsonl", "qrels.tsv", "corpus.jsonl")
 CACHE_VERSION = "v1"
 
 
@@ -111,9 +117,9 @@ def chunk_corpus(corpus: list[dict], tokenizer, chunk_tokens: int, overlap: int)
     return chunks
 
 
-def prepare(dataset: str, chunk_tokens: int, overlap: int, model=None):
-    """Chunks, chunk embeddings, queries, query embeddings and qrels, cached on disk."""
-    folder = DATA / dataset
+def prepare(folder: Path, chunk_tokens: int, overlap: int, model=None):
+    """Chunks, chunk embeddings, queries, query embeddings and qrels of a dataset folder, cached on disk."""
+    dataset = folder.name
     cache = WORK / f"{dataset}-{CACHE_VERSION}-{chunk_tokens}-{overlap}"
     queries = read_jsonl(folder / "queries.jsonl")
     qrels = read_qrels(folder / "qrels.tsv")
@@ -286,13 +292,14 @@ def latency(store, queries: list[dict], n: int, k: int = 10) -> dict[str, dict[s
     return out
 
 
-def run_dataset(dataset: str, args: argparse.Namespace, model):
-    chunks, vectors, queries, qvectors, qrels, model = prepare(dataset, args.chunk_tokens, args.overlap, model)
+def run_dataset(folder: Path, args: argparse.Namespace, model):
+    dataset = folder.name
+    chunks, vectors, queries, qvectors, qrels, model = prepare(folder, args.chunk_tokens, args.overlap, model)
     cache_key = f"{CACHE_VERSION}-{args.chunk_tokens}-{args.overlap}"
     store = build_store(dataset, chunks, vectors, args.store, cache_key)
     queries = [q for q in queries if q["_id"] in qrels]
     picked = queries[: args.limit] if args.limit else queries
-    embedder = LookupEmbedder(read_jsonl(DATA / dataset / "queries.jsonl"), qvectors, "lookup", int(vectors.shape[1]))
+    embedder = LookupEmbedder(read_jsonl(folder / "queries.jsonl"), qvectors, "lookup", int(vectors.shape[1]))
     corpus_of = {c.id: c.metadata["corpus_id"] for c in chunks}
     retriever = Retriever(store, embedder, candidates=args.depth)
     default_retriever = Retriever(store, embedder)
@@ -339,8 +346,8 @@ def print_table(results: dict) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated dataset folder names")
     parser.add_argument("--limit", type=int, default=None, help="at most N queries per dataset")
     parser.add_argument("--chunk-tokens", type=int, default=200)
     parser.add_argument("--overlap", type=int, default=30)
@@ -352,36 +359,39 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--latency-only", action="store_true", help="re-time the queries and update the latency of an existing --out"
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
+    add_data_arguments(parser)
     return parser.parse_args(argv)
 
 
-def update_latency(args: argparse.Namespace) -> int:
+def update_latency(args: argparse.Namespace, data: DataFolder) -> int:
     """Latency again (e.g. on a quieter machine), metrics untouched."""
     report = json.loads(args.out.read_text())
     cache_key = f"{CACHE_VERSION}-{args.chunk_tokens}-{args.overlap}"
     for dataset in args.datasets.split(","):
-        chunks, vectors, queries, _qv, qrels, _model = prepare(dataset, args.chunk_tokens, args.overlap)
+        chunks, vectors, queries, _qv, qrels, _model = prepare(data / dataset, args.chunk_tokens, args.overlap)
         store = build_store(dataset, chunks, vectors, args.store, cache_key)
         picked = [q for q in queries if q["_id"] in qrels][: args.latency_queries]
         report["datasets"][dataset]["latency"] = lat = latency(store, picked, args.latency_queries)
         print(f"  {dataset}: " + ", ".join(f"{m} {lat[m]['p50_ms']}/{lat[m]['p95_ms']}" for m in (*MODES, "query_embedding")))
     report["latency_command"] = "python eval/bench_retrieval.py " + " ".join(sys.argv[1:])
+    report["latency_data"] = data.describe()
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    data = open_data(args, {name: BEIR_FILES for name in args.datasets.split(",")})
     model = None
     results = {}
     if args.latency_only:
-        return update_latency(args)
+        return update_latency(args, data)
     for dataset in args.datasets.split(","):
         print(f"[{dataset}]", flush=True)
         if args.prepare_only:
-            *_, model = prepare(dataset, args.chunk_tokens, args.overlap, model)
+            *_, model = prepare(data / dataset, args.chunk_tokens, args.overlap, model)
             continue
-        results[dataset], model = run_dataset(dataset, args, model)
+        results[dataset], model = run_dataset(data / dataset, args, model)
     if args.prepare_only:
         return 0
     print_table(results)
@@ -404,6 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "goal: hybrid nDCG@10 >= max(dense, bm25) on every dataset; see hybrid_minus_best_single_ndcg@10",
         ],
         "datasets": results,
+        "data": data.describe(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

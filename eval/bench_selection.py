@@ -1,6 +1,10 @@
 """Selection benchmark: METEORA selection vs fixed top-k and vs the elbow on retrieval scores.
 
-    python eval/bench_selection.py [--limit 50] [--pool 20] [--llm-limit 2]
+    python eval/bench_selection.py [--data DIR] [--limit 50] [--pool 20] [--llm-limit 2]
+
+Data: BEIR folders (``corpus.jsonl``, ``queries.jsonl``, ``qrels.tsv``) named by ``--datasets``,
+by default ``hotpotqa_hipporag_train100``, ``musique_hipporag_train100``, ``scifact_goldpool``,
+``fiqa_goldpool``; layout in ``eval/datasets.md``.
 
 For each dataset the whole corpus is embedded once with the packaged MiniLM (vectors cached
 under ``--cache``); each query's candidate pool is its dense top ``--pool`` (one corpus entry is
@@ -18,7 +22,8 @@ gold documents and ``chunks_kept`` per query:
   default) on the first ``--llm-limit`` queries only (tens of seconds per call on 2 cores).
 
 The goal (issue): the same or better recall than top-10 with at most half its chunks.
-Results: a table on stdout and ``eval/results/selection.json``.
+Results: a table on stdout and ``eval/results/selection.json`` (``--out``): per dataset and method
+the mean recall, chunks kept and query count, the LLM usage; ``data``: the data folder and counts.
 """
 
 from __future__ import annotations
@@ -39,12 +44,12 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 import numpy as np  # noqa: E402
 
+from datapaths import add_data_arguments, merge_descriptions, open_data  # noqa: E402
 from ragpipe.config import EmbeddingSettings, load_settings  # noqa: E402
 from ragpipe.context import RunContext  # noqa: E402
 from ragpipe.llm.scripted import ScriptedLLM  # noqa: E402
 from ragpipe.schema import Chunk, ScoredChunk  # noqa: E402
 
-DATA = Path("/work/shared/data")
 RESULTS = Path(__file__).resolve().parent / "results"
 DATASETS = ("hotpotqa_hipporag_train100", "musique_hipporag_train100", "scifact_goldpool", "fiqa_goldpool")
 
@@ -60,8 +65,7 @@ class VectorTable:
         return self.vectors[[self.row[i] for i in ids]]
 
 
-def load_dataset(name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, set[str]]]:
-    folder = DATA / name
+def load_dataset(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, set[str]]]:
     corpus = [json.loads(line) for line in (folder / "corpus.jsonl").open(encoding="utf-8")]
     queries = [json.loads(line) for line in (folder / "queries.jsonl").open(encoding="utf-8")]
     qrels: dict[str, set[str]] = {}
@@ -116,11 +120,11 @@ def recall(kept: list[ScoredChunk], gold: set[str]) -> float:
     return len({c.id for c in kept} & gold) / len(gold)
 
 
-async def run_dataset(name: str, args: argparse.Namespace, embedder: Any, llm: Any) -> dict[str, Any]:
+async def run_dataset(name: str, args: argparse.Namespace, embedder: Any, llm: Any, folder: Path) -> dict[str, Any]:
     from ragpipe.select import get_selector
     from ragpipe.select.cutoff import apply_cutoff
 
-    corpus, queries, qrels = load_dataset(name)
+    corpus, queries, qrels = load_dataset(folder)
     queries = queries[: args.limit]
     ids = [d["_id"] for d in corpus]
     texts = [(f"{d.get('title')}\n{d['text']}" if d.get("title") else d["text"]) for d in corpus]
@@ -179,7 +183,7 @@ async def run_dataset(name: str, args: argparse.Namespace, embedder: Any, llm: A
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=50, help="queries per dataset")
     parser.add_argument("--pool", type=int, default=20, help="dense candidates per query")
     parser.add_argument("--llm-limit", type=int, default=2, help="queries per dataset with LLM rationales (0: none)")
@@ -187,14 +191,17 @@ async def main() -> None:
     parser.add_argument("--cache", default="/tmp/ragpipe-bench-vectors")
     parser.add_argument("--out", default=str(RESULTS / "selection.json"))
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="combine runs over different datasets into --out")
+    add_data_arguments(parser)
     args = parser.parse_args()
     if args.merge:
         runs = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.merge]
         merged = {"command": [r["command"] for r in runs], "setup": runs[0]["setup"],
-                  "datasets": {k: v for r in runs for k, v in r["datasets"].items()}}
+                  "datasets": {k: v for r in runs for k, v in r["datasets"].items()},
+                  "data": merge_descriptions(r.get("data") for r in runs)}
         Path(args.out).write_text(json.dumps(merged, indent=2), encoding="utf-8")
         print_table(merged)
         return
+    data = open_data(args, {name: ("queries.jsonl", "qrels.tsv", "corpus.jsonl") for name in args.datasets})
 
     from ragpipe.ingest.embed import get_embedder
 
@@ -210,10 +217,11 @@ async def main() -> None:
                   "pool": f"dense top-{args.pool} over each dataset's corpus", "expansion": "none (one chunk per document)",
                   "meteora": "defaults: 8 rationales, distinct pairing, zscore_gap elbow on pooled scores"},
         "datasets": {},
+        "data": data.describe(),
     }
     for name in args.datasets:
         start = time.perf_counter()
-        results["datasets"][name] = await run_dataset(name, args, embedder, llm)
+        results["datasets"][name] = await run_dataset(name, args, embedder, llm, data / name)
         results["datasets"][name]["seconds"] = round(time.perf_counter() - start, 1)
         print(f"{name}: done in {results['datasets'][name]['seconds']}s", file=sys.stderr, flush=True)
         RESULTS.mkdir(parents=True, exist_ok=True)

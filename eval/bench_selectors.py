@@ -1,6 +1,10 @@
 """Selector benchmark: nDCG@10 and LLM cost of every selector on BM25 candidate lists.
 
-    python eval/bench_selectors.py [--limit 3] [--top 20] [--words 60] [--backends embedded,server]
+    python eval/bench_selectors.py [--data DIR] [--limit 3] [--top 20] [--words 60] [--backends embedded,server]
+
+Data: ``trec_dl2019_bm25`` and ``trec_dl2020_bm25`` (``queries.jsonl``, ``qrels.tsv``,
+``run_bm25_top100.tsv``, ``corpus.jsonl``) and ``noveleval`` (the same with ``run_candidates.tsv``);
+layout in ``eval/datasets.md``.
 
 For each dataset (TREC DL19/DL20 BM25 top-100, NovelEval candidates; graded qrels) and each of
 the first ``--limit`` queries, the top ``--top`` candidates (passages cut to ``--words`` words)
@@ -12,7 +16,9 @@ N(N-1) calls). The elbow cutoff's kept-count distribution is reported over every
 In the same run, on the same server, the peer rank_llm (RankGPT listwise, same window and
 stride) reranks the same candidates from its own venv (``eval/peer_rankllm.py`` says how to
 build it; ``--peer-python``), with ragpipe listwise / peer ratios of cost and nDCG@10.
-Prints a table and writes ``eval/results/selectors.json``.
+Prints a table and writes ``eval/results/selectors.json`` (``--out``): one row per dataset, backend
+and method with nDCG@10 and per-query cost, the elbow's kept counts, the peer's figures; ``data``:
+the data folder and the record counts it ran on.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ranx import Qrels, Run, evaluate  # noqa: E402
+from datapaths import add_data_arguments, open_data  # noqa: E402
 
 from ragpipe.context import RunContext  # noqa: E402
 from ragpipe.llm.wrappers import Limited  # noqa: E402
@@ -41,7 +47,6 @@ from ragpipe.schema import Chunk, ScoredChunk  # noqa: E402
 from ragpipe.select import get_selector  # noqa: E402
 from ragpipe.select.cutoff import apply_cutoff  # noqa: E402
 
-DATA = Path(os.environ.get("RAGPIPE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 DATASETS = {"trec_dl2019_bm25": "run_bm25_top100.tsv", "trec_dl2020_bm25": "run_bm25_top100.tsv",
             "noveleval": "run_candidates.tsv"}
 METHODS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -60,9 +65,8 @@ def read_tsv(path: Path) -> list[list[str]]:
     return [line.split("\t") for line in lines if line.strip()]
 
 
-def load(name: str, limit: int, top: int, words: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+def load(folder: Path, limit: int, top: int, words: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
     """Queries with their top candidates as ScoredChunks, and the graded qrels."""
-    folder = DATA / name
     queries = {}
     for line in (folder / "queries.jsonl").read_text(encoding="utf-8").splitlines():
         q = json.loads(line)
@@ -71,7 +75,7 @@ def load(name: str, limit: int, top: int, words: int) -> tuple[list[dict[str, An
     for qid, did, grade in read_tsv(folder / "qrels.tsv"):
         qrels[qid][did] = int(float(grade))
     runs: dict[str, list[tuple[str, float]]] = defaultdict(list)
-    for qid, did, rank, score in read_tsv(folder / DATASETS[name]):
+    for qid, did, rank, score in read_tsv(folder / DATASETS[folder.name]):
         runs[qid].append((did, float(score), int(rank)))  # type: ignore[arg-type]
     chosen = [qid for qid in runs if qid in queries and any(g > 0 for g in qrels.get(qid, {}).values())][:limit]
     needed = {did for qid in chosen for did, *_ in sorted(runs[qid], key=lambda r: r[2])[:top]}
@@ -94,6 +98,8 @@ def load(name: str, limit: int, top: int, words: int) -> tuple[list[dict[str, An
 
 
 def ndcg10(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> float:
+    from ranx import Qrels, Run, evaluate  # numba: seconds to import, so not before --check-data
+
     return float(evaluate(Qrels(qrels), Run(run), "ndcg@10"))
 
 
@@ -192,7 +198,7 @@ def summary(values: list[int]) -> dict[str, float]:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=3, help="queries per dataset")
     parser.add_argument("--top", type=int, default=20, help="candidates per query")
     parser.add_argument("--words", type=int, default=60, help="words kept per passage")
@@ -205,13 +211,16 @@ async def main() -> None:
                         help="python of the rank_llm venv (see eval/peer_rankllm.py); the peer runs on the "
                              "server backend when it exists")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    add_data_arguments(parser)
     args = parser.parse_args()
+    data_folder = open_data(args, {name: ("queries.jsonl", "qrels.tsv", DATASETS[name], "corpus.jsonl")
+                                   for name in args.datasets.split(",")})
 
-    data = {name: load(name, args.limit, args.top, args.words) for name in args.datasets.split(",")}
+    data = {name: load(data_folder / name, args.limit, args.top, args.words) for name in args.datasets.split(",")}
     results: dict[str, Any] = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "model": "SmolLM2-135M-Instruct Q4_1 (llama.cpp, 2 threads, temperature 0)",
-        "rows": [], "elbow_kept": {},
+        "rows": [], "elbow_kept": {}, "data": data_folder.describe(),
     }
     rows = results["rows"]
     for name, (items, qrels) in data.items():

@@ -45,6 +45,8 @@ def eval_command(
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip (variant, query) pairs already done."),
     out: Path = typer.Option(None, "--out", help="Output folder (default from the config)."),
     dataset: Path = typer.Option(None, "--dataset", help="Dataset folder (overrides the config's)."),
+    data: Path = typer.Option(None, "--data", help="Data folder that ${RAGPIPE_DATA} in the config stands for "
+                              "(default: $RAGPIPE_DATA, else shared/data beside the checkout; see eval/datasets.md)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Estimate LLM calls and tokens; call no model."),
     json_out: bool = typer.Option(False, "--json", help="Print the aggregates (or estimate) as JSON."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar with ETA."),
@@ -56,7 +58,7 @@ def eval_command(
     from ragpipe.evaluate.build import eval_settings, prepared_dataset, report_from_checkpoint, run_config
     from ragpipe.evaluate.config import load_eval_config
 
-    cfg = load_eval_config(config, limit=limit, out=str(out) if out else None,
+    cfg = load_eval_config(config, data=data, limit=limit, out=str(out) if out else None,
                            dataset_path=str(dataset) if dataset else None)
     if dry_run:
         from ragpipe.evaluate.estimate import estimate_run

@@ -25,7 +25,9 @@
     verify = false
     overrides = { "retrieval__mode" = "dense" }
 
-``RAGPIPE_DATA`` defaults to ``../shared/data``. Relative paths are taken from the working folder.
+``${RAGPIPE_DATA}`` is the data folder: ``ragpipe eval --data DIR``, else the ``RAGPIPE_DATA``
+environment variable, else ``shared/data`` beside the checkout (the convention of every ``eval/``
+script, see ``ragpipe.evaluate.datafolder``). Other relative paths are taken from the working folder.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from ragpipe.errors import ConfigError
+from ragpipe.evaluate.datafolder import ENV_VAR, DataError, missing_root_message, resolve_data_root
 
 JUDGED_METRICS: tuple[str, ...] = ("faithfulness", "answer_relevancy", "context_precision", "context_recall",
                                    "correctness")
@@ -120,16 +123,23 @@ class EvalConfig(BaseModel):
         return Path(self.work_dir or f"eval/work/{self.name}") / "docs"
 
 
-def expand_path(text: str) -> str:
-    env = dict(os.environ)
-    env.setdefault("RAGPIPE_DATA", "../shared/data")
-    for key, value in env.items():
+def expand_path(text: str, data: str | Path | None = None) -> str:
+    """``${VAR}`` and ``~`` expanded; ``${RAGPIPE_DATA}`` is the data folder, which must exist."""
+    if f"${{{ENV_VAR}}}" in text:
+        root, source = resolve_data_root(data)
+        if not root.is_dir():
+            raise DataError(missing_root_message(root, source))
+        text = text.replace(f"${{{ENV_VAR}}}", str(root))
+    for key, value in os.environ.items():
         text = text.replace(f"${{{key}}}", value)
     return os.path.expanduser(text)
 
 
-def load_eval_config(path: str | Path, **overrides: Any) -> EvalConfig:
-    """Read and validate a run config; ``overrides`` (limit, out, dataset path ...) win over the file."""
+def load_eval_config(path: str | Path, *, data: str | Path | None = None, **overrides: Any) -> EvalConfig:
+    """Read and validate a run config; ``overrides`` (limit, out, dataset path ...) win over the file.
+
+    ``data`` is the data folder ``${RAGPIPE_DATA}`` stands for (default: the variable, else beside the checkout).
+    """
     file = Path(path)
     try:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
@@ -151,5 +161,5 @@ def load_eval_config(path: str | Path, **overrides: Any) -> EvalConfig:
         first = err.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"eval config {file}: field '{field}': {first['msg']}") from None
-    config.dataset.path = expand_path(config.dataset.path)
+    config.dataset.path = expand_path(config.dataset.path, data)
     return config

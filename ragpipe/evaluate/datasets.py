@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ragpipe.errors import ConfigError
+from ragpipe.evaluate.datafolder import DATASETS_DOC
 from ragpipe.schema import stable_hash
 
 DatasetKind = Literal["beir", "qa", "poisoning"]
@@ -87,7 +88,7 @@ def load_dataset(path: str | Path, kind: DatasetKind | None = None) -> EvalDatas
     """Load the dataset folder at ``path`` (kind detected from its files unless given)."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
-        raise ConfigError(f"dataset folder {folder} does not exist")
+        raise ConfigError(f"dataset folder {folder} does not exist; see {DATASETS_DOC} for each dataset's source and layout")
     kind = kind or detect_kind(folder)
     loader = {"beir": _load_beir, "qa": _load_qa, "poisoning": _load_poisoning}[kind]
     queries, documents = loader(folder)
