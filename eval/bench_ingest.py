@@ -166,6 +166,8 @@ def main() -> None:
     parser.add_argument("--big-file", default="", help="memory mode: comma-separated file sizes in MB")
     parser.add_argument("--embedder", choices=("hashing", "minilm-tokenizer", "minilm"), default="hashing", help="embedder of --big-file")
     parser.add_argument("--label", default="after", help="where --big-file results go (e.g. before, after)")
+    parser.add_argument("--split-mb", type=float, default=0,
+                        help="with --big-file: the same amount of text as files of this many MB (a control)")
     parser.add_argument("--big-file-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.big_file_child:
@@ -322,10 +324,10 @@ def write_big_file(path: Path, megabytes: float) -> None:
     """Synthetic prose of ``megabytes`` MB: varied words and sentence lengths, paragraphs, some non-ASCII."""
     words = ("river stone cache widget lantern harbour quartz meadow signal orbit copper willow ledger "
              "canyon ember falcon garnet hollow island jasper kernel lagoon maple nectar café über").split()
-    target = int(megabytes * 1_000_000)
+    target = int(megabytes * 1_000_000) - 4096  # stay under a size limit of exactly that many MB
     with path.open("w", encoding="utf-8") as out:
         written, i = 0, 0
-        while written < target:
+        while written < target - 2048:
             paragraph = []
             for _ in range(4 + i % 5):
                 length = 6 + (i * 7) % 23
@@ -400,21 +402,26 @@ def big_file(args: argparse.Namespace) -> None:
         if work.exists():
             shutil.rmtree(work)
         work.mkdir(parents=True)
-        write_big_file(work / "big.txt", size)
+        if args.split_mb:  # the same text as files of --split-mb MB: what the store alone costs
+            for n in range(max(1, round(size / args.split_mb))):
+                write_big_file(work / f"part{n:04d}.txt", args.split_mb)
+        else:
+            write_big_file(work / "big.txt", size)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         done = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--big-file-child", str(work / "big.txt"),
+            [sys.executable, str(Path(__file__).resolve()), "--big-file-child", str(min(work.glob("*.txt"))),
              "--embedder", args.embedder],
             check=True, capture_output=True, text=True, cwd=REPO, env=env,
         )
-        row = {"file_mb": size, **json.loads(done.stdout.strip().splitlines()[-1])}
+        row = {"file_mb": size, "files": len(list(work.glob("*.txt"))), **json.loads(done.stdout.strip().splitlines()[-1])}
         rows.append(row)
         shutil.rmtree(work)
-        print(f"{args.label:<8} {args.embedder:<8} {size:>6g} MB  {row['chunks']:>7} chunks  "
+        print(f"{args.label:<8} {args.embedder:<8} {size:>6g} MB in {row['files']:>3} file(s)  {row['chunks']:>7} chunks  "
               f"{row['chunks_per_s']:>8.1f} chunks/s  peak RSS {row['peak_rss_mb']:>7.1f} MB", flush=True)
     results = saved_results()
     block = results.setdefault("big_file", {})
-    block.setdefault(args.label, {})[args.embedder] = {
+    key = f"{args.embedder}_split_{args.split_mb:g}mb" if args.split_mb else args.embedder
+    block.setdefault(args.label, {})[key] = {
         "runs": rows,
         "command": "python eval/bench_ingest.py " + " ".join(sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},

@@ -11,7 +11,8 @@ Chunks are produced as a stream, and text is tokenized a window of whole sentenc
 (``window_chars``), so memory stays bounded on a file of any size: tokenizing a 20 MB segment at
 once held millions of offset tuples (gigabytes). Windows end at sentence boundaries, where the
 word-piece tokenizers used for embedding have no context across, so the chunks are the same as
-from tokenizing the whole segment.
+from tokenizing the whole segment. (A single sentence longer than a window is cut at whitespace;
+only a run of over ``window_chars`` characters without any whitespace is cut mid-word.)
 """
 
 from __future__ import annotations
