@@ -186,6 +186,7 @@ class _Run:
     _store: ChunkStore | None = field(default=None, init=False)
     _manifest: Manifest | None = field(default=None, init=False)
     _produced_fraction: float = field(default=0.0, init=False)  # share of the pending bytes chunked so far
+    _failed: list[tuple[Source, str, ManifestEntry | None, str]] = field(default_factory=list, init=False)
 
     def run(self, sources: Sequence[Source], *, prune: bool, dry_run: bool = False) -> None:
         from ragpipe.ingest.store import writer_lock
@@ -274,6 +275,7 @@ class _Run:
             self.report.removed = [e.key for e in removed]
             self.report.chunks_removed += len(ids)
         written = self._embed_and_write(store, manifest, pending)
+        self._record_failures(self._failed)
         if not was_clean:
             self._sweep_orphans(store, manifest)
         manifest.clear_pending()
@@ -358,7 +360,7 @@ class _Run:
             _emit(self.progress, ProgressEvent("parse", done, len(pending)))
         if group.chunks or group.finished:
             yield group
-        self._record_failures(failed)
+        self._failed = failed  # recorded once the writer thread is done (one manifest writer at a time)
 
     def _note_encoding(self, key: str, loaded: LoadedDocument) -> None:
         """Say when a text file was not UTF-8 and had to be decoded by detection."""
