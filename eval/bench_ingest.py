@@ -385,12 +385,19 @@ def big_file_child(path: Path, embedder_kind: str) -> None:
     else:
         embedder = HashingEmbedder(dim=384, max_tokens=256)
     rss_before = peak_rss_mb()
+    at_last_write = [rss_before]
+
+    def on_progress(event) -> None:  # noqa: ANN001 - the peak once every chunk is written, before the BM25 sync
+        if event.phase == "write":
+            at_last_write[0] = peak_rss_mb()
+
     start = time.perf_counter()
-    report = index_folder(path.parent, settings, embedder=embedder)
+    report = index_folder(path.parent, settings, embedder=embedder, progress=on_progress)
     seconds = time.perf_counter() - start
     print(json.dumps({"chunks": report.chunks_added, "seconds": round(seconds, 2),
                       "chunks_per_s": round(report.chunks_added / seconds, 2),
                       "peak_rss_mb": round(peak_rss_mb(), 1), "rss_before_index_mb": round(rss_before, 1),
+                      "peak_rss_before_bm25_sync_mb": round(at_last_write[0], 1),
                       "skipped": [s.reason for s in report.skipped]}))
 
 
