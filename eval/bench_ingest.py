@@ -13,9 +13,16 @@ dataset in ``CORPORA``, under the data folder: ``--data DIR``, else $RAGPIPE_DAT
    model (``llama-index-embeddings-huggingface`` on the packaged MiniLM folder; LlamaIndex defaults);
 5. an embedding batch-size sweep on a sample.
 
+``--big-file 5,10,20`` is a separate memory mode: one synthetic text file of each size (MB) is
+indexed in a fresh child process, which reports its peak RSS and chunks/s; ``--embedder hashing``
+(model-free, isolates parsing, chunking and writing), ``minilm-tokenizer`` (chunked with MiniLM's
+tokenizer, embedded with the hashing trick) or ``minilm`` (the real model; ~20 chunks/s, so use
+small sizes). Results merge into ``big_file`` under ``--label`` (e.g. before / after a change).
+
 Prints a table and writes eval/results/ingest.json (chunks/s of each side and their ratios, re-index
-times, peak RSS, the sweep; ``data``: the data folder and the corpora's record counts).
+times, peak RSS, the sweep; ``data``: the data folder and the corpora's record counts; ``big_file``).
 Usage: python eval/bench_ingest.py [--data DIR] [--limit DOCS] [--skip-llamaindex] [--work DIR]
+       python eval/bench_ingest.py --big-file 5,10,20 --embedder hashing --label after
 """
 
 from __future__ import annotations
@@ -160,7 +167,19 @@ def main() -> None:
     parser.add_argument("--sweep-only", action="store_true",
                         help="only the batch-size sweep on --sweep-sample chunk texts; merged into the existing results")
     add_data_arguments(parser)
+    parser.add_argument("--big-file", default="", help="memory mode: comma-separated file sizes in MB")
+    parser.add_argument("--embedder", choices=("hashing", "minilm-tokenizer", "minilm"), default="hashing", help="embedder of --big-file")
+    parser.add_argument("--label", default="after", help="where --big-file results go (e.g. before, after)")
+    parser.add_argument("--split-mb", type=float, default=0,
+                        help="with --big-file: the same amount of text as files of this many MB (a control)")
+    parser.add_argument("--big-file-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.big_file_child:
+        big_file_child(args.big_file_child, args.embedder)
+        return
+    if args.big_file:
+        big_file(args)
+        return
     args.data_folder = open_data(args, {name: ("corpus.jsonl",) for name in CORPORA})
     if args.compare_only:
         compare_only(args)
@@ -307,6 +326,122 @@ def sweep_only(args: argparse.Namespace) -> None:
     results["sweep_data"] = args.data_folder.describe()
     save(results)
     print(f"batch size -> texts/s: {sweep} (default {embedder.batch_size})")
+
+
+def write_big_file(path: Path, megabytes: float) -> None:
+    """Synthetic prose of ``megabytes`` MB: varied words and sentence lengths, paragraphs, some non-ASCII."""
+    words = ("river stone cache widget lantern harbour quartz meadow signal orbit copper willow ledger "
+             "canyon ember falcon garnet hollow island jasper kernel lagoon maple nectar café über").split()
+    target = int(megabytes * 1_000_000) - 4096  # stay under a size limit of exactly that many MB
+    with path.open("w", encoding="utf-8") as out:
+        written, i = 0, 0
+        while written < target - 2048:
+            paragraph = []
+            for _ in range(4 + i % 5):
+                length = 6 + (i * 7) % 23
+                paragraph.append(" ".join(words[(i * 31 + k * 17) % len(words)] for k in range(length)).capitalize()
+                                 + f" number {i}.")
+                i += 1
+            block = " ".join(paragraph) + "\n\n"
+            out.write(block)
+            written += len(block.encode())
+
+
+class MiniLMTokenizerOnly:
+    """Chunks with MiniLM's own tokenizer (as ``ragpipe index`` does) but embeds with the hashing trick.
+
+    Parsing, chunking and writing a 20 MB file are then measured with the real tokenizer, without
+    the ~15 min the real model needs to embed it on this machine.
+    """
+
+    def __init__(self) -> None:
+        from transformers import AutoTokenizer
+
+        from ragpipe.ingest.testing import HashingEmbedder
+        from ragpipe.models import packaged_minilm
+
+        self.tokenizer = AutoTokenizer.from_pretrained(str(packaged_minilm()), local_files_only=True)
+        self._vectors = HashingEmbedder(dim=384, max_tokens=256)
+        self.name, self.dim, self.max_tokens = "bench/minilm-tokenizer+hashing", 384, 256
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        return [tuple(span) for span in encoded["offset_mapping"]]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"])
+
+    def embed(self, texts, *, batch_size=None):  # noqa: ANN001, ANN201
+        return self._vectors.embed(texts)
+
+    def embed_query(self, text: str):  # noqa: ANN201
+        return self._vectors.embed_query(text)
+
+
+def big_file_child(path: Path, embedder_kind: str) -> None:
+    """Index the folder holding ``path`` (one big file) and print one JSON line: chunks, seconds, peak RSS."""
+    from ragpipe.config import load_settings
+    from ragpipe.ingest import index_folder
+    from ragpipe.ingest.embed import get_embedder
+    from ragpipe.ingest.testing import HashingEmbedder
+
+    settings = load_settings()
+    if embedder_kind == "minilm":
+        embedder = get_embedder(settings.embedding)
+    elif embedder_kind == "minilm-tokenizer":
+        embedder = MiniLMTokenizerOnly()
+    else:
+        embedder = HashingEmbedder(dim=384, max_tokens=256)
+    rss_before = peak_rss_mb()
+    at_last_write = [rss_before]
+
+    def on_progress(event) -> None:  # noqa: ANN001 - the peak once every chunk is written, before the BM25 sync
+        if event.phase == "write":
+            at_last_write[0] = peak_rss_mb()
+
+    start = time.perf_counter()
+    report = index_folder(path.parent, settings, embedder=embedder, progress=on_progress)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"chunks": report.chunks_added, "seconds": round(seconds, 2),
+                      "chunks_per_s": round(report.chunks_added / seconds, 2),
+                      "peak_rss_mb": round(peak_rss_mb(), 1), "rss_before_index_mb": round(rss_before, 1),
+                      "peak_rss_before_bm25_sync_mb": round(at_last_write[0], 1),
+                      "skipped": [s.reason for s in report.skipped]}))
+
+
+def big_file(args: argparse.Namespace) -> None:
+    """Peak RSS and chunks/s of indexing one big file per size, each in a fresh process."""
+    rows = []
+    for size in [float(s.strip().upper().removesuffix("MB")) for s in args.big_file.split(",") if s.strip()]:
+        work = args.work.resolve() / f"big-{size:g}mb"
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        if args.split_mb:  # the same text as files of --split-mb MB: what the store alone costs
+            for n in range(max(1, round(size / args.split_mb))):
+                write_big_file(work / f"part{n:04d}.txt", args.split_mb)
+        else:
+            write_big_file(work / "big.txt", size)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        done = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--big-file-child", str(min(work.glob("*.txt"))),
+             "--embedder", args.embedder],
+            check=True, capture_output=True, text=True, cwd=REPO, env=env,
+        )
+        row = {"file_mb": size, "files": len(list(work.glob("*.txt"))), **json.loads(done.stdout.strip().splitlines()[-1])}
+        rows.append(row)
+        shutil.rmtree(work)
+        print(f"{args.label:<8} {args.embedder:<8} {size:>6g} MB in {row['files']:>3} file(s)  {row['chunks']:>7} chunks  "
+              f"{row['chunks_per_s']:>8.1f} chunks/s  peak RSS {row['peak_rss_mb']:>7.1f} MB", flush=True)
+    results = saved_results()
+    block = results.setdefault("big_file", {})
+    key = f"{args.embedder}_split_{args.split_mb:g}mb" if args.split_mb else args.embedder
+    block.setdefault(args.label, {})[key] = {
+        "runs": rows,
+        "command": "python eval/bench_ingest.py " + " ".join(sys.argv[1:]),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    }
+    save(results)
 
 
 def fresh_folder(args: argparse.Namespace) -> tuple[Path, int]:

@@ -209,6 +209,10 @@ def _ask(question: str, docs: Path, method: str | None, no_verify: bool, connect
 
     build_graph(settings.method, verify=settings.verify)  # an unknown method fails before any indexing
     index = open_index_for(folder, settings, quiet=as_json)
+    if getattr(index, "partial", None):
+        from rich.markup import escape
+
+        _stderr_console().print(f"[yellow]notice[/]: {escape(index.partial)}")
     if retrieve_only:
         _retrieve_only(question, index, settings, top_k)
         return

@@ -11,7 +11,16 @@ from ragpipe.cli import app
 
 
 def _progress_renderer(console):  # noqa: ANN001, ANN202 - rich types imported lazily
-    """A rich progress display with one bar per phase (parse files, embed chunks, write files)."""
+    """A rich progress display with one bar per phase (parse files, embed chunks, write files).
+
+    Without a terminal (a log, a pipe) bars would print nothing until the end: plain lines instead.
+    """
+    if not console.is_terminal:
+        import contextlib
+
+        from ragpipe.ingest.report import ProgressLines
+
+        return contextlib.nullcontext(), ProgressLines(console.file)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bars = Progress(

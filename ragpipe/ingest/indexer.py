@@ -1,9 +1,11 @@
 """Index a folder (or any documents) into the chunk store: incremental, crash-safe, one writer.
 
 A run: walk -> classify each source against the manifest (same size+mtime: unchanged without
-reading; else content hash) -> parse and chunk what changed -> embed in large groups -> for each
-group, upsert its chunks, delete the chunks its files no longer have, and only then record the
-files in the manifest. Embedding of the next group overlaps the store write of the previous one.
+reading; else content hash) -> parse and chunk what changed, file after file, as a stream -> embed
+in bounded groups (a large file spans several, so memory does not grow with file size) -> for each
+group, upsert its chunks, and for the files that end in it delete the chunks they no longer have
+and only then record them in the manifest. Embedding of the next group overlaps the store write of
+the previous one.
 A run killed at any point leaves a queryable index; the next run redoes unrecorded files and, as
 the previous run was not clean, deletes the chunks announced before an upsert that no row owns.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +26,8 @@ from ragpipe.config import Settings
 from ragpipe.errors import ConfigError, EmbeddingMismatch, IngestError, StoreError
 from ragpipe.ingest.chunker import Chunker, ChunkPlan
 from ragpipe.ingest.embed import Embedder, embedder_name, get_embedder, get_query_embedder
-from ragpipe.ingest.manifest import Manifest, ManifestEntry
+from ragpipe.ingest.loaders import LoadedDocument
+from ragpipe.ingest.manifest import Manifest, ManifestEntry, run_state
 from ragpipe.ingest.report import IndexReport, ProgressEvent, ProgressFn
 from ragpipe.ingest.sources import Source, document_sources, folder_sources
 from ragpipe.ingest.walk import Skipped
@@ -38,12 +41,26 @@ INDEX_DIRNAME = ".ragpipe"
 GROUP_CHUNKS = 512  # chunks embedded and committed together: a crash loses at most one group
 
 
+# Recorded as-is (they are the normal case); anything else was found by detection and is reported.
+_SELF_DESCRIBING_ENCODINGS = {"utf-8", "utf-8-sig", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be", "ascii"}
+
+
 @dataclass
-class _Parsed:
+class _FileDone:
+    """A file whose last chunk is in a group: recorded in the manifest once that group is written."""
+
     source: Source
     hash: str
-    chunks: list[Chunk]
+    chunk_ids: tuple[str, ...]
     previous: ManifestEntry | None
+
+
+@dataclass
+class _Group:
+    """Chunks embedded and written together, and the files that end in them."""
+
+    chunks: list[Chunk] = field(default_factory=list)
+    finished: list[_FileDone] = field(default_factory=list)
 
 
 @dataclass
@@ -53,6 +70,7 @@ class Index:
     dir: Path
     store: ChunkStore
     embedder: Embedder
+    partial: str | None = None  # why the index may be incomplete (a run in progress or interrupted)
 
 
 def resolve_index_dir(docs_dir: str | Path, settings: Settings) -> Path:
@@ -137,7 +155,19 @@ def open_index(docs_dir: str | Path, settings: Settings) -> Index:
     store = ChunkStore.open(index_dir, settings.store, embedding_model=wanted)
     embedder = get_query_embedder(settings.embedding)
     store.check_embedder(embedder.name, embedder.dim)
-    return Index(dir=index_dir, store=store, embedder=embedder)
+    partial = incomplete_reason(index_dir, docs_dir)
+    if partial:
+        log.warning("%s", partial)
+    return Index(dir=index_dir, store=store, embedder=embedder, partial=partial)
+
+
+def incomplete_reason(index_dir: Path, docs_dir: str | Path) -> str | None:
+    """Why answers from this index may miss documents, or None when its last run finished."""
+    state = run_state(index_dir)
+    if state is None:
+        return None
+    how = "an indexing run is still in progress" if state == "running" else "the last indexing run was interrupted"
+    return f"the index is partial: {how}; answers may miss documents (run `ragpipe index {docs_dir}` to complete it)"
 
 
 def _emit(progress: ProgressFn | None, event: ProgressEvent) -> None:
@@ -155,6 +185,8 @@ class _Run:
     group_chunks: int | None
     _store: ChunkStore | None = field(default=None, init=False)
     _manifest: Manifest | None = field(default=None, init=False)
+    _produced_fraction: float = field(default=0.0, init=False)  # share of the pending bytes chunked so far
+    _failed: list[tuple[Source, str, ManifestEntry | None, str]] = field(default_factory=list, init=False)
 
     def run(self, sources: Sequence[Source], *, prune: bool, dry_run: bool = False) -> None:
         from ragpipe.ingest.store import writer_lock
@@ -242,15 +274,15 @@ class _Run:
             manifest.remove(e.key for e in removed)
             self.report.removed = [e.key for e in removed]
             self.report.chunks_removed += len(ids)
-        parsed = self._parse(pending)
-        self._embed_and_write(store, manifest, parsed)
+        written = self._embed_and_write(store, manifest, pending)
+        self._record_failures(self._failed)
         if not was_clean:
             self._sweep_orphans(store, manifest)
         manifest.clear_pending()
         manifest.mark(clean=True)
         self.report.chunks_total = store.count()
         self._sync_bm25_if_stale(manifest, store)
-        _emit(self.progress, ProgressEvent("done", len(parsed), len(parsed), self.report.embedded))
+        _emit(self.progress, ProgressEvent("done", written, written, self.report.embedded))
 
     def _open_store(self, manifest: Manifest, name: str) -> ChunkStore:
         from ragpipe.ingest.store import ChunkStore
@@ -270,37 +302,74 @@ class _Run:
         log.warning("skipped %s: %s", key, reason)
         self.report.skipped.append(Skipped(key, reason))
 
-    def _parse(self, pending: list[tuple[Source, str, ManifestEntry | None]]) -> list[_Parsed]:
+    def _group_size(self) -> int:
+        return self.group_chunks or max(GROUP_CHUNKS, 8 * (self.settings.embedding.batch_size or 0))
+
+    def _load(self, source: Source) -> tuple[LoadedDocument | None, str | None]:
+        """The loaded source, or why it cannot be indexed."""
+        try:
+            loaded = source.load()
+        except IngestError as err:
+            return None, err.reason
+        except Exception as err:  # a loader bug or a library choking on a file: skip, never abort
+            return None, f"could not be parsed ({err.__class__.__name__}: {err})"
+        if not loaded.text.strip():
+            return None, "no text extracted"
+        return loaded, None
+
+    def _groups(self, pending: list[tuple[Source, str, ManifestEntry | None]]) -> Iterator[_Group]:
+        """Parse and chunk file after file, yielding groups of at most ``_group_size`` chunks.
+
+        A large file spans several groups; only its chunks of the group being filled are held.
+        """
         assert self.embedder is not None
         plan = ChunkPlan.for_embedder(
             self.settings.chunking.chunk_tokens, self.settings.chunking.overlap_tokens, self.embedder.max_tokens
         )
         chunker = Chunker(self.embedder, plan)  # type: ignore[arg-type]  # embedders expose token_offsets
-        parsed: list[_Parsed] = []
+        size = self._group_size()
+        total_bytes = sum(max(1, source.size) for source, _, _ in pending) or 1
+        bytes_done = 0
+        group = _Group()
         failed: list[tuple[Source, str, ManifestEntry | None, str]] = []
         for done, (source, digest, old) in enumerate(pending, start=1):
-            reason = None
-            try:
-                loaded = source.load()
-                if not loaded.text.strip():
-                    reason = "no text extracted"
-            except IngestError as err:
-                reason = err.reason
-            except Exception as err:  # a loader bug or a library choking on a file: skip, never abort
-                reason = f"could not be parsed ({err.__class__.__name__}: {err})"
-            if reason is not None:
-                self._skip(source.key, reason)
-                failed.append((source, digest, old, reason))
+            loaded, reason = self._load(source)
+            if loaded is None:
+                self._skip(source.key, reason or "no text extracted")
+                failed.append((source, digest, old, reason or "no text extracted"))
                 continue
+            self._note_encoding(source.key, loaded)
             doc_id = Document.make_id(source.key)
             metadata = {**loaded.metadata, "file_type": source.file_type, "mtime": source.mtime, "hash": digest[:16]}
-            result = chunker.chunk(loaded, doc_id, source.key, metadata)
-            for note in result.notes:
+            notes: list[str] = []
+            ids: list[str] = []
+            length = max(1, len(loaded.text))
+            for chunk in chunker.iter_chunks(loaded, doc_id, source.key, metadata, notes):
+                group.chunks.append(chunk)
+                ids.append(chunk.id)
+                if len(group.chunks) >= size:
+                    self._produced_fraction = (bytes_done + max(1, source.size) * (chunk.end_char or 0) / length) / total_bytes
+                    yield group
+                    group = _Group()
+            del loaded
+            for note in notes:
                 self.report.trace.append(TraceEvent(node="ingest", kind="truncation", message=f"{source.key}: {note}"))
-            parsed.append(_Parsed(source, digest, result.chunks, old))
+            group.finished.append(_FileDone(source, digest, tuple(ids), old))
+            bytes_done += max(1, source.size)
+            self._produced_fraction = bytes_done / total_bytes
             _emit(self.progress, ProgressEvent("parse", done, len(pending)))
-        self._record_failures(failed)
-        return parsed
+        if group.chunks or group.finished:
+            yield group
+        self._failed = failed  # recorded once the writer thread is done (one manifest writer at a time)
+
+    def _note_encoding(self, key: str, loaded: LoadedDocument) -> None:
+        """Say when a text file was not UTF-8 and had to be decoded by detection."""
+        encoding = str(loaded.metadata.get("encoding") or "")
+        if encoding and encoding not in _SELF_DESCRIBING_ENCODINGS:
+            self.report.trace.append(
+                TraceEvent(node="ingest", kind="encoding", message=f"{key}: not UTF-8, decoded as {encoding} (detected)",
+                           data={"source": key, "encoding": encoding})
+            )
 
     def _record_failures(self, failed: list[tuple[Source, str, ManifestEntry | None, str]]) -> None:
         """A file that no longer loads loses its old chunks; its row remembers why until it changes."""
@@ -317,42 +386,35 @@ class _Run:
             for s, digest, _, reason in failed
         )
 
-    def _groups(self, parsed: list[_Parsed]) -> list[list[_Parsed]]:
-        size = self.group_chunks or max(GROUP_CHUNKS, 8 * (self.settings.embedding.batch_size or 0))
-        groups: list[list[_Parsed]] = [[]]
-        count = 0
-        for item in parsed:
-            if count >= size:
-                groups.append([])
-                count = 0
-            groups[-1].append(item)
-            count += len(item.chunks)
-        return [g for g in groups if g]
-
-    def _embed_and_write(self, store: ChunkStore, manifest: Manifest, parsed: list[_Parsed]) -> None:
+    def _embed_and_write(
+        self, store: ChunkStore, manifest: Manifest, pending: list[tuple[Source, str, ManifestEntry | None]]
+    ) -> int:
+        """Embed each group while the previous one is written; return how many files were written."""
         assert self.embedder is not None
-        total_chunks = sum(len(p.chunks) for p in parsed)
         written_files = 0
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragpipe-write") as writer:
             previous: Future[int] | None = None
-            for group in self._groups(parsed):
-                chunks = [c for p in group for c in p.chunks]
-                self._check_lengths(chunks)
+            for group in self._groups(pending):
+                self._check_lengths(group.chunks)
                 t0 = time.perf_counter()
-                vectors = self.embedder.embed([c.text for c in chunks])
+                vectors = (self.embedder.embed([c.text for c in group.chunks]) if group.chunks
+                           else np.zeros((0, self.embedder.dim), dtype=np.float32))
                 self.report.embed_seconds += time.perf_counter() - t0
-                self.report.embedded += len(chunks)
+                self.report.embedded += len(group.chunks)
+                estimate = round(self.report.embedded / max(self._produced_fraction, 1e-9))
                 _emit(
                     self.progress,
-                    ProgressEvent("embed", self.report.embedded, total_chunks, self.report.embedded, self.report.embeddings_per_s),
+                    ProgressEvent("embed", self.report.embedded, max(estimate, self.report.embedded),
+                                  self.report.embedded, self.report.embeddings_per_s),
                 )
                 if previous is not None:
                     written_files += previous.result()
-                    _emit(self.progress, ProgressEvent("write", written_files, len(parsed), self.report.embedded))
-                previous = writer.submit(self._write_group, store, manifest, group, chunks, vectors)
+                    _emit(self.progress, ProgressEvent("write", written_files, len(pending), self.report.embedded))
+                previous = writer.submit(self._write_group, store, manifest, group, vectors)
             if previous is not None:
                 written_files += previous.result()
-                _emit(self.progress, ProgressEvent("write", written_files, len(parsed), self.report.embedded))
+                _emit(self.progress, ProgressEvent("write", written_files, len(pending), self.report.embedded))
+        return written_files
 
     def _check_lengths(self, chunks: list[Chunk]) -> None:
         """Chunks are budgeted to fit; record any that the embedder would still truncate."""
@@ -369,26 +431,25 @@ class _Run:
                     )
                 )
 
-    def _write_group(
-        self, store: ChunkStore, manifest: Manifest, group: list[_Parsed], chunks: list[Chunk], vectors: np.ndarray
-    ) -> int:
-        """Upsert, drop each file's superseded chunks, then (only then) record the files."""
+    def _write_group(self, store: ChunkStore, manifest: Manifest, group: _Group, vectors: np.ndarray) -> int:
+        """Upsert; for each file finished in this group drop its superseded chunks, then (only then) record it."""
         assert self.embedder is not None
-        manifest.add_pending(c.id for c in chunks)
-        store.upsert(chunks, vectors, embedding_model=self.embedder.name)
-        stale = [i for p in group if p.previous for i in set(p.previous.chunk_ids) - {c.id for c in p.chunks}]
+        if group.chunks:
+            manifest.add_pending(c.id for c in group.chunks)
+            store.upsert(group.chunks, vectors, embedding_model=self.embedder.name)
+        stale = [i for f in group.finished if f.previous for i in set(f.previous.chunk_ids) - set(f.chunk_ids)]
         if stale:
             store.delete(stale)
         manifest.put(
-            ManifestEntry(p.source.key, Document.make_id(p.source.key), p.hash, p.source.size, p.source.mtime,
-                          tuple(c.id for c in p.chunks))
-            for p in group
+            ManifestEntry(f.source.key, Document.make_id(f.source.key), f.hash, f.source.size, f.source.mtime,
+                          f.chunk_ids)
+            for f in group.finished
         )
-        for p in group:
-            (self.report.updated if p.previous else self.report.added).append(p.source.key)
-        self.report.chunks_added += len(chunks)
+        for f in group.finished:
+            (self.report.updated if f.previous else self.report.added).append(f.source.key)
+        self.report.chunks_added += len(group.chunks)
         self.report.chunks_removed += len(stale)
-        return len(group)
+        return len(group.finished)
 
     def _sweep_orphans(self, store: ChunkStore, manifest: Manifest) -> None:
         """After a killed run: delete announced chunks that no manifest row owns (half-written files)."""

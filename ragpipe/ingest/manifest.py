@@ -11,6 +11,7 @@ so a collection shared with other indexes (a Chroma server) is never touched bey
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -109,4 +110,39 @@ class Manifest:
         return self.get_meta("clean") != "false"
 
     def mark(self, *, clean: bool) -> None:
+        """Record whether a run is in progress (and by which process, for readers to tell a dead one)."""
         self.set_meta("clean", "true" if clean else "false")
+        self.set_meta("writer_pid", "" if clean else str(os.getpid()))
+
+
+def run_state(index_dir: Path) -> str | None:
+    """``None`` when the last run finished, ``"running"`` while its process lives, else ``"interrupted"``.
+
+    Read-only and lock-free, so asking never delays or blocks a run that is writing.
+    """
+    path = index_dir / MANIFEST_FILE
+    if not path.is_file():
+        return None
+    try:
+        db = sqlite3.connect(path, timeout=2)
+        try:
+            meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('clean', 'writer_pid')").fetchall())
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    if meta.get("clean") != "false":
+        return None
+    return "running" if _alive(meta.get("writer_pid", "")) else "interrupted"
+
+
+def _alive(pid: str) -> bool:
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True

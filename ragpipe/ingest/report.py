@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ragpipe.ingest.walk import Skipped
 from ragpipe.schema import TraceEvent
@@ -23,6 +24,40 @@ class ProgressEvent:
 
 
 ProgressFn = Callable[[ProgressEvent], None]
+
+_UNITS = {"scan": "files", "parse": "files", "embed": "chunks", "write": "files"}
+
+
+class ProgressLines:
+    """Progress as plain lines, for logs and pipes, where a progress bar shows nothing until the end.
+
+    One line the first time each phase reports, then at most one every ``interval_s`` seconds,
+    and a last line when the run is done.
+    """
+
+    def __init__(self, stream: TextIO, *, interval_s: float = 10.0, prefix: str = "ragpipe index: ") -> None:
+        self.stream = stream
+        self.interval_s = interval_s
+        self.prefix = prefix
+        self._seen: set[str] = set()
+        self._last = 0.0
+
+    def __call__(self, event: ProgressEvent) -> None:
+        now = time.monotonic()
+        if event.phase in self._seen and event.phase != "done" and now - self._last < self.interval_s:
+            return
+        self._seen.add(event.phase)
+        self._last = now
+        self.stream.write(self.prefix + self.line(event) + "\n")
+        self.stream.flush()
+
+    @staticmethod
+    def line(event: ProgressEvent) -> str:
+        if event.phase == "done":
+            return f"done: {event.done} files written, {event.chunks} chunks embedded"
+        total = f"~{event.total}" if event.phase == "embed" and event.total > event.done else str(event.total)
+        rate = f" ({event.embeddings_per_s:.1f} chunks/s)" if event.embeddings_per_s else ""
+        return f"{event.phase}: {event.done}/{total} {_UNITS.get(event.phase, '')}{rate}".rstrip()
 
 
 @dataclass

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ragpipe.config import Settings
 from ragpipe.ingest.loaders import LoadedDocument, loader_for
+from ragpipe.ingest.loaders.text_decoding import clean_text
 from ragpipe.ingest.report import IndexReport
 from ragpipe.ingest.walk import walk_folder
 from ragpipe.schema import Document, stable_hash
@@ -79,7 +80,7 @@ def document_sources(documents: Iterable[Document]) -> list[Source]:
                 key=key,
                 size=len(doc.text),
                 mtime=doc.mtime or 0.0,
-                load=lambda d=doc, m=meta: LoadedDocument(d.text, d.title, dict(m)).ensure_segments(),
+                load=lambda d=doc, m=meta: LoadedDocument(clean_text(d.text), d.title, dict(m)).ensure_segments(),
                 fingerprint=lambda f=fingerprint: f,
                 file_type=str(doc.metadata.get("file_type", "document")),
             )

@@ -4,18 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragpipe.config import load_settings
-from ragpipe.ingest.testing import HashingEmbedder
-
-
-@pytest.fixture
-def embedder() -> HashingEmbedder:
-    return HashingEmbedder()
-
-
-@pytest.fixture
-def settings():
-    return load_settings(chunking__chunk_tokens=40, chunking__overlap_tokens=8)
+from tests.ingest.fixtures import embedder, settings  # noqa: F401 - shared with tests/faults
 
 
 @pytest.fixture(scope="session")

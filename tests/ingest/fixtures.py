@@ -4,6 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from ragpipe.config import load_settings
+from ragpipe.ingest.testing import HashingEmbedder
+
+
+@pytest.fixture
+def embedder() -> HashingEmbedder:
+    """A fast, model-free embedder (hashing trick)."""
+    return HashingEmbedder()
+
+
+@pytest.fixture
+def settings():
+    """Small chunks, so a few sentences make several."""
+    return load_settings(chunking__chunk_tokens=40, chunking__overlap_tokens=8)
+
 
 def _pdf_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")

@@ -121,7 +121,7 @@ def test_csv_rows_keep_their_header(tmp_path):
     [
         ("corrupt.pdf", b"%PDF-1.4\n1 0 obj << /Type /Catalog", "unreadable PDF"),
         ("binary.txt", b"\x7fELF\x00\x00\x01\x02", "binary content"),
-        ("latin1.md", "café crème".encode("latin-1"), "not valid UTF-8"),
+        ("bad-bom.txt", b"\xff\xfe\x00\xd8", "byte-order mark"),
         ("broken.json", b'{"a": [1, 2', "invalid JSON"),
         ("broken.docx", b"PK\x03\x04 not really a zip", "unreadable .docx"),
         ("nothing.jsonl", b"{oops\n[also bad\n", "no valid JSON line"),
@@ -162,9 +162,10 @@ def test_walk_refuses_bad_files_and_skips_the_index_folder(tmp_path, monkeypatch
         monkeypatch.setattr(Path, "open", guarded)
 
     result = walk_folder(root, index_dir=root / ".ragpipe", max_bytes=1000)
-    assert [f.rel for f in result.files] == ["alias.txt", "ok.txt", "sub/deep.md"]
+    assert [f.rel for f in result.files] == ["ok.txt", "sub/deep.md"]
     reasons = {s.path: s.reason for s in result.skipped}
-    assert reasons.keys() == {"empty.txt", "big.txt", "escape.txt", "locked.txt"}
+    assert reasons.keys() == {"alias.txt", "empty.txt", "big.txt", "escape.txt", "locked.txt"}
+    assert reasons["alias.txt"] == "same file as ok.txt (indexed once)"
     assert reasons["empty.txt"] == "empty file"
     assert "size limit" in reasons["big.txt"]
     assert "outside the folder" in reasons["escape.txt"]

@@ -46,3 +46,18 @@ def test_index_and_query_end_to_end(tmp_path, minilm):
     assert hits[0][1] > hits[1][1]
     with pytest.raises(Exception, match="embedding model"):
         open_index(docs, load_settings(embedding__model="/some/other/model"))
+
+
+def test_windowed_chunking_matches_whole_text_with_the_real_tokenizer(minilm):
+    """Tokenizing a window of sentences at a time gives MiniLM's chunks of the whole text."""
+    from ragpipe.ingest.chunker import Chunker, ChunkPlan
+    from ragpipe.ingest.loaders.base import LoadedDocument
+
+    sentences = [f"Ünïcode café item {i} costs {i * 3.5:.1f}€ (see ref. [{i}]) — isn't it? Yes!" for i in range(400)]
+    text = " ".join(sentences) + "\n" + "supercalifragilistic, expialidocious " * 300 + " end."  # > a window
+    doc = LoadedDocument(text).ensure_segments()
+    plan = ChunkPlan.for_embedder(200, 30, minilm.max_tokens)
+    whole = Chunker(minilm, plan, window_chars=10**9).chunk(doc, "d", "s").chunks
+    windowed = Chunker(minilm, plan, window_chars=500).chunk(doc, "d", "s").chunks
+    assert [(c.id, c.start_char, c.end_char) for c in windowed] == [(c.id, c.start_char, c.end_char) for c in whole]
+    assert all(minilm.count_tokens(c.text) <= minilm.max_tokens for c in whole)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ragpipe.errors import IngestError
+from ragpipe.ingest.loaders.text_decoding import clean_text, decode_bytes
 
 
 @dataclass
@@ -50,7 +51,7 @@ class SegmentBuilder:
         self.separator = separator
 
     def add(self, text: str, headings: list[str] | None = None, **metadata: Any) -> None:
-        text = text.strip()
+        text = clean_text(text).strip()
         if not text:
             return
         if self.parts:
@@ -87,12 +88,20 @@ def supported_suffixes() -> list[str]:
     return sorted(_LOADERS)
 
 
-def read_text(path: Path) -> str:
-    """Strict UTF-8 text: binary or undecodable files are refused, never silently mangled."""
-    data = path.read_bytes()
-    if b"\x00" in data[:8192]:
-        raise IngestError(str(path), "binary content (NUL bytes) in a text file")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise IngestError(str(path), f"not valid UTF-8 text (byte {err.start})") from None
+@dataclass(frozen=True)
+class TextFile:
+    """A text file's cleaned text and the encoding it was decoded with."""
+
+    text: str
+    encoding: str
+
+
+def read_text(path: Path) -> TextFile:
+    """The file's text, decoded by its BOM, as UTF-8, or by charset detection, control characters removed.
+
+    Binary content is refused (``IngestError``), never silently mangled into text.
+    """
+    decoded = decode_bytes(path.read_bytes())
+    if decoded.refusal:
+        raise IngestError(str(path), decoded.refusal)
+    return TextFile(clean_text(decoded.text), decoded.encoding)

@@ -12,7 +12,8 @@ from ragpipe.ingest.loaders.base import LoadedDocument, SegmentBuilder, read_tex
 
 @register_loader(".csv", ".tsv")
 def load_csv(path: Path) -> LoadedDocument:
-    text = read_text(path)
+    file = read_text(path)
+    text = file.text
     try:
         dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.Sniffer().sniff(text[:4096], ",;\t|")
     except csv.Error:
@@ -25,4 +26,4 @@ def load_csv(path: Path) -> LoadedDocument:
     for number, row in enumerate(rows, start=1):
         lines = [f"{key}: {value}" for key, value in row.items() if key and value not in (None, "")]
         builder.add("\n".join(lines), [], row=number)
-    return builder.build(rows=len(rows))
+    return builder.build(rows=len(rows), encoding=file.encoding)

@@ -46,18 +46,22 @@ def records_document(records: list[Any]) -> LoadedDocument:
 
 @register_loader(".json")
 def load_json(path: Path) -> LoadedDocument:
+    file = read_text(path)
     try:
-        value = json.loads(read_text(path))
+        value = json.loads(file.text)
     except json.JSONDecodeError as err:
         raise IngestError(str(path), f"invalid JSON (line {err.lineno}: {err.msg})") from None
     records = value if isinstance(value, list) else [value]
-    return records_document(records)
+    document = records_document(records)
+    document.metadata["encoding"] = file.encoding
+    return document
 
 
 @register_loader(".jsonl", ".ndjson")
 def load_jsonl(path: Path) -> LoadedDocument:
     records, bad = [], []
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
+    file = read_text(path)
+    for number, line in enumerate(file.text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -70,4 +74,5 @@ def load_jsonl(path: Path) -> LoadedDocument:
         log.warning("%s: skipped %d invalid JSON line(s), first at line %d", path, len(bad), bad[0])
     document = records_document(records)
     document.metadata["invalid_lines"] = len(bad)
+    document.metadata["encoding"] = file.encoding
     return document

@@ -39,6 +39,6 @@ def markdown_segments(text: str) -> tuple[list[Segment], str | None]:
 
 @register_loader(".md", ".markdown")
 def load_markdown(path: Path) -> LoadedDocument:
-    text = read_text(path)
-    segments, title = markdown_segments(text)
-    return LoadedDocument(text, title, {}, segments)
+    file = read_text(path)
+    segments, title = markdown_segments(file.text)
+    return LoadedDocument(file.text, title, {"encoding": file.encoding}, segments)

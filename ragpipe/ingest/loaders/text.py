@@ -9,4 +9,5 @@ from ragpipe.ingest.loaders.base import LoadedDocument, read_text, register_load
 
 @register_loader(".txt", ".text", ".rst", ".log")
 def load_text(path: Path) -> LoadedDocument:
-    return LoadedDocument(read_text(path)).ensure_segments()
+    file = read_text(path)
+    return LoadedDocument(file.text, metadata={"encoding": file.encoding}).ensure_segments()
