@@ -118,6 +118,13 @@ def recall(kept: list[ScoredChunk], gold: set[str]) -> float:
     return len({c.id for c in kept} & gold) / len(gold)
 
 
+def wins_ties_losses(ours: list[float], theirs: list[float]) -> dict[str, int]:
+    """Per-query comparison of two recall lists (same queries, same order)."""
+    pairs = list(zip(ours, theirs))
+    return {"wins": sum(a > b + 1e-9 for a, b in pairs), "ties": sum(abs(a - b) <= 1e-9 for a, b in pairs),
+            "losses": sum(a < b - 1e-9 for a, b in pairs)}
+
+
 async def run_dataset(name: str, args: argparse.Namespace, embedder: Any, llm: Any, model: str | None) -> dict[str, Any]:
     from ragpipe.select import get_selector
     from ragpipe.select.cutoff import apply_cutoff
@@ -135,9 +142,13 @@ async def run_dataset(name: str, args: argparse.Namespace, embedder: Any, llm: A
     fallbacks = {llm_method: 0} if llm is not None else {}
 
     def record(method: str, kept: list[ScoredChunk], gold: set[str]) -> None:
-        entry = methods.setdefault(method, {"recall": [], "chunks_kept": []})
+        entry = methods.setdefault(method, {"recall": [], "chunks_kept": [], "same_size_topk": [], "top5": [],
+                                            "top10": []})
         entry["recall"].append(recall(kept, gold))
         entry["chunks_kept"].append(len(kept))
+        entry["same_size_topk"].append(recall(pool[: len(kept)], gold))  # the harm bound's reference
+        entry["top5"].append(recall(pool[:5], gold))
+        entry["top10"].append(recall(pool[:10], gold))
 
     for n, query in enumerate(queries):
         gold = qrels[query["_id"]]
@@ -153,15 +164,18 @@ async def run_dataset(name: str, args: argparse.Namespace, embedder: Any, llm: A
         cut = apply_cutoff([c.score for c in pool], method="zscore_gap")
         record("elbow_retrieval", pool[: cut.keep], gold)
         question_ctx = RunContext(llm=None, embedder=embedder, store=table)
-        selection = await get_selector("meteora", rationales="question").select(query["text"], pool, question_ctx)
+        selection = await get_selector("meteora", rationales="question", **args.set).select(query["text"], pool,
+                                                                                          question_ctx)
         record("meteora_question", selection.kept, gold)
         heuristic_ctx = RunContext(llm=heuristic_llm(), embedder=embedder, store=table)
-        selection = await get_selector("meteora").select(query["text"], pool, heuristic_ctx)
+        selection = await get_selector("meteora", **args.set).select(query["text"], pool, heuristic_ctx)
         record("meteora_heuristic", selection.kept, gold)
         if llm is not None and n < args.llm_limit:
             llm_ctx = RunContext(llm=llm, embedder=embedder, store=table)
             start = time.perf_counter()
-            selection = await get_selector("meteora").select(query["text"], pool, llm_ctx)
+            selector = get_selector("meteora", prompt=args.rationale_prompt, num_rationales=args.num_rationales,
+                                    **args.set)
+            selection = await selector.select(query["text"], pool, llm_ctx)
             fallbacks[llm_method] += any(e.kind == "fallback" for e in selection.trace)
             record(llm_method, selection.kept, gold)
             for u in llm_ctx.meter.by_node().values():
@@ -176,6 +190,15 @@ async def run_dataset(name: str, args: argparse.Namespace, embedder: Any, llm: A
             "chunks_kept": round(float(np.mean(v["chunks_kept"])), 2),
             "queries": len(v["recall"]),
             "model": model if method == llm_method else None,
+            # Same queries, plain retriever order: top-k with k = this method's own count per query,
+            # and top-5 / top-10 (these differ from the table's rows when a method ran on fewer queries).
+            "same_size_topk_recall": round(float(np.mean(v["same_size_topk"])), 3),
+            "top5_recall": round(float(np.mean(v["top5"])), 3),
+            "top10_recall": round(float(np.mean(v["top10"])), 3),
+            "vs_same_size_topk": wins_ties_losses(v["recall"], v["same_size_topk"]),
+            "vs_top5": wins_ties_losses(v["recall"], v["top5"]),
+            "vs_top10": wins_ties_losses(v["recall"], v["top10"]),
+            "max_chunks_kept": int(max(v["chunks_kept"])),
         }
         for method, v in methods.items()
     }
@@ -193,11 +216,17 @@ async def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads")
     parser.add_argument("--llm-cache", default="/tmp/ragpipe-bench-llm-cache",
                         help="response cache for LLM rationales ('' to turn it off)")
+    parser.add_argument("--rationale-prompt", default="rationale.short",
+                        help="prompt for LLM rationales (rationale.short: 256-token replies, CPU-friendly)")
+    parser.add_argument("--num-rationales", type=int, default=4, help="LLM rationales asked for per question")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", type=_setting,
+                        help="METEORA settings for every meteora_* method, e.g. budget=6 knee_prominence=0.6")
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
     parser.add_argument("--cache", default="/tmp/ragpipe-bench-vectors")
     parser.add_argument("--out", default=str(RESULTS / "selection.json"))
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="combine runs over different datasets into --out")
     args = parser.parse_args()
+    args.set = dict(args.set)
     if args.merge:
         runs = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.merge]
         merged = merge_runs(runs)
@@ -220,7 +249,9 @@ async def main() -> None:
         "command": "python eval/bench_selection.py " + " ".join(sys.argv[1:]),
         "setup": {"embedder": embedder.name, "llm": f"{llm.backend}:{llm.model}" if llm else None,
                   "pool": f"dense top-{args.pool} over each dataset's corpus", "expansion": "none (one chunk per document)",
-                  "meteora": "defaults: 8 rationales, distinct pairing, zscore_gap elbow on pooled scores"},
+                  "meteora": "selector defaults (recall guard on) plus " + (json.dumps(args.set) if args.set else "nothing"),
+                  "llm_rationales": f"prompt {args.rationale_prompt}, {args.num_rationales} per question, "
+                                    "temperature 0"},
         "datasets": {},
     }
     for name in args.datasets:
@@ -231,6 +262,17 @@ async def main() -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2), encoding="utf-8")  # after each dataset
     print_table(results)
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value read as JSON when it parses (numbers, true/false), else a string."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
