@@ -168,7 +168,7 @@ def guarded_cutoff(
     *,
     budget: int = 5,
     min_keep: int = 2,
-    knee_prominence_min: float = 0.7,
+    knee_prominence_min: float = 0.8,
     z_threshold: float = 1.0,
     threshold: float | None = None,
 ) -> CutoffResult:

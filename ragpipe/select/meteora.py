@@ -17,7 +17,10 @@ otherwise a budgeted top-k is kept; the count stays within [``min_keep``, ``budg
 neighbours only fill what the budget leaves. Which chunks fill the count is decided by fusing
 the retriever's rank with the rationale score's rank (``rationale_weight``; 0 = the retriever's
 top-k exactly, 1 = rationale scores alone), so weak rationales cannot push out the retriever's
-best. ``recall_guard=False`` is the paper's ECSE: elbow ∪ pairing, expansion unbounded.
+best. The default 0 (and knee prominence 0.8) is what never lost recall to top-5 on the dev sets
+(HotpotQA, MuSiQue, SciFact, FiQA) with SmolLM2-135M, Qwen2.5-0.5B or question-only rationales:
+there, ranking by rationale similarity with the retriever's own embedder lost recall at every
+weight tried (``eval/bench_selection.py``); a trusted knee still puts its standout chunks first. ``recall_guard=False`` is the paper's ECSE: elbow ∪ pairing, expansion unbounded.
 
 Rationales are embedded with the context's embedder, the same model as the index. Candidate
 embeddings are read from the store when it offers them (``store.embeddings(ids)``), otherwise
@@ -64,8 +67,8 @@ class RecallGuard:
 
     budget: int = 5
     min_keep: int = 2
-    knee_prominence: float = 0.7
-    rationale_weight: float = 0.35
+    knee_prominence: float = 0.8
+    rationale_weight: float = 0.0
 
 
 @dataclass
@@ -197,8 +200,8 @@ class MeteoraSelector(Selector):
         recall_guard: bool = True
         min_keep: int = 2
         budget: int = Field(5, ge=1)
-        knee_prominence: float = Field(0.7, ge=0.0, le=1.0)
-        rationale_weight: float = Field(0.35, ge=0.0, le=1.0)
+        knee_prominence: float = Field(0.8, ge=0.0, le=1.0)
+        rationale_weight: float = Field(0.0, ge=0.0, le=1.0)
 
         @model_validator(mode="after")
         def _floor_within_budget(self) -> MeteoraSelector.Config:
