@@ -19,7 +19,11 @@ gold documents and ``chunks_kept`` per query:
   call on 2 cores). Replies are kept in a response cache (``--llm-cache``), so a re-run with another
   cutoff setting replays them instead of calling the model again.
 
-The goal (issue): the same or better recall than top-10 with at most half its chunks.
+Every METEORA method runs with the selector's defaults (recall guard on) unless ``--set`` changes
+them. Each row also carries, on the same queries: top-5 and top-10 recall, the recall of the
+retriever's top-k with k = the method's own count per query (the guard's reference), and
+per-query wins/ties/losses against each. Goals: recall >= top-5's with <= 5 chunks on average,
+and >= top-10's with <= 7.
 Results: a table on stdout and ``eval/results/selection.json``.
 """
 
