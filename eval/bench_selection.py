@@ -18,10 +18,16 @@ gold documents and ``chunks_kept`` per query:
   (each quoted or capitalised phrase and the question without its wh-word; the selector
   anchors the question itself),
   delivered through a scripted LLM so the selector's normal parsing path runs;
-- ``meteora_llm``: METEORA with rationales from the configured LLM (embedded SmolLM2-135M by
-  default) on the first ``--llm-limit`` queries only (tens of seconds per call on 2 cores).
+- ``meteora_llm:<model>``: METEORA with rationales from an LLM (embedded SmolLM2-135M by default,
+  any GGUF with ``--model PATH``) on the first ``--llm-limit`` queries only (tens of seconds per
+  call on 2 cores). Replies are kept in a response cache (``--llm-cache``), so a re-run with another
+  cutoff setting replays them instead of calling the model again.
 
-The goal (issue): the same or better recall than top-10 with at most half its chunks.
+Every METEORA method runs with the selector's defaults (recall guard on) unless ``--set`` changes
+them. Each row also carries, on the same queries: top-5 and top-10 recall, the recall of the
+retriever's top-k with k = the method's own count per query (the guard's reference), and
+per-query wins/ties/losses against each. Goals: recall >= top-5's with <= 5 chunks on average,
+and >= top-10's with <= 7.
 Results: a table on stdout and ``eval/results/selection.json`` (``--out``): per dataset and method
 the mean recall, chunks kept and query count, the LLM usage; ``data``: the data folder and counts.
 """
@@ -120,7 +126,16 @@ def recall(kept: list[ScoredChunk], gold: set[str]) -> float:
     return len({c.id for c in kept} & gold) / len(gold)
 
 
-async def run_dataset(name: str, args: argparse.Namespace, embedder: Any, llm: Any, folder: Path) -> dict[str, Any]:
+def wins_ties_losses(ours: list[float], theirs: list[float]) -> dict[str, int]:
+    """Per-query comparison of two recall lists (same queries, same order)."""
+    pairs = list(zip(ours, theirs))
+    return {"wins": sum(a > b + 1e-9 for a, b in pairs), "ties": sum(abs(a - b) <= 1e-9 for a, b in pairs),
+            "losses": sum(a < b - 1e-9 for a, b in pairs)}
+
+
+async def run_dataset(
+    name: str, args: argparse.Namespace, embedder: Any, llm: Any, model: str | None, folder: Path
+) -> dict[str, Any]:
     from ragpipe.select import get_selector
     from ragpipe.select.cutoff import apply_cutoff
 
@@ -131,13 +146,19 @@ async def run_dataset(name: str, args: argparse.Namespace, embedder: Any, llm: A
     vectors = corpus_vectors(name, texts, embedder, Path(args.cache))
     table = VectorTable(ids, vectors)
     methods: dict[str, dict[str, list[float]]] = {}
-    usage = {"meteora_llm": {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "llm_seconds": 0.0}}
-    fallbacks = {"meteora_llm": 0}
+    llm_method = f"meteora_llm:{model}"
+    usage = {llm_method: {"calls": 0, "cached_calls": 0, "prompt_tokens": 0, "completion_tokens": 0,
+                          "llm_seconds": 0.0}} if llm is not None else {}
+    fallbacks = {llm_method: 0} if llm is not None else {}
 
     def record(method: str, kept: list[ScoredChunk], gold: set[str]) -> None:
-        entry = methods.setdefault(method, {"recall": [], "chunks_kept": []})
+        entry = methods.setdefault(method, {"recall": [], "chunks_kept": [], "same_size_topk": [], "top5": [],
+                                            "top10": []})
         entry["recall"].append(recall(kept, gold))
         entry["chunks_kept"].append(len(kept))
+        entry["same_size_topk"].append(recall(pool[: len(kept)], gold))  # the harm bound's reference
+        entry["top5"].append(recall(pool[:5], gold))
+        entry["top10"].append(recall(pool[:10], gold))
 
     for n, query in enumerate(queries):
         gold = qrels[query["_id"]]
@@ -153,21 +174,24 @@ async def run_dataset(name: str, args: argparse.Namespace, embedder: Any, llm: A
         cut = apply_cutoff([c.score for c in pool], method="zscore_gap")
         record("elbow_retrieval", pool[: cut.keep], gold)
         question_ctx = RunContext(llm=None, embedder=embedder, store=table)
-        selection = await get_selector("meteora", rationales="question").select(query["text"], pool, question_ctx)
+        selection = await get_selector("meteora", rationales="question", **args.set).select(query["text"], pool,
+                                                                                          question_ctx)
         record("meteora_question", selection.kept, gold)
         heuristic_ctx = RunContext(llm=heuristic_llm(), embedder=embedder, store=table)
-        selection = await get_selector("meteora").select(query["text"], pool, heuristic_ctx)
+        selection = await get_selector("meteora", **args.set).select(query["text"], pool, heuristic_ctx)
         record("meteora_heuristic", selection.kept, gold)
         if llm is not None and n < args.llm_limit:
             llm_ctx = RunContext(llm=llm, embedder=embedder, store=table)
             start = time.perf_counter()
-            selection = await get_selector("meteora").select(query["text"], pool, llm_ctx)
-            fallbacks["meteora_llm"] += any(e.kind == "fallback" for e in selection.trace)
-            record("meteora_llm", selection.kept, gold)
+            selector = get_selector("meteora", prompt=args.rationale_prompt, num_rationales=args.num_rationales,
+                                    **args.set)
+            selection = await selector.select(query["text"], pool, llm_ctx)
+            fallbacks[llm_method] += any(e.kind == "fallback" for e in selection.trace)
+            record(llm_method, selection.kept, gold)
             for u in llm_ctx.meter.by_node().values():
-                for key in ("calls", "prompt_tokens", "completion_tokens"):
-                    usage["meteora_llm"][key] += getattr(u, key)
-                usage["meteora_llm"]["llm_seconds"] = round(usage["meteora_llm"]["llm_seconds"] + u.llm_seconds, 1)
+                for key in ("calls", "cached_calls", "prompt_tokens", "completion_tokens"):
+                    usage[llm_method][key] += getattr(u, key)
+                usage[llm_method]["llm_seconds"] = round(usage[llm_method]["llm_seconds"] + u.llm_seconds, 1)
             print(f"  {name} {query['_id']}: LLM rationales in {time.perf_counter() - start:.0f}s", file=sys.stderr,
                   flush=True)
     summary = {
@@ -175,6 +199,16 @@ async def run_dataset(name: str, args: argparse.Namespace, embedder: Any, llm: A
             "recall": round(float(np.mean(v["recall"])), 3),
             "chunks_kept": round(float(np.mean(v["chunks_kept"])), 2),
             "queries": len(v["recall"]),
+            "model": model if method == llm_method else None,
+            # Same queries, plain retriever order: top-k with k = this method's own count per query,
+            # and top-5 / top-10 (these differ from the table's rows when a method ran on fewer queries).
+            "same_size_topk_recall": round(float(np.mean(v["same_size_topk"])), 3),
+            "top5_recall": round(float(np.mean(v["top5"])), 3),
+            "top10_recall": round(float(np.mean(v["top10"])), 3),
+            "vs_same_size_topk": wins_ties_losses(v["recall"], v["same_size_topk"]),
+            "vs_top5": wins_ties_losses(v["recall"], v["top5"]),
+            "vs_top10": wins_ties_losses(v["recall"], v["top10"]),
+            "max_chunks_kept": int(max(v["chunks_kept"])),
         }
         for method, v in methods.items()
     }
@@ -186,18 +220,27 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=50, help="queries per dataset")
     parser.add_argument("--pool", type=int, default=20, help="dense candidates per query")
-    parser.add_argument("--llm-limit", type=int, default=2, help="queries per dataset with LLM rationales (0: none)")
+    parser.add_argument("--llm-limit", type=int, default=20, help="queries per dataset with LLM rationales (0: none)")
+    parser.add_argument("--model", default=None, metavar="PATH",
+                        help="GGUF file for the rationale LLM (default: the packaged SmolLM2-135M)")
+    parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads")
+    parser.add_argument("--llm-cache", default="/tmp/ragpipe-bench-llm-cache",
+                        help="response cache for LLM rationales ('' to turn it off)")
+    parser.add_argument("--rationale-prompt", default="rationale.short",
+                        help="prompt for LLM rationales (rationale.short: 256-token replies, CPU-friendly)")
+    parser.add_argument("--num-rationales", type=int, default=4, help="LLM rationales asked for per question")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", type=_setting,
+                        help="METEORA settings for every meteora_* method, e.g. budget=6 knee_prominence=0.6")
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
     parser.add_argument("--cache", default="/tmp/ragpipe-bench-vectors")
     parser.add_argument("--out", default=str(RESULTS / "selection.json"))
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="combine runs over different datasets into --out")
     add_data_arguments(parser)
     args = parser.parse_args()
+    args.set = dict(args.set)
     if args.merge:
         runs = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.merge]
-        merged = {"command": [r["command"] for r in runs], "setup": runs[0]["setup"],
-                  "datasets": {k: v for r in runs for k, v in r["datasets"].items()},
-                  "data": merge_descriptions(r.get("data") for r in runs)}
+        merged = merge_runs(runs)
         Path(args.out).write_text(json.dumps(merged, indent=2), encoding="utf-8")
         print_table(merged)
         return
@@ -206,22 +249,27 @@ async def main() -> None:
     from ragpipe.ingest.embed import get_embedder
 
     embedder = get_embedder(EmbeddingSettings())
-    llm = None
+    llm, model = None, None
     if args.llm_limit > 0:
         from ragpipe.llm.factory import build_llm
 
-        llm = build_llm(load_settings(llm__max_concurrency=1))
+        model = Path(args.model).stem if args.model else "smollm2-135m-instruct"
+        llm = build_llm(load_settings(llm__max_concurrency=1, llm__model=model, llm__model_path=args.model,
+                                      llm__n_threads=args.threads, cache__enabled=bool(args.llm_cache),
+                                      cache__path=args.llm_cache or None))
     results: dict[str, Any] = {
         "command": "python eval/bench_selection.py " + " ".join(sys.argv[1:]),
         "setup": {"embedder": embedder.name, "llm": f"{llm.backend}:{llm.model}" if llm else None,
                   "pool": f"dense top-{args.pool} over each dataset's corpus", "expansion": "none (one chunk per document)",
-                  "meteora": "defaults: 8 rationales, distinct pairing, zscore_gap elbow on pooled scores"},
+                  "meteora": "selector defaults (recall guard on) plus " + (json.dumps(args.set) if args.set else "nothing"),
+                  "llm_rationales": f"prompt {args.rationale_prompt}, {args.num_rationales} per question, "
+                                    "temperature 0"},
         "datasets": {},
         "data": data.describe(),
     }
     for name in args.datasets:
         start = time.perf_counter()
-        results["datasets"][name] = await run_dataset(name, args, embedder, llm, data / name)
+        results["datasets"][name] = await run_dataset(name, args, embedder, llm, model, data / name)
         results["datasets"][name]["seconds"] = round(time.perf_counter() - start, 1)
         print(f"{name}: done in {results['datasets'][name]['seconds']}s", file=sys.stderr, flush=True)
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -229,11 +277,40 @@ async def main() -> None:
     print_table(results)
 
 
+def _setting(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value read as JSON when it parses (numbers, true/false), else a string."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Runs over different datasets or models as one document; a later run's method row wins."""
+    merged: dict[str, Any] = {"command": [], "setup": dict(runs[0]["setup"]), "datasets": {}}
+    models = []
+    for run in runs:
+        commands = run["command"] if isinstance(run["command"], list) else [run["command"]]
+        merged["command"] += [c for c in commands if c not in merged["command"]]
+        models += [m for m in (run["setup"].get("llm"), *run["setup"].get("llms", [])) if m and m not in models]
+        for name, entry in run["datasets"].items():
+            into = merged["datasets"].setdefault(name, {**entry, "methods": {}, "llm_usage": {},
+                                                        "llm_rationale_fallbacks": {}})
+            for key in ("methods", "llm_usage", "llm_rationale_fallbacks"):
+                into[key].update(entry.get(key, {}))
+    merged["setup"]["llms"] = models
+    merged["data"] = merge_descriptions(r.get("data") for r in runs)
+    return merged
+
+
 def print_table(results: dict[str, Any]) -> None:
-    print(f"{'dataset':28} {'method':18} {'recall':>7} {'kept':>6} {'n':>4}")
+    print(f"{'dataset':28} {'method':46} {'recall':>7} {'kept':>6} {'n':>4}")
     for name, res in results["datasets"].items():
         for method, m in res["methods"].items():
-            print(f"{name:28} {method:18} {m['recall']:7.3f} {m['chunks_kept']:6.2f} {m['queries']:4}")
+            print(f"{name:28} {method:46} {m['recall']:7.3f} {m['chunks_kept']:6.2f} {m['queries']:4}")
 
 
 if __name__ == "__main__":

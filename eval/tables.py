@@ -149,14 +149,25 @@ def poisoning(doc: dict[str, Any]) -> str:
 
 
 def selection(doc: dict[str, Any]) -> str:
-    methods: list[str] = []
-    for entry in doc["datasets"].values():
-        methods += [m for m in entry["methods"] if m not in methods]
-    rows = [[name] + [f"{e['methods'][m]['recall']:.3f} / {e['methods'][m]['chunks_kept']:.1f}"
-                      if m in e["methods"] else "–" for m in methods]
-            for name, e in doc["datasets"].items()]
-    return (f"**Evidence selection**: recall of gold chunks / chunks kept per query ({_commands(doc)})\n\n"
-            + _table(["dataset", *methods], rows))
+    """One row per dataset and method; METEORA rows compared with top-5 / top-10 on the same queries."""
+    rows = []
+    for name, entry in doc["datasets"].items():
+        for method, m in entry["methods"].items():
+            top5, top10 = m.get("top5_recall"), m.get("top10_recall")
+            goals = ""
+            if method.startswith("meteora") and top5 is not None:
+                five = "✓" if m["recall"] >= top5 and m["chunks_kept"] <= 5 else "✗"
+                ten = "✓" if m["recall"] >= top10 and m["chunks_kept"] <= 7 else "✗"
+                goals = f"{five} / {ten}"
+            wtl = m.get("vs_same_size_topk")
+            rows.append([name, method, m.get("model") or "–", m["queries"], m["recall"], f"{m['chunks_kept']:.2f}",
+                         m.get("max_chunks_kept"), top5, top10, m.get("same_size_topk_recall"),
+                         f"{wtl['wins']}/{wtl['ties']}/{wtl['losses']}" if wtl else "–", goals])
+    header = ["dataset", "method", "rationale model", "queries", "recall", "chunks kept", "max kept",
+              "top-5 recall (same q)", "top-10 recall (same q)", "top-k same size", "W/T/L vs top-k same size",
+              "≥ top-5 at ≤ 5 / ≥ top-10 at ≤ 7"]
+    return (f"**Evidence selection**: recall of gold chunks and chunks kept per query ({_commands(doc)})\n\n"
+            + _table(header, rows))
 
 
 def ragas_parity(doc: dict[str, Any]) -> str:

@@ -4,6 +4,13 @@ The default is METEORA's rule (ALGORITHMS.md §1.4): the first gap between conse
 scores whose z-score exceeds a threshold marks the elbow; if no gap stands out, the largest
 second difference does. Kneedle (through ``kneed``), the largest gap, the point farthest from
 the chord, and a plain score threshold are the alternatives. Every result says why it cut there.
+
+``guarded_cutoff`` is the recall guard on top of any of them. The first gap of a sorted score
+list is nearly always its largest (the top of a sample spreads out), so an elbow rule alone
+often keeps one chunk of thirty and loses evidence a plain top-k would have kept. The guard
+trusts an elbow only when its knee is pronounced (the gap is a large share of the whole score
+range); otherwise it keeps a budgeted top-k. Either way the count stays within
+[``min_keep``, ``budget``], so it never keeps fewer than the floor nor more than the budget.
 """
 
 from __future__ import annotations
@@ -21,14 +28,26 @@ _FLAT = 1e-9
 METHODS: tuple[str, ...] = ("zscore_gap", "kneedle", "max_gap", "chord_distance", "threshold", "none")
 
 
+ELBOW_METHODS: tuple[str, ...] = ("zscore_gap", "kneedle", "max_gap", "chord_distance")
+
+
 class CutoffResult(BaseModel):
-    """Keep the ``keep`` best-scored items; ``elbow_index`` is the last kept position before bounds."""
+    """Keep the ``keep`` best-scored items; ``elbow_index`` is the last kept position before bounds.
+
+    The guard's fields are set by ``guarded_cutoff`` only: ``elbow_keep`` is what the elbow alone
+    would keep, ``prominence`` its gap as a share of the score range, ``trusted`` whether the
+    guard followed it, ``budget`` the most it allows.
+    """
 
     keep: int
     n: int
     elbow_index: int | None
     method: str
     reason: str
+    elbow_keep: int | None = None
+    prominence: float | None = None
+    trusted: bool | None = None
+    budget: int | None = None
 
 
 def _zscore_gap(s: np.ndarray, z_threshold: float) -> tuple[int, str]:
@@ -127,3 +146,68 @@ def apply_cutoff(
         reason += f"; lowered to max_keep={max_keep}"
         keep = upper
     return CutoffResult(keep=keep, n=n, elbow_index=elbow, method=method, reason=reason)
+
+
+def knee_prominence(scores: Sequence[float], elbow_index: int | None) -> float | None:
+    """The gap right after ``elbow_index`` as a share of the score range (0 = no knee, 1 = a cliff).
+
+    ``None`` when the elbow keeps everything (no gap after it) or the scores are all equal.
+    """
+    s = np.sort(np.asarray(scores, dtype=float))[::-1]
+    if elbow_index is None or elbow_index + 1 >= len(s):
+        return None
+    span = float(s[0] - s[-1])
+    if span <= _FLAT * max(1.0, float(np.abs(s).max())):
+        return None
+    return float(s[elbow_index] - s[elbow_index + 1]) / span
+
+
+def guarded_cutoff(
+    scores: Sequence[float],
+    method: str = "zscore_gap",
+    *,
+    budget: int = 5,
+    min_keep: int = 2,
+    knee_prominence_min: float = 0.8,
+    z_threshold: float = 1.0,
+    threshold: float | None = None,
+) -> CutoffResult:
+    """How many to keep when recall matters: the elbow if its knee is pronounced, else ``budget``.
+
+    An explicit ``threshold`` (or ``none``) is the user's own rule and is followed as is; the
+    four elbow methods must show a knee whose gap is at least ``knee_prominence_min`` of the
+    score range. The result always lies in [min(``min_keep``, n), min(``budget``, n)].
+    """
+    if budget < 1 or min_keep < 0 or min_keep > budget:
+        raise ConfigError(f"recall guard bounds are inconsistent: min_keep={min_keep}, budget={budget}")
+    if not 0.0 <= knee_prominence_min <= 1.0:
+        raise ConfigError(f"knee_prominence must lie in [0, 1], got {knee_prominence_min}")
+    elbow = apply_cutoff(scores, method, min_keep=0, z_threshold=z_threshold, threshold=threshold)
+    n = elbow.n
+    upper, lower = min(budget, n), min(min_keep, n)
+    if n == 0:
+        return elbow.model_copy(update={"budget": budget})
+    prominence = knee_prominence(scores, elbow.elbow_index) if method in ELBOW_METHODS else None
+    if method not in ELBOW_METHODS:
+        trusted, keep = True, elbow.keep
+        why = f"{elbow.reason}; an explicit rule, followed"
+    elif n <= 2:
+        trusted, keep = True, elbow.keep
+        why = elbow.reason
+    elif prominence is not None and prominence >= knee_prominence_min:
+        trusted, keep = True, elbow.keep
+        why = f"{elbow.reason}; pronounced knee (gap {prominence:.0%} of the score range), trusted"
+    else:
+        trusted, keep = False, upper
+        shown = "no gap after it" if prominence is None else f"gap {prominence:.0%} of the score range"
+        why = (f"{elbow.reason}, but that knee is not pronounced ({shown} < {knee_prominence_min:.0%}): "
+               f"kept the top {upper} (budget)")
+    if keep > upper:
+        why += f"; lowered to the budget of {budget}"
+        keep = upper
+    elif keep < lower:
+        why += f"; raised to min_keep={min_keep}"
+        keep = lower
+    return CutoffResult(keep=keep, n=n, elbow_index=elbow.elbow_index, method=method, reason=why,
+                        elbow_keep=elbow.keep, prominence=None if prominence is None else round(prominence, 4),
+                        trusted=trusted, budget=budget)

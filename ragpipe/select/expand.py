@@ -6,6 +6,9 @@ another document. An added neighbour gets its parent's score minus ``epsilon`` p
 distance, so it ranks right after the chunk that pulled it in and never above a selected chunk
 with a higher score; it carries ``stage_scores["expanded"] = 1.0`` and
 ``chunk.metadata["expanded_from"] = <parent id>`` so readers can tell it was not selected.
+
+``limit`` caps how many neighbours are added, so a caller with a chunk budget can count them in
+it: the best-scored parents' neighbours come first, and the trace says how many did not fit.
 """
 
 from __future__ import annotations
@@ -29,11 +32,16 @@ def expand_neighbours(
     window: int = 1,
     epsilon: float = EPSILON,
     node: str = "expand",
+    limit: int | None = None,
 ) -> tuple[list[ScoredChunk], list[TraceEvent]]:
-    """``selected`` followed by their unseen store neighbours; never raises for store trouble."""
+    """``selected`` followed by (at most ``limit`` of) their unseen store neighbours; never raises
+    for store trouble."""
     selected = list(selected)
     if window <= 0 or not selected:
         return selected, []
+    if limit is not None and limit <= 0:
+        return selected, [TraceEvent(node=node, kind="expansion", message="context expansion skipped: the chunk "
+                                     "budget is already full", data={"added": [], "window": window})]
     if store is None or not callable(getattr(store, "neighbours", None)):
         return selected, [TraceEvent(node=node, kind="info", message="context expansion skipped: no chunk store")]
     seen = {c.id for c in selected}
@@ -55,14 +63,15 @@ def expand_neighbours(
                     stage_ranks=dict(parent.stage_ranks),
                 )
             )
-    trace = [
-        TraceEvent(
-            node=node,
-            kind="expansion",
-            message=f"added {len(added)} neighbouring chunk(s) (window ±{window})",
-            data={"added": [c.id for c in added], "window": window},
-        )
-    ]
+    left_out = 0
+    if limit is not None and len(added) > limit:
+        left_out, added = len(added) - limit, added[:limit]
+    message = f"added {len(added)} neighbouring chunk(s) (window ±{window})"
+    data: dict[str, Any] = {"added": [c.id for c in added], "window": window}
+    if limit is not None:
+        message += f"; {left_out} more did not fit the chunk budget" if left_out else ""
+        data.update(limit=limit, left_out_for_budget=left_out)
+    trace = [TraceEvent(node=node, kind="expansion", message=message, data=data)]
     if failures:
         trace.append(TraceEvent(node=node, kind="fallback", message="some neighbours could not be fetched",
                                 data={"failures": failures}))

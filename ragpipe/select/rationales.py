@@ -146,6 +146,16 @@ def parse_rationales(text: str, *, limit: int | None = None) -> RationaleParse:
     return RationaleParse(kept, method if kept else "none", dropped)
 
 
+def _ends_the_reply(text: str, reply: str) -> bool:
+    """Whether ``text`` (a parsed rationale) runs to the end of a cut ``reply``, so it may be cut too.
+
+    Only markup may follow it; a rationale followed by more words (the start of the next one) is whole.
+    """
+    words = text.split()[-3:]
+    tail = re.search(r"\W*".join(re.escape(w) for w in words) + r"(.*)\Z", reply, re.DOTALL) if words else None
+    return tail is None or not re.search(r"[^\W_]{2,}", tail.group(1))
+
+
 def question_rationale(question: str) -> Rationale:
     """The fallback rationale: the question itself, with no flag rule."""
     return Rationale(index=1, text=question.strip(), label="question")
@@ -185,11 +195,16 @@ async def generate_rationales(
     )
     parse = parse_rationales(completion.text, limit=num_rationales)
     rationales = parse.rationales
-    if completion.truncated and len(rationales) > 1:
+    if completion.truncated and len(rationales) > 1 and _ends_the_reply(rationales[-1].text, completion.text):
         rationales = rationales[:-1]
         trace.append(
             TraceEvent(node=node, kind="truncation", message="reply hit max_tokens; dropped the last, "
                        "possibly cut, rationale", data={"kept": len(rationales)})
+        )
+    elif completion.truncated:
+        trace.append(
+            TraceEvent(node=node, kind="truncation", message="reply hit max_tokens after the last whole rationale; "
+                       "kept them all", data={"kept": len(rationales)})
         )
     if parse.method not in ("json:strict", "none"):
         trace.append(

@@ -123,3 +123,20 @@ async def test_truncated_reply_drops_the_cut_rationale_and_says_so() -> None:
     assert [r.text for r in out.rationales] == ["Find the housing report by the think tank"]
     assert any(e.kind == "truncation" for e in out.trace)
     assert any(e.kind == "repair" and e.data["method"] == "numbered" for e in out.trace)
+
+
+async def test_short_prompt_asks_for_one_sentence_facets_within_a_small_budget() -> None:
+    """rationale.short: no flag instructions asked for, 256 output tokens; a reply that runs out of
+    tokens in the middle of a third object keeps the two whole facets before the cut."""
+    cut = truncated_reply('{"rationales": [{"label": "magazine", "text": "founding year of Arthur\'s Magazine"}, '
+                          '{"label": "other", "text": "founding year of First for Women"}, {"label": "x", "te')
+    llm = ScriptedLLM([cut])
+    out = await generate_rationales("Which magazine was started first, Arthur's Magazine or First for Women?",
+                                    RunContext(llm=llm), num_rationales=4, prompt="rationale.short")
+    request = llm.requests[0]
+    assert request.max_tokens == 256
+    assert "4 distinct search rationales" in request.messages[-1].content
+    assert "flag_instructions" not in request.messages[-1].content
+    assert [r.text for r in out.rationales] == ["founding year of Arthur's Magazine",
+                                                "founding year of First for Women"]
+    assert not out.fallback and any(e.kind == "truncation" and "kept them all" in e.message for e in out.trace)
