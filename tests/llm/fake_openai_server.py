@@ -71,7 +71,7 @@ class FakeOpenAIServer:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 server.requests.append(body)
-                server.headers.append(dict(self.headers.items()))
+                server.headers.append({k.lower(): v for k, v in self.headers.items()})
                 server.paths.append(self.path)
                 action = server.script.popleft() if server.script else server.default
                 fast_retry = {"retry-after-ms": "10"}
