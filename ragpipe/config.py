@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -33,14 +33,16 @@ class LLMSettings(BaseModel):
     model_path: str | None = None  # GGUF file (llamacpp) or weights folder (vllm); None = packaged model
     base_url: str | None = None
     api_key_env: str | None = None
-    timeout_s: float = 120.0
-    max_retries: int = 3
-    max_concurrency: int = 4
-    context_window: int = 8192
-    n_threads: int | None = None
+    timeout_s: float = Field(120.0, gt=0, le=3600)  # one HTTP attempt
+    max_retries: int = Field(3, ge=0, le=10)
+    # All LLM calls of one question together: past it, nodes fall back instead of waiting on.
+    ask_deadline_s: float = Field(300.0, gt=0, le=86400)
+    max_concurrency: int = Field(4, ge=1, le=256)
+    context_window: int = Field(8192, ge=256, le=2_097_152)
+    n_threads: int | None = Field(None, ge=1, le=1024)
     json_mode: Literal["json_schema", "json_object", "guided_json", "none"] = "json_schema"
     logprobs: bool = True  # does the server return logprobs? (selectors fall back to text when not)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     extra_body: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -50,7 +52,7 @@ class EmbeddingSettings(BaseModel):
     device: str | None = None  # None = CUDA when present, else CPU
     # None = 16 on CPU (the fastest in eval/bench_ingest.py's sweep: less padding per batch), 64 on a GPU
     # and for the openai backend
-    batch_size: int | None = None
+    batch_size: int | None = Field(None, ge=1, le=4096)
     base_url: str | None = None
     api_key_env: str | None = None
     # Query time: "auto" embeds questions with an ONNX export of the model when one exists
@@ -63,22 +65,29 @@ class StoreSettings(BaseModel):
     kind: Literal["persistent", "http"] = "persistent"
     path: str | None = None  # None = "<docs>/.ragpipe"
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(8000, ge=1, le=65535)
     collection: str = "ragpipe"
 
 
 class ChunkSettings(BaseModel):
-    chunk_tokens: int = 200
-    overlap_tokens: int = 30
-    max_file_mb: float = 50.0
+    chunk_tokens: int = Field(200, ge=16, le=100_000)  # clamped to the embedder's window when larger
+    overlap_tokens: int = Field(30, ge=0, le=100_000)
+    max_file_mb: float = Field(50.0, gt=0, le=10_000)
     include: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _overlap_below_chunk(self) -> ChunkSettings:
+        if self.overlap_tokens >= self.chunk_tokens:
+            raise ValueError(f"overlap_tokens ({self.overlap_tokens}) must be smaller than chunk_tokens "
+                             f"({self.chunk_tokens})")
+        return self
 
 
 class RetrievalSettings(BaseModel):
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
-    top_k: int = 30
-    rrf_k: int = 60
+    top_k: int = Field(30, ge=1, le=10_000)
+    rrf_k: int = Field(60, ge=1, le=10_000)
 
 
 class CacheSettings(BaseModel):
@@ -190,7 +199,8 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         first = err.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         source = f" (config file {config_path})" if config_path else ""
-        raise ConfigError(f"setting '{field}'{source}: {first['msg']}") from None
+        got = f" (got {first['input']!r})" if first["type"] not in ("missing", "value_error") else ""
+        raise ConfigError(f"setting '{field}'{source}: {first['msg']}{got}") from None
     finally:
         _config_file.reset(t1)
         _connector_profile.reset(t2)

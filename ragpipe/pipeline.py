@@ -9,8 +9,10 @@
         print(c.n, c.source, c.start_char, c.end_char)
 
 The pipeline's components (retriever, selector, verifier, LLM, prompts) are shared and read-only;
-everything that belongs to one query (state, usage meter, trace) is created per call, so
-concurrent ``ask``/``aask`` calls are safe and each ``Answer`` reports only its own usage.
+everything that belongs to one query (state, usage meter, trace, LLM time budget) is created per
+call, so concurrent ``ask``/``aask`` calls are safe and each ``Answer`` reports only its own usage.
+Each query's LLM calls share one deadline (``llm.ask_deadline_s``): a hung server costs at most
+that long, nodes fall back once it has passed, and the answer's trace says so.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ragpipe.context import RunContext
 from ragpipe.generate.generator import AnswerEvent, Generation, TokenEvent
 from ragpipe.llm.base import LLM, run_sync
+from ragpipe.llm.deadline import DEFAULT_DEADLINE_S, CallBudget
 from ragpipe.schema import Answer
 
 if TYPE_CHECKING:
@@ -92,31 +95,48 @@ class Pipeline:
         return cls(graph, ctx, index=index, method=method)
 
     # -- queries ----------------------------------------------------------------------------
-    async def arun(self, question: str, *, filters: Any = None, top_k: int | None = None,
-                   trace: bool = False) -> RunState:
-        """Run the graph and return the final state (the ``Answer`` plus intermediate fields)."""
-        from ragpipe.graph.node import with_context
+    def new_budget(self) -> CallBudget:
+        """A fresh LLM time budget for one query, from ``llm.ask_deadline_s``."""
+        settings = self.ctx.settings
+        return CallBudget(settings.llm.ask_deadline_s if settings is not None else DEFAULT_DEADLINE_S)
+
+    def _query_context(self, trace: bool, budget: CallBudget | None, top_k: int | None) -> Any:
         from ragpipe.graph.recording import query_context
+
+        if top_k is not None and top_k < 1:
+            from ragpipe.errors import ConfigError
+
+            raise ConfigError(f"top_k must be at least 1 (got {top_k})")
+        return query_context(self.ctx, record=trace, budget=budget or self.new_budget())
+
+    async def arun(self, question: str, *, filters: Any = None, top_k: int | None = None,
+                   trace: bool = False, budget: CallBudget | None = None) -> RunState:
+        """Run the graph and return the final state (the ``Answer`` plus intermediate fields).
+
+        ``budget`` lets a caller watch the query's LLM waits (``budget.waiting()``); a fresh one
+        from the settings is used otherwise.
+        """
+        from ragpipe.graph.node import with_context
         from ragpipe.graph.state import RunState
 
-        ctx = query_context(self.ctx, record=trace)
+        ctx = self._query_context(trace, budget, top_k)
         state = RunState(question=question, filters=filters, top_k=top_k)
         final = await self.graph.ainvoke(state, with_context(None, ctx))
         return _with_recorded(final, ctx)
 
     async def aask(self, question: str, *, filters: Any = None, top_k: int | None = None,
-                   trace: bool = False) -> Answer:
+                   trace: bool = False, budget: CallBudget | None = None) -> Answer:
         """Answer ``question`` (async). ``trace=True`` keeps every prompt and raw LLM output."""
-        state = await self.arun(question, filters=filters, top_k=top_k, trace=trace)
+        state = await self.arun(question, filters=filters, top_k=top_k, trace=trace, budget=budget)
         return state.to_answer()
 
     def ask(self, question: str, *, filters: Any = None, top_k: int | None = None,
-            trace: bool = False) -> Answer:
+            trace: bool = False, budget: CallBudget | None = None) -> Answer:
         """Answer ``question`` (sync; safe to call from many threads at once)."""
-        return run_sync(lambda: self.aask(question, filters=filters, top_k=top_k, trace=trace))
+        return run_sync(lambda: self.aask(question, filters=filters, top_k=top_k, trace=trace, budget=budget))
 
     async def astream(self, question: str, *, filters: Any = None, top_k: int | None = None,
-                      trace: bool = False) -> AsyncIterator[TokenEvent | AnswerEvent]:
+                      trace: bool = False, budget: CallBudget | None = None) -> AsyncIterator[TokenEvent | AnswerEvent]:
         """Yield answer text as it is generated, then one ``AnswerEvent`` with the full ``Answer``.
 
         Token events carry raw model text; the final answer's text has validated, renumbered
@@ -124,16 +144,15 @@ class Pipeline:
         """
         from ragpipe.graph.node import with_context
         from ragpipe.graph.nodes import GenerateNode
-        from ragpipe.graph.recording import query_context
         from ragpipe.graph.state import RunState
 
         head = self._evidence_graph()
         if head is None:
-            answer = await self.aask(question, filters=filters, top_k=top_k, trace=trace)
+            answer = await self.aask(question, filters=filters, top_k=top_k, trace=trace, budget=budget)
             yield TokenEvent(answer.text)
             yield AnswerEvent(answer)
             return
-        ctx = query_context(self.ctx, record=trace)
+        ctx = self._query_context(trace, budget, top_k)
         config = with_context(None, ctx)
         state = await head.ainvoke(RunState(question=question, filters=filters, top_k=top_k), config)
         generate: GenerateNode = self.graph.nodes[-1]  # type: ignore[attr-defined]
@@ -155,12 +174,11 @@ class Pipeline:
         This is what the LangChain and LlamaIndex retrievers return from a pipeline.
         """
         from ragpipe.graph.node import with_context
-        from ragpipe.graph.recording import query_context
         from ragpipe.graph.state import RunState
 
         head = self._evidence_graph() or self.graph
         state = RunState(question=question, filters=filters, top_k=top_k)
-        return await head.ainvoke(state, with_context(None, query_context(self.ctx)))
+        return await head.ainvoke(state, with_context(None, self._query_context(False, None, top_k)))
 
     def _evidence_graph(self) -> Node | None:
         """The graph without its final generate node (None when it does not end with one)."""
@@ -185,6 +203,14 @@ def _with_recorded(state: RunState, ctx: Any) -> RunState:
     return state.apply({"trace": recorder.events()}) if recorder is not None else state
 
 
+def not_a_folder_message(path: Path) -> str:
+    """What to say when the documents path is not a folder (it is a file, or it is missing)."""
+    if path.is_file():
+        return (f"{path} is a file; the documents must be a folder: put the file in a folder and pass "
+                f"that folder (e.g. {path.parent})")
+    return f"documents folder {path} does not exist: pass an existing folder of documents"
+
+
 def open_or_build_index(docs: str | Path, settings: Settings, *, auto_index: bool = True,
                         progress: Callable[..., Any] | None = None) -> Any:
     """Open the index of ``docs``; index the folder first when it has no index yet.
@@ -196,7 +222,7 @@ def open_or_build_index(docs: str | Path, settings: Settings, *, auto_index: boo
 
     folder = Path(docs).expanduser()
     if not folder.is_dir():
-        raise ConfigError(f"documents folder {folder} does not exist")
+        raise ConfigError(not_a_folder_message(folder))
     try:
         index = open_index(folder, settings)
         if index.store.count() > 0 or not auto_index:

@@ -3,7 +3,8 @@
 A prompt file declares its variables; loading fails if a template uses an undeclared one, and
 rendering fails if a declared one is missing (or an unknown one is passed). Evidence text is
 always rendered through the ``data`` filter, which wraps it in delimiters and neutralises any
-look-alike delimiter inside the document, so a document cannot close its own data block.
+look-alike delimiter and any chat-template control token inside the document, so a document
+can neither close its own data block nor open a turn of its own.
 
 A user can point ``prompts_dir`` at a folder of their own: a file there with the same name
 overrides the shipped one.
@@ -24,6 +25,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ragpipe.errors import PromptError
 from ragpipe.llm.base import Message
+from ragpipe.llm.special_tokens import neutralise_special_tokens
 from ragpipe.resources import data_dir
 
 DATA_TAG = "data"
@@ -31,8 +33,9 @@ _LOOKALIKE = re.compile(r"<\s*(/?)\s*(data|evidence|document|passage)\b", re.IGN
 
 
 def escape_data(text: str) -> str:
-    """Neutralise delimiter look-alikes so document text cannot end or fake a data block."""
-    return _LOOKALIKE.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}", text)
+    """Neutralise delimiter look-alikes and control-token strings: document text cannot end or fake
+    a data block, nor become a special token of the model's chat template."""
+    return _LOOKALIKE.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}", neutralise_special_tokens(text))
 
 
 def as_data(text: Any, ident: Any = None) -> str:

@@ -1,6 +1,8 @@
 """The ``ragpipe`` command line. Each command lives in its own module and registers on ``app``.
 
 Errors a user can act on (``RagpipeError``) print one line and exit non-zero; no tracebacks.
+The line is printed through the terminal sanitiser (a file name in it cannot inject escapes or
+break the line), and every log record is redacted of credentials.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 import typer
 
 from ragpipe import __version__
-from ragpipe.errors import RagpipeError
+from ragpipe.errors import RagpipeError, install_log_redaction
 
 app = typer.Typer(
     name="ragpipe",
@@ -49,10 +51,13 @@ def _register_commands() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ragpipe`` script."""
     _register_commands()
+    install_log_redaction()
     try:
         result = app(args=argv, standalone_mode=False)
     except RagpipeError as err:
-        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+        from ragpipe.cli.terminal import printable
+
+        typer.secho(f"error: {printable(err, one_line=True)}", err=True, fg=typer.colors.RED)
         return err.exit_code
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)

@@ -1,9 +1,13 @@
 """``ragpipe ask "question" --docs DIR``: index on first use, answer with numbered citations.
 
 Prints the answer, its citations and an evidence table (or, with ``--json``, one JSON document
-with ``answer``, ``citations``, ``evidence``, ``dropped``, ``usage`` and ``timings``). Progress
-and errors go to stderr, so ``--json`` output stays machine-readable. Any failure ends with one
-line and a non-zero exit code; set ``RAGPIPE_DEBUG=1`` to see the traceback of an unexpected one.
+with ``answer``, ``citations``, ``evidence``, ``dropped``, ``fallbacks``, ``usage`` and
+``timings``). When a node fell back (an LLM call failed, timed out or answered garbage) a line
+says so, as does a line for an answer that cites no evidence. Progress, a status line while the
+LLM is slow, and errors go to stderr, so ``--json`` output stays machine-readable. Any failure
+ends with one line on stderr and a non-zero exit code (with ``--json``, also a JSON error document
+on stdout); set ``RAGPIPE_DEBUG=1`` to see the traceback of an unexpected one. Everything taken
+from documents or file names is printed through ``printable``.
 """
 
 from __future__ import annotations
@@ -11,14 +15,21 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from ragpipe.cli import app
-from ragpipe.errors import ConfigError, RagpipeError
-from ragpipe.schema import Answer, ScoredChunk, Verdict
+from ragpipe.cli.terminal import markup_safe, printable
+from ragpipe.errors import ConfigError, RagpipeError, redact, redact_data
+from ragpipe.schema import Answer, ScoredChunk, TraceEvent, Verdict
+
+# Trace events that mean a node did not do its job as asked and used a fallback instead.
+FALLBACK_KINDS = ("fallback", "llm_error")
+STATUS_AFTER_S = 2.0  # a call waits this long before a terminal shows the status line
+STATUS_EVERY_S = 30.0  # without a terminal: one status line this often while waiting
 
 
 class UnexpectedError(RagpipeError):
@@ -45,6 +56,16 @@ def _evidence_row(item: ScoredChunk, verdicts: dict[str, Verdict]) -> dict[str, 
     }
 
 
+def fallbacks(answer: Answer) -> list[dict[str, str]]:
+    """Every time a node fell back, as ``{"node", "reason"}`` in the order it happened."""
+    return [{"node": e.node, "reason": redact(e.message)} for e in answer.trace if e.kind in FALLBACK_KINDS]
+
+
+def uncited(answer: Answer) -> bool:
+    """True for an answer that cites none of the evidence (a refusal, a guess, broken output)."""
+    return not answer.abstained and not answer.citations
+
+
 def answer_to_json(answer: Answer, *, method: str, include_trace: bool = False) -> dict[str, Any]:
     """The machine-readable form of ``ragpipe ask --json`` (keys are a stable contract)."""
     verdicts = {v.chunk_id: v for v in answer.verdicts}
@@ -53,11 +74,13 @@ def answer_to_json(answer: Answer, *, method: str, include_trace: bool = False) 
         "method": method,
         "answer": answer.text,
         "abstained": answer.abstained,
+        "uncited": uncited(answer),
         "citations": [c.model_dump() for c in answer.citations],
         "evidence": [_evidence_row(e, verdicts) for e in answer.evidence],
         "dropped": [
             {**_evidence_row(d.chunk, verdicts), "reason": d.reason, "flags": list(d.flags)} for d in answer.dropped
         ],
+        "fallbacks": fallbacks(answer),
         "usage": {
             "total": answer.usage.model_dump(),
             "by_node": {node: usage.model_dump() for node, usage in answer.usage_by_node.items()},
@@ -65,8 +88,13 @@ def answer_to_json(answer: Answer, *, method: str, include_trace: bool = False) 
         "timings": answer.timings,
     }
     if include_trace:
-        doc["trace"] = [event.model_dump() for event in answer.trace]
+        doc["trace"] = [redact_data(event.model_dump()) for event in answer.trace]
     return doc
+
+
+def error_to_json(err: RagpipeError) -> dict[str, Any]:
+    """The JSON document ``ragpipe ask --json`` prints on stdout when the question fails."""
+    return {"error": {"type": type(err).__name__, "message": str(err), "exit_code": err.exit_code}}
 
 
 def _snippet(text: str, width: int = 160) -> str:
@@ -74,17 +102,32 @@ def _snippet(text: str, width: int = 160) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
+def fallback_lines(answer: Answer) -> list[str]:
+    """One line per node that fell back (its first reason, and how many more times it did)."""
+    by_node: dict[str, list[str]] = {}
+    for item in fallbacks(answer):
+        by_node.setdefault(item["node"], []).append(item["reason"])
+    lines = []
+    for node, reasons in by_node.items():
+        more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+        lines.append(f"fallback: {node}: {reasons[0]}{more}")
+    if uncited(answer):
+        lines.append("warning: the answer cites none of the evidence; it may not come from the documents")
+    return lines
+
+
 def print_answer(answer: Answer, *, console: Any, show_trace: bool = False) -> None:
-    """Answer, numbered citations, evidence and dropped tables, usage line (and the trace)."""
-    from rich.markup import escape
+    """Answer, fallback notes, numbered citations, evidence and dropped tables, usage line (and the trace)."""
     from rich.table import Table
 
-    console.print(f"[bold]{escape(answer.text)}[/bold]")
+    console.print(f"[bold]{markup_safe(answer.text)}[/bold]")
+    for line in fallback_lines(answer):
+        console.print(f"[yellow]{markup_safe(line, one_line=True)}[/yellow]")
     if answer.citations:
         console.print()
         for c in answer.citations:
             span = f" chars {c.start_char}-{c.end_char}" if c.start_char is not None else ""
-            console.print(f"  [{c.n}] {escape(c.source)} #{c.position}{span}")
+            console.print(f"  \\[{c.n}] {markup_safe(c.source, one_line=True)} #{c.position}{span}")
     cited = {c.chunk_id: c.n for c in answer.citations}
     verdicts = {v.chunk_id: v for v in answer.verdicts}
     if answer.evidence:
@@ -95,12 +138,12 @@ def print_answer(answer: Answer, *, console: Any, show_trace: bool = False) -> N
         for item in answer.evidence:
             v = verdicts.get(item.id)
             table.add_row(
-                f"[{cited[item.id]}]" if item.id in cited else "",
-                escape(item.chunk.source),
+                f"\\[{cited[item.id]}]" if item.id in cited else "",
+                markup_safe(item.chunk.source, one_line=True),
                 str(item.chunk.position),
                 f"{item.score:.3f}",
                 "kept" if v is None or v.keep else "dropped",
-                escape(_snippet(item.chunk.text)),
+                markup_safe(_snippet(item.chunk.text), one_line=True),
             )
         console.print(table)
     if answer.dropped:
@@ -108,25 +151,27 @@ def print_answer(answer: Answer, *, console: Any, show_trace: bool = False) -> N
         for col in ("source", "pos", "reason"):
             table.add_column(col)
         for d in answer.dropped:
-            table.add_row(escape(d.chunk.chunk.source), str(d.chunk.chunk.position), escape(d.reason))
+            table.add_row(markup_safe(d.chunk.chunk.source, one_line=True), str(d.chunk.chunk.position),
+                          markup_safe(d.reason, one_line=True))
         console.print(table)
     u = answer.usage
     total_s = sum(answer.timings.values())
     console.print(
         f"[dim]{u.calls} LLM call(s), {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, "
         f"{total_s:.2f} s ("
-        + ", ".join(f"{node} {secs:.2f}" for node, secs in answer.timings.items())
+        + ", ".join(f"{markup_safe(node)} {secs:.2f}" for node, secs in answer.timings.items())
         + ")[/dim]"
     )
     if show_trace:
         console.rule("trace")
         for event in answer.trace:
-            console.print(f"[cyan]{escape(event.node)}[/cyan] {event.kind}: {escape(event.message)}")
+            console.print(f"[cyan]{markup_safe(event.node)}[/cyan] {markup_safe(event.kind)}: "
+                          f"{markup_safe(redact(event.message))}")
             if event.kind == "llm_call":
                 for m in event.data.get("messages", []):
-                    console.print(f"  [magenta]{m['role']}[/magenta]: {escape(m['content'])}")
+                    console.print(f"  [magenta]{markup_safe(m['role'])}[/magenta]: {markup_safe(redact(m['content']))}")
                 if "raw" in event.data:
-                    console.print(f"  [green]output[/green]: {escape(str(event.data['raw']))}")
+                    console.print(f"  [green]output[/green]: {markup_safe(redact(str(event.data['raw'])))}")
 
 
 def _stderr_console() -> Any:
@@ -141,10 +186,12 @@ def _has_documents(folder: Path) -> bool:
 
 
 def check_folder(docs: Path) -> Path:
-    """The documents folder, or a one-line error when it is missing or empty."""
+    """The documents folder, or a one-line error when it is a file, missing or empty."""
+    from ragpipe.pipeline import not_a_folder_message
+
     folder = docs.expanduser()
     if not folder.is_dir():
-        raise ConfigError(f"documents folder {folder} does not exist")
+        raise ConfigError(not_a_folder_message(folder))
     if not _has_documents(folder):
         raise ConfigError(f"no documents in {folder}: add text, Markdown, HTML, PDF or DOCX files")
     return folder
@@ -169,7 +216,7 @@ def _retrieve_only(question: str, index: Any, settings: Any, top_k: int | None) 
 
     hits = Retriever(index.store, index.embedder, settings.retrieval).retrieve(question, k=top_k)
     for hit in hits:
-        typer.echo(f"{hit.rank}\t{hit.score:.4f}\t{hit.chunk.source}#{hit.chunk.position}")
+        typer.echo(f"{hit.rank}\t{hit.score:.4f}\t{printable(hit.chunk.source, one_line=True)}#{hit.chunk.position}")
 
 
 @app.command()
@@ -188,12 +235,78 @@ def ask(
     """Answer a question from a folder of documents, with numbered citations and an evidence table."""
     try:
         _ask(question, docs, method, no_verify, connector, top_k, as_json, trace, config, retrieve_only)
-    except (RagpipeError, typer.Exit, KeyboardInterrupt, BrokenPipeError):
+    except (typer.Exit, KeyboardInterrupt, BrokenPipeError):
+        raise
+    except RagpipeError as err:
+        _json_error(err, as_json)
         raise
     except Exception as err:  # keep the one-line contract for anything unanticipated
         if os.environ.get("RAGPIPE_DEBUG"):
             raise
-        raise UnexpectedError(f"{type(err).__name__}: {err} (set RAGPIPE_DEBUG=1 for the traceback)") from err
+        unexpected = UnexpectedError(f"{type(err).__name__}: {err} (set RAGPIPE_DEBUG=1 for the traceback)")
+        _json_error(unexpected, as_json)
+        raise unexpected from err
+
+
+def _json_error(err: RagpipeError, as_json: bool) -> None:
+    """With ``--json`` a failed question still prints one JSON document on stdout."""
+    if as_json:
+        json.dump(error_to_json(err), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+
+
+class StatusLine:
+    """A line on stderr while the LLM is slow: rewritten in place on a terminal, periodic otherwise."""
+
+    def __init__(self, budget: Any, stream: Any = None) -> None:
+        self.budget = budget
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="ragpipe-status", daemon=True)
+        self._shown = False
+
+    def __enter__(self) -> StatusLine:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        if self._shown and self.tty:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+    def text(self) -> str | None:
+        waiting = self.budget.waiting()
+        if waiting is None:
+            return None
+        calls = f", {waiting.calls} calls in flight" if waiting.calls > 1 else ""
+        left = f"; gives up in {waiting.remaining_s:.0f} s" if waiting.remaining_s is not None else ""
+        return f"waiting for the LLM ({printable(waiting.node, one_line=True)}): {waiting.seconds:.0f} s{calls}{left}"
+
+    def _loop(self) -> None:
+        last_line = 0.0
+        waited = 0.0
+        tick = 0.5 if self.tty else min(1.0, STATUS_EVERY_S)
+        while not self._stop.wait(tick):
+            waiting = self.budget.waiting()
+            if waiting is None:
+                continue
+            waited += tick
+            text = self.text()
+            if text is None:
+                continue
+            if self.tty and waiting.seconds >= STATUS_AFTER_S:
+                self.stream.write("\r\x1b[K" + text)
+                self._shown = True
+            elif not self.tty and waited - last_line >= STATUS_EVERY_S:
+                self.stream.write(text + "\n")
+                last_line = waited
+            else:
+                continue
+            self.stream.flush()
 
 
 def _ask(question: str, docs: Path, method: str | None, no_verify: bool, connector: str | None, top_k: int | None,
@@ -219,7 +332,9 @@ def _ask(question: str, docs: Path, method: str | None, no_verify: bool, connect
     from ragpipe.pipeline import Pipeline
 
     pipe = Pipeline.from_settings(index=index, settings=settings)
-    answer = pipe.ask(question, trace=trace)
+    budget = pipe.new_budget()
+    with StatusLine(budget):
+        answer = pipe.ask(question, trace=trace, budget=budget)
     if as_json:
         json.dump(answer_to_json(answer, method=pipe.method, include_trace=trace), sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import typer
 
 from ragpipe.cli import app
+from ragpipe.cli.terminal import printable
 from ragpipe.errors import RagpipeError
 
 OPTIONAL = {
@@ -155,6 +156,6 @@ def doctor(
         marks = {"ok": "ok  ", "missing": "MISS", "warn": "warn"}
         width = max(len(c["name"]) for c in checks)
         for c in checks:
-            typer.echo(f"[{marks[c['status']]}] {c['name']:<{width}}  {c['detail']}")
+            typer.echo(f"[{marks[c['status']]}] {c['name']:<{width}}  {printable(c['detail'], one_line=True)}")
     core_missing = [c for c in checks if c["status"] == "missing" and c["name"] not in {d for d, _, _ in OPTIONAL.values()}]
     raise typer.Exit(1 if core_missing else 0)

@@ -17,6 +17,7 @@ from typing import Any
 import typer
 
 from ragpipe.cli import app
+from ragpipe.cli.terminal import printable
 
 
 def _token_counter(settings: Any) -> tuple[Callable[[str], int], str]:
@@ -69,7 +70,7 @@ def eval_command(
         if json_out:
             typer.echo(json.dumps(estimate, indent=1))
             return
-        typer.echo(f"{cfg.name}: {estimate['queries']} queries, counted with the {how}")
+        typer.echo(f"{printable(cfg.name, one_line=True)}: {estimate['queries']} queries, counted with the {how}")
         for name, totals in {**estimate["variants"], "judge": estimate["judge"]}.items():
             typer.echo(f"  {name:<24} calls {totals['calls']:>7.0f}  prompt tokens {totals['prompt_tokens']:>10.0f}"
                        f"  completion tokens <= {totals['max_completion_tokens']:>9.0f}")
@@ -82,5 +83,5 @@ def eval_command(
     if json_out:
         typer.echo(json.dumps(report["aggregates"], indent=1, default=str))
     else:
-        typer.echo((cfg.out_dir() / "summary.md").read_text(encoding="utf-8"))
-        typer.echo(f"reports in {cfg.out_dir()}")
+        typer.echo(printable((cfg.out_dir() / "summary.md").read_text(encoding="utf-8")))
+        typer.echo(f"reports in {printable(cfg.out_dir(), one_line=True)}")

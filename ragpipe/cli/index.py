@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ragpipe.cli import app
+from ragpipe.cli.terminal import markup_safe
 
 
 def _progress_renderer(console):  # noqa: ANN001, ANN202 - rich types imported lazily
@@ -51,7 +52,7 @@ def _progress_renderer(console):  # noqa: ANN001, ANN202 - rich types imported l
 def _summary(report, console) -> None:  # noqa: ANN001
     prefix = "dry run, nothing written: " if report.dry_run else ""
     console.print(
-        f"{prefix}[bold]{report.index_dir}[/]: added {len(report.added)}, updated {len(report.updated)}, "
+        f"{prefix}[bold]{markup_safe(report.index_dir, one_line=True)}[/]: added {len(report.added)}, updated {len(report.updated)}, "
         f"removed {len(report.removed)}, unchanged {report.unchanged}, skipped {len(report.skipped)} files"
     )
     if not report.dry_run:
@@ -61,11 +62,12 @@ def _summary(report, console) -> None:  # noqa: ANN001
             + f"; embedded {report.embedded} at {report.embeddings_per_s:.1f}/s; {report.seconds:.1f} s"
         )
     for skipped in report.skipped:
-        console.print(f"  [yellow]skipped[/] {skipped.path}: {skipped.reason}")
+        console.print(f"  [yellow]skipped[/] {markup_safe(skipped.path, one_line=True)}: "
+                      f"{markup_safe(skipped.reason, one_line=True)}")
     if report.unsupported:
         console.print(f"  ({report.unsupported} files of unsupported types ignored)")
     for event in report.trace:
-        console.print(f"  [dim]{event.kind}[/]: {event.message}")
+        console.print(f"  [dim]{markup_safe(event.kind)}[/]: {markup_safe(event.message, one_line=True)}")
 
 
 @app.command()

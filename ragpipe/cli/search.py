@@ -15,6 +15,7 @@ from typing import Any
 import typer
 
 from ragpipe.cli import app
+from ragpipe.cli.terminal import markup_safe
 from ragpipe.errors import ConfigError, StoreError
 from ragpipe.schema import ScoredChunk
 
@@ -42,13 +43,12 @@ def _snippet(text: str, width: int = 120) -> str:
 
 
 def print_hits(query: str, mode: str, hits: list[ScoredChunk], console: Any) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     if not hits:
-        console.print(f"no results for {query!r} ({mode})")
+        console.print(f"no results for {markup_safe(repr(query))} ({mode})")
         return
-    table = Table(title=f"{mode} results for {escape(repr(query))}", expand=True)
+    table = Table(title=f"{mode} results for {markup_safe(repr(query))}", expand=True)
     for col, justify in (("#", "right"), ("score", "right"), ("dense", "right"), ("bm25", "right"), ("source", "left")):
         table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     table.add_column("text", overflow="fold")
@@ -58,8 +58,8 @@ def print_hits(query: str, mode: str, hits: list[ScoredChunk], console: Any) -> 
             f"{hit.score:.4f}",
             str(hit.stage_ranks.get("dense", "-")),
             str(hit.stage_ranks.get("bm25", "-")),
-            escape(f"{hit.chunk.source}#{hit.chunk.position}"),
-            escape(_snippet(hit.chunk.text)),
+            markup_safe(f"{hit.chunk.source}#{hit.chunk.position}", one_line=True),
+            markup_safe(_snippet(hit.chunk.text), one_line=True),
         )
     console.print(table)
 

@@ -1,8 +1,11 @@
-"""Per-query contexts: a fresh usage meter for every query, and optional prompt/output recording.
+"""Per-query contexts: a fresh usage meter for every query, its LLM time budget, and optional
+prompt/output recording.
 
 A pipeline's ``RunContext`` is shared by all queries; ``query_context`` derives a private copy
-so usage adds up per answer, and with ``record=True`` every prompt and raw LLM output is kept
-as an ``llm_call`` trace event (what ``ragpipe ask --trace`` prints).
+so usage adds up per answer, every LLM call of the query goes through the query's
+``CallBudget`` (deadline and per-node breaker) when one is given, and with ``record=True`` every
+prompt and raw LLM output is kept as an ``llm_call`` trace event (what ``ragpipe ask --trace``
+prints).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from ragpipe.context import RunContext
+from ragpipe.errors import redact
 from ragpipe.llm.base import LLM, ChatRequest, Completion
+from ragpipe.llm.deadline import Budgeted, CallBudget
 from ragpipe.llm.wrappers import UsageMeter, Wrapper
 from ragpipe.schema import TraceEvent
 
@@ -60,8 +65,8 @@ class Recording(Wrapper):
         try:
             completion = await self.inner.complete(request)  # type: ignore[attr-defined]
         except Exception as err:
-            self.recorder.add(TraceEvent(node=self.node, kind="llm_call", message=f"failed: {err}",
-                                         data={"messages": messages, "error": repr(err)}))
+            self.recorder.add(TraceEvent(node=self.node, kind="llm_call", message=redact(f"failed: {err}"),
+                                         data={"messages": messages, "error": redact(repr(err))}))
             raise
         self.recorder.add(
             TraceEvent(
@@ -77,16 +82,19 @@ class Recording(Wrapper):
 
 @dataclass
 class QueryContext(RunContext):
-    """A ``RunContext`` for one query: own meter, optional recorder."""
+    """A ``RunContext`` for one query: own meter, optional recorder and LLM time budget."""
 
     recorder: Recorder | None = field(default=None)
+    budget: CallBudget | None = field(default=None)
 
     def llm_for(self, node: str) -> LLM:
         llm = super().llm_for(node)
-        return Recording(llm, self.recorder, node) if self.recorder is not None else llm
+        if self.recorder is not None:
+            llm = Recording(llm, self.recorder, node)
+        return Budgeted(llm, self.budget, node) if self.budget is not None else llm
 
 
-def query_context(base: RunContext, *, record: bool = False) -> QueryContext:
-    """A copy of ``base`` that shares its components but has its own meter (and recorder)."""
+def query_context(base: RunContext, *, record: bool = False, budget: CallBudget | None = None) -> QueryContext:
+    """A copy of ``base`` that shares its components but has its own meter (recorder, budget)."""
     shared = {f.name: getattr(base, f.name) for f in dataclasses.fields(RunContext) if f.name != "meter"}
-    return QueryContext(**shared, meter=UsageMeter(), recorder=Recorder() if record else None)
+    return QueryContext(**shared, meter=UsageMeter(), recorder=Recorder() if record else None, budget=budget)

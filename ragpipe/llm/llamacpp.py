@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from ragpipe.errors import ContextOverflow, LLMUnavailable, MissingExtraError
+from ragpipe.errors import ContextOverflow, LLMTimeout, LLMUnavailable, MissingExtraError
 from ragpipe.llm.base import BaseLLM, Capabilities, ChatRequest, Completion, TokenLogprob, TopLogprob
+from ragpipe.llm.special_tokens import neutralise_special_tokens
 from ragpipe.schema import Usage
 
 MAX_TOP_LOGPROBS = 20
@@ -33,6 +34,20 @@ def _import_llama_cpp() -> Any:
     except ImportError as err:
         raise MissingExtraError("llama-cpp-python", "local", "the embedded llama.cpp backend") from err
     return llama_cpp
+
+
+def _special_token_texts(llama: Any) -> tuple[str, ...]:
+    """The text of every control or user-defined token of the loaded vocabulary."""
+    llama_cpp = _import_llama_cpp()
+    vocab = llama._model.vocab
+    special = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+    texts = set()
+    for token in range(llama.n_vocab()):
+        if llama_cpp.llama_vocab_get_attr(vocab, token) & special:
+            text = llama._model.token_get_text(token)
+            if text.strip():
+                texts.add(text)
+    return tuple(sorted(texts))
 
 
 class LlamaCppLLM(BaseLLM):
@@ -59,6 +74,7 @@ class LlamaCppLLM(BaseLLM):
         self._llama: Any = None
         self._scorer: Any = None
         self._formatter: Any = None
+        self._special_texts: tuple[str, ...] = ()
         self._lock = threading.Lock()
         self._scorer_lock = threading.Lock()
 
@@ -94,6 +110,7 @@ class LlamaCppLLM(BaseLLM):
                 eos_token=llama._model.token_get_text(eos) if eos != -1 else "",
                 bos_token=llama._model.token_get_text(bos) if bos != -1 else "",
             )
+            self._special_texts = _special_token_texts(llama)
             self._llama = llama
         return self._llama
 
@@ -114,8 +131,17 @@ class LlamaCppLLM(BaseLLM):
         with self._lock:
             return self._prompt_tokens(self._ensure_loaded(), messages)
 
+    def _safe_messages(self, messages: Sequence[Any]) -> list[dict[str, str]]:
+        """Messages whose contents hold no string of this model's special tokens (nor the common ones).
+
+        The template's own markers still become control tokens when the formatted prompt is
+        tokenised with specials on; a document or question holding ``<|im_start|>`` does not.
+        """
+        return [{"role": m.role, "content": neutralise_special_tokens(m.content, self._special_texts)}
+                for m in messages]
+
     def _prompt_tokens(self, llama: Any, messages: Sequence[Any]) -> list[int]:
-        formatted = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        formatted = self._formatter(messages=self._safe_messages(messages))
         return llama.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
 
     def _piece(self, llama: Any, token: int) -> str:
@@ -123,7 +149,12 @@ class LlamaCppLLM(BaseLLM):
 
     # -- generation ------------------------------------------------------------------------
     async def complete(self, request: ChatRequest) -> Completion:
-        return await asyncio.to_thread(self._complete_blocking, request, None)
+        cancelled = threading.Event()  # set when the caller gives up (deadline): the token loop stops
+        try:
+            return await asyncio.to_thread(self._complete_blocking, request, None, cancelled)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
@@ -146,9 +177,12 @@ class LlamaCppLLM(BaseLLM):
             yield item
         await worker
 
-    def _complete_blocking(self, request: ChatRequest, emit: Any) -> Completion:
+    def _complete_blocking(self, request: ChatRequest, emit: Any, cancelled: threading.Event | None = None
+                           ) -> Completion:
         start = time.perf_counter()
         with self._lock:
+            if cancelled is not None and cancelled.is_set():
+                raise LLMTimeout("the call was abandoned before it started", attempts=0)
             llama = self._ensure_loaded()
             if request.json_schema is not None and not request.top_logprobs and emit is None:
                 return self._complete_with_grammar(llama, request, start)
@@ -157,7 +191,7 @@ class LlamaCppLLM(BaseLLM):
                 raise ContextOverflow(
                     f"prompt of {len(tokens)} tokens does not fit the {self.n_ctx}-token context of {self.model}"
                 )
-            text, generated, logprobs, finish = self._generate(llama, tokens, request, emit)
+            text, generated, logprobs, finish = self._generate(llama, tokens, request, emit, cancelled)
         return Completion(
             text=text,
             logprobs=logprobs if request.top_logprobs else None,
@@ -187,7 +221,7 @@ class LlamaCppLLM(BaseLLM):
         return np.ctypeslib.as_array(pointer, shape=(llama.n_vocab(),)).astype(np.float64)
 
     def _generate(
-        self, llama: Any, tokens: list[int], request: ChatRequest, emit: Any
+        self, llama: Any, tokens: list[int], request: ChatRequest, emit: Any, cancelled: threading.Event | None = None
     ) -> tuple[str, int, list[TokenLogprob], str]:
         llama_cpp = _import_llama_cpp()
         vocab = llama._model.vocab
@@ -199,6 +233,8 @@ class LlamaCppLLM(BaseLLM):
         logprobs: list[TokenLogprob] = []
         text, emitted, finish = "", 0, "length"
         for step in range(budget):
+            if cancelled is not None and cancelled.is_set():
+                break
             logits = self._last_logits(llama)
             shifted = logits - logits.max()
             log_probs = shifted - np.log(np.exp(shifted).sum())
@@ -238,7 +274,7 @@ class LlamaCppLLM(BaseLLM):
     def _complete_with_grammar(self, llama: Any, request: ChatRequest, start: float) -> Completion:
         """JSON-schema-constrained output through llama.cpp's grammar sampler."""
         response = llama.create_chat_completion(
-            messages=[{"role": m.role, "content": m.content} for m in request.messages],
+            messages=self._safe_messages(request.messages),
             response_format={"type": "json_object", "schema": request.json_schema},
             max_tokens=request.max_tokens,
             temperature=request.temperature,

@@ -2,14 +2,17 @@
 
 Retries with exponential backoff on 429, 5xx and connection errors are the client's own
 (``max_retries``); every call has a timeout. Failures become one-line ``ragpipe.errors`` that
-say what to do. The API key is read from the environment variable a connector names, only
-here, and never appears in a message.
+say what to do, with no parser internals. The API key is read from the environment variable a
+connector names, only here; it is registered for redaction, so it never appears in a message,
+a log or a trace, even when a server echoes it back. Message contents are sent with
+special-token strings defused, so a document cannot open a chat turn on the server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -23,6 +26,7 @@ from ragpipe.errors import (
     LLMRateLimited,
     LLMTimeout,
     LLMUnavailable,
+    register_secret,
 )
 from ragpipe.llm.base import (
     BaseLLM,
@@ -33,11 +37,13 @@ from ragpipe.llm.base import (
     TopLogprob,
     estimate_tokens,
 )
+from ragpipe.llm.special_tokens import neutralise_special_tokens
 from ragpipe.schema import Usage
 
 JsonMode = Literal["json_schema", "json_object", "guided_json", "none"]
 OPENAI_HOST = "api.openai.com"
 PLACEHOLDER_KEY = "not-needed"  # local servers ignore the key, but the client insists on one
+ENDPOINT_HINT = "check that llm.base_url points at an OpenAI-compatible /v1 endpoint"
 
 
 class OpenAICompatLLM(BaseLLM):
@@ -84,6 +90,7 @@ class OpenAICompatLLM(BaseLLM):
         if not key and OPENAI_HOST in self.base_url:
             env = self.api_key_env or "OPENAI_API_KEY"
             raise LLMAuthError(f"{self.base_url} needs an API key: set the {env} environment variable")
+        register_secret(key)
         return key or PLACEHOLDER_KEY
 
     def _client(self) -> Any:
@@ -119,7 +126,7 @@ class OpenAICompatLLM(BaseLLM):
         """The keyword arguments of ``chat.completions.create`` for ``request``."""
         kwargs: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [{"role": m.role, "content": neutralise_special_tokens(m.content)} for m in request.messages],
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
         }
@@ -157,7 +164,8 @@ class OpenAICompatLLM(BaseLLM):
             choice = response.choices[0]
             text = choice.message.content or ""
         except (AttributeError, IndexError, TypeError) as err:
-            raise LLMError(f"{self.base_url} returned a malformed chat completion: {err}") from err
+            raise LLMError(f"{self.base_url} answered with JSON that is not a chat completion (no "
+                           f"choices[0].message); {ENDPOINT_HINT}") from err
         usage = getattr(response, "usage", None)
         prompt_tokens = getattr(usage, "prompt_tokens", None)
         completion_tokens = getattr(usage, "completion_tokens", None)
@@ -211,7 +219,7 @@ class OpenAICompatLLM(BaseLLM):
         if isinstance(err, openai.RateLimitError):
             return LLMRateLimited(f"{where} kept answering 429 (rate limited) after {attempts} attempts", attempts=attempts)
         if isinstance(err, openai.BadRequestError):
-            message = str(getattr(err, "message", err))
+            message = _server_message(err)
             if any(word in message.lower() for word in ("context", "too long", "maximum", "exceed")):
                 return ContextOverflow(f"the prompt does not fit {self.model}'s context on {where}: {message[:200]}")
             return LLMError(f"{where} rejected the request: {message[:200]}")
@@ -219,7 +227,9 @@ class OpenAICompatLLM(BaseLLM):
             return LLMUnavailable(
                 f"{where} answered HTTP {err.status_code} after {attempts} attempts", attempts=attempts
             )
-        return LLMError(f"{where} returned an unusable response ({type(err).__name__}: {str(err)[:200]})")
+        if isinstance(err, (ValueError, openai.APIResponseValidationError)):  # a body that is not JSON
+            return LLMError(f"{where} answered with a body that is not valid JSON; {ENDPOINT_HINT}")
+        return LLMError(f"{where} returned an unusable response ({type(err).__name__}); {ENDPOINT_HINT}")
 
     async def _served_models(self) -> list[str]:
         try:
@@ -227,6 +237,12 @@ class OpenAICompatLLM(BaseLLM):
             return [m.id for m in page.data][:10]
         except Exception:
             return []
+
+
+def _server_message(err: Any) -> str:
+    """The server's own error text, without the client's ``Error code: 400 -`` prefix."""
+    message = str(getattr(err, "message", err))
+    return re.sub(r"^Error code: \d+ - ", "", message)
 
 
 def _map_logprobs(raw: Any) -> list[TokenLogprob] | None:

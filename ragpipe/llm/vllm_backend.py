@@ -16,6 +16,7 @@ from typing import Any
 
 from ragpipe.errors import MissingExtraError
 from ragpipe.llm.base import BaseLLM, Capabilities, ChatRequest, Completion, TokenLogprob, TopLogprob
+from ragpipe.llm.special_tokens import neutralise_special_tokens
 from ragpipe.schema import Usage
 
 MAX_WAITING_CALLS = 256  # threads that may wait for the engine at once (each is one queued call)
@@ -50,6 +51,7 @@ class VLLMLLM(BaseLLM):
         self.seed = seed
         self.engine_args = engine_args
         self._engine: Any = None
+        self._specials: tuple[str, ...] | None = None
         self._lock = threading.Lock()  # engine creation
         self._run_lock = threading.Lock()  # one batch on the engine at a time
         self._queue_lock = threading.Lock()
@@ -69,6 +71,16 @@ class VLLMLLM(BaseLLM):
                 self._engine = vllm.LLM(model=self.model, max_model_len=self.context_window, seed=self.seed,
                                         **self.engine_args)
         return self._engine
+
+    def _special_texts(self, engine: Any) -> tuple[str, ...]:
+        """The loaded tokenizer's special-token strings, which data must never spell out."""
+        if self._specials is None:
+            tokenizer = engine.get_tokenizer()
+            found = set(getattr(tokenizer, "all_special_tokens", None) or [])
+            added = getattr(tokenizer, "get_added_vocab", None)
+            found |= set(added()) if callable(added) else set()
+            self._specials = tuple(sorted(t for t in found if isinstance(t, str) and t.strip()))
+        return self._specials
 
     def sampling_params(self, request: ChatRequest) -> Any:
         """vLLM ``SamplingParams`` for ``request`` (JSON schema through guided decoding)."""
@@ -113,7 +125,9 @@ class VLLMLLM(BaseLLM):
         start = time.perf_counter()
         try:
             engine = self._ensure_engine()
-            conversations = [[{"role": m.role, "content": m.content} for m in p.request.messages] for p in batch]
+            specials = self._special_texts(engine)
+            conversations = [[{"role": m.role, "content": neutralise_special_tokens(m.content, specials)}
+                              for m in p.request.messages] for p in batch]
             params = [self.sampling_params(p.request) for p in batch]
             self.batch_sizes.append(len(batch))
             outputs = engine.chat(conversations, params, use_tqdm=False)

@@ -1,7 +1,12 @@
 """A scripted OpenAI-compatible HTTP server on 127.0.0.1 for backend tests.
 
 Each request pops the next behaviour from a script: ``ok``, ``429``, ``500``, ``hang``,
-``garbage``, ``nousage``, ``nochoices``, ``401``, ``404``, ``400ctx``, ``logprobs``. Every request body is recorded.
+``garbage``, ``nousage``, ``nochoices``, ``401``, ``404``, ``400ctx``, ``logprobs``, and for fault
+tests ``echoauth`` / ``echoauth500`` (an error body that repeats the request's Authorization
+header), ``hangforever`` (no answer until the server stops), ``truncated`` (a cut-off JSON body),
+``wrongshape`` (JSON that is not a chat completion), ``nullchoice`` (``choices: [null]``), and
+``text:<reply>`` (a completion whose content is ``<reply>``). When the script is empty,
+``default`` is used. Every request body and its headers are recorded.
 """
 
 from __future__ import annotations
@@ -33,9 +38,12 @@ def completion_body(text: str = "ok", logprobs: bool = False, finish: str = "sto
 
 
 class FakeOpenAIServer:
-    def __init__(self, script: list[str] | None = None) -> None:
+    def __init__(self, script: list[str] | None = None, default: str = "ok") -> None:
         self.script: deque[str] = deque(script or [])
+        self.default = default
+        self.stopping = threading.Event()
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self.paths: list[str] = []
         server = self
 
@@ -63,8 +71,9 @@ class FakeOpenAIServer:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 server.requests.append(body)
+                server.headers.append({k.lower(): v for k, v in self.headers.items()})
                 server.paths.append(self.path)
-                action = server.script.popleft() if server.script else "ok"
+                action = server.script.popleft() if server.script else server.default
                 fast_retry = {"retry-after-ms": "10"}
                 if action == "ok":
                     self._send(200, json.dumps(completion_body()).encode())
@@ -89,6 +98,21 @@ class FakeOpenAIServer:
                     self._send(200, json.dumps({**completion_body(), "choices": []}).encode())
                 elif action == "garbage":
                     self._send(200, b"<html>definitely not json")
+                elif action in ("echoauth", "echoauth500"):
+                    echoed = {"error": {"message": f"invalid request; you sent Authorization: "
+                                                   f"{self.headers.get('Authorization')}",
+                                        "headers": dict(self.headers.items())}}
+                    self._send(400 if action == "echoauth" else 500, json.dumps(echoed).encode(), fast_retry)
+                elif action == "hangforever":
+                    server.stopping.wait()
+                elif action == "truncated":
+                    self._send(200, json.dumps(completion_body())[:40].encode())
+                elif action == "wrongshape":
+                    self._send(200, json.dumps({"result": "fine", "items": [1, 2]}).encode())
+                elif action == "nullchoice":
+                    self._send(200, json.dumps({**completion_body(), "choices": [None]}).encode())
+                elif action.startswith("text:"):
+                    self._send(200, json.dumps(completion_body(action[len("text:"):])).encode())
                 elif action == "hang":
                     time.sleep(HANG_S)
                     self._send(200, json.dumps(completion_body()).encode())
@@ -106,5 +130,6 @@ class FakeOpenAIServer:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
