@@ -234,8 +234,9 @@ class Selector(ABC):
         llm_order = sorted(range(len(candidates)), key=lambda i: (-scores[i], i))
         decision = bound(llm_order, run.reliability, harm)
         run.note("harm_bound", decision.reason, trusted=decision.trusted, **decision.data)
+        llm_ids = [candidates[i].id for i in llm_order]
         if decision.trusted == "llm":
-            return self._with_cutoff(ranked_by(candidates, scores, self.name), run, llm_order)
+            return self._with_cutoff(ranked_by(candidates, scores, self.name), run, llm_ids)
         # Slot scores: the final order carries the selector's score distribution (or the input's,
         # when the input order won), so scores stay monotone with rank and keep their shape.
         if decision.trusted == "input":
@@ -243,10 +244,11 @@ class Selector(ABC):
         else:
             slots = sorted(scores, reverse=True)
         ranked = [candidates[i].with_stage(self.name, float(slots[r]), r + 1) for r, i in enumerate(decision.order)]
-        return self._with_cutoff(ranked, run, llm_order)
+        return self._with_cutoff(ranked, run, llm_ids)
 
     def _with_cutoff(self, ranked: list[ScoredChunk], run: SelectorRun,
-                     llm_order: list[int] | None = None) -> Selection:
+                     llm_order: list[str] | None = None) -> Selection:
+        """The selection, with ``extras["llm_order"]``: the LLM's own order (ids) before the harm bound."""
         config = self.config
         method = getattr(config, "cutoff", "none")
         extras = {} if llm_order is None else {"llm_order": llm_order}
