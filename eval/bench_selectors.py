@@ -1,6 +1,7 @@
-"""Selector benchmark: nDCG@10 and LLM cost of every selector on BM25 candidate lists.
+"""Selector benchmark: nDCG@10 and LLM cost of every selector against the order it was given.
 
-    python eval/bench_selectors.py [--data DIR] [--limit 3] [--top 20] [--words 60] [--backends embedded,server]
+    python eval/bench_selectors.py [--data DIR] [--model PATH.gguf] [--limit 16] [--top 20] [--words 40]
+        [--datasets trec_dl2019_bm25,...] [--methods listwise,...] [--backends embedded,server] [--merge]
 
 Data: ``trec_dl2019_bm25`` and ``trec_dl2020_bm25`` (``queries.jsonl``, ``qrels.tsv``,
 ``run_bm25_top100.tsv``, ``corpus.jsonl``) and ``noveleval`` (the same with ``run_candidates.tsv``);
@@ -8,17 +9,22 @@ layout in ``eval/datasets.md``.
 
 For each dataset (TREC DL19/DL20 BM25 top-100, NovelEval candidates; graded qrels) and each of
 the first ``--limit`` queries, the top ``--top`` candidates (passages cut to ``--words`` words)
-are reranked by each selector with the LLM served (a) in-process by llama.cpp and (b) by
-llama.cpp's OpenAI-compatible server. Per method: nDCG@10 (ranx), LLM calls, prompt and
-completion tokens, wall seconds per query, and how often a fallback was traced. The BM25 order
-is the baseline row. Pairwise PRP runs on the top ``--pairwise-top`` only (all pairs is
-N(N-1) calls). The elbow cutoff's kept-count distribution is reported over every ranked list.
+are reranked by each selector with the LLM (``--model``, a GGUF file; the packaged SmolLM2 by
+default) served (a) in-process by llama.cpp and/or (b) by llama.cpp's OpenAI-compatible server.
+The input order each method starts from is named in the output (``input_order``) and is the
+baseline row. Per method: nDCG@10 (ranx), per-query wins/ties/losses against the input order,
+LLM calls, prompt and completion tokens and wall seconds per query, and how many queries traced
+a fallback or had the harm bound keep the input order. Every selector runs with its harm bound
+(on by default); the LLM's own order before the bound comes with each selection, so a
+``<method> (no harm bound)`` row shows what the bound changed, from the same LLM calls.
+The elbow cutoff's kept-count distribution is reported over every ranked list.
 In the same run, on the same server, the peer rank_llm (RankGPT listwise, same window and
 stride) reranks the same candidates from its own venv (``eval/peer_rankllm.py`` says how to
 build it; ``--peer-python``), with ragpipe listwise / peer ratios of cost and nDCG@10.
-Prints a table and writes ``eval/results/selectors.json`` (``--out``): one row per dataset, backend
-and method with nDCG@10 and per-query cost, the elbow's kept counts, the peer's figures; ``data``:
-the data folder and the record counts it ran on.
+Prints a table and writes ``eval/results/selectors.json`` (``--out``): one row per model, dataset,
+backend and method with nDCG@10 and per-query cost, the elbow's kept counts, the peer's figures;
+``data``: the data folder and the record counts it ran on. ``--merge`` keeps the rows of other
+models, datasets and methods already there, so one benchmark can run in several invocations.
 """
 
 from __future__ import annotations
@@ -49,14 +55,20 @@ from ragpipe.select.cutoff import apply_cutoff  # noqa: E402
 
 DATASETS = {"trec_dl2019_bm25": "run_bm25_top100.tsv", "trec_dl2020_bm25": "run_bm25_top100.tsv",
             "noveleval": "run_candidates.tsv"}
-METHODS: dict[str, tuple[str, dict[str, Any]]] = {
+INPUT_ORDER = {"trec_dl2019_bm25": "BM25 (run_bm25_top100.tsv rank order)",
+               "trec_dl2020_bm25": "BM25 (run_bm25_top100.tsv rank order)",
+               "noveleval": "NovelEval candidate order (run_candidates.tsv rank order; no retriever scores)"}
+METHODS: dict[str, tuple[str, dict[str, Any]]] = {  # each selector's defaults unless named
     "listwise": ("listwise", {"window": 20, "stride": 10}),
     "listwise_first": ("listwise", {"window": 20, "stride": 10, "mode": "first"}),
+    "listwise_checked": ("listwise", {"window": 20, "stride": 10, "check_reversed": True}),
     "groupwise": ("groupwise", {"group_size": 20}),
     "pointwise_yesno": ("pointwise_yesno", {}),
     "pointwise_scale": ("pointwise_scale", {}),
+    "pairwise": ("pairwise", {}),
     "pairwise_allpairs": ("pairwise", {"method": "allpairs"}),
 }
+DEFAULT_METHODS = "listwise,pointwise_scale,pointwise_yesno,listwise_first,groupwise,pairwise"
 RESULTS = Path(__file__).resolve().parent / "results" / "selectors.json"
 
 
@@ -103,6 +115,21 @@ def ndcg10(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -
     return float(evaluate(Qrels(qrels), Run(run), "ndcg@10"))
 
 
+def per_query_ndcg(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {qid: ndcg10({qid: qrels[qid]}, {qid: run[qid]}) for qid in run}
+
+
+def win_tie_loss(method: dict[str, float], baseline: dict[str, float], eps: float = 1e-9) -> dict[str, int]:
+    """Queries where the method's nDCG@10 is above / equal to / below the input order's."""
+    diffs = [method[q] - baseline[q] for q in method]
+    return {"win": sum(d > eps for d in diffs), "tie": sum(abs(d) <= eps for d in diffs),
+            "loss": sum(d < -eps for d in diffs)}
+
+
+def model_name(path: Path | None) -> str:
+    return path.stem if path else "smollm2-135m-instruct (packaged, Q4_1)"
+
+
 def run_peer(python: Path, server: Any, data: dict[str, Any], window: int, step: int, out_dir: Path) -> dict[str, Any]:
     """rank_llm's RankGPT listwise reranker (its own venv, ``eval/peer_rankllm.py``) on the same server."""
     items = [{"qid": it["qid"], "question": it["question"],
@@ -122,7 +149,8 @@ def run_peer(python: Path, server: Any, data: dict[str, Any], window: int, step:
     return result
 
 
-def peer_rows(peer: dict[str, Any], data: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def peer_rows(peer: dict[str, Any], data: dict[str, Any], rows: list[dict[str, Any]], model: str,
+              baselines: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
     """One row per dataset for the peer, and ragpipe listwise / peer ratios on the same server."""
     added = []
     for name, (items, qrels) in data.items():
@@ -136,9 +164,12 @@ def peer_rows(peer: dict[str, Any], data: dict[str, Any], rows: list[dict[str, A
         cost = {k: round(statistics.mean(q[k] for q in per), 3)
                 for k in ("llm_calls", "prompt_tokens", "completion_tokens", "wall_s")}
         row = {"dataset": name, "backend": "server", "method": "rank_llm_listwise (peer)", "queries": len(per),
-               "ndcg@10": round(ndcg10(qrels, run), 4), "per_query": cost}
+               "model": model, "input_order": INPUT_ORDER[name], "ndcg@10": round(ndcg10(qrels, run), 4),
+               "per_query": cost}
+        if name in baselines:
+            row["vs_input"] = win_tie_loss(per_query_ndcg(qrels, run), baselines[name])
         ours = next((r for r in rows if r["dataset"] == name and r["backend"] == "server"
-                     and r["method"] == "listwise"), None)
+                     and r["method"] == "listwise" and r.get("model") == model), None)
         if ours:
             row["ragpipe_listwise_over_peer"] = {
                 k: (round(ours["per_query"][k] / cost[k], 3) if cost[k] else None)
@@ -148,19 +179,21 @@ def peer_rows(peer: dict[str, Any], data: dict[str, Any], rows: list[dict[str, A
     return added
 
 
-def build_backends(names: list[str], stack: ExitStack, n_ctx: int) -> dict[str, Any]:
+def build_backends(names: list[str], stack: ExitStack, n_ctx: int, model_path: Path | None) -> dict[str, Any]:
     from ragpipe.models import packaged_smollm2
 
+    path = model_path or packaged_smollm2()
     backends: dict[str, Any] = {}
     if "embedded" in names:
         from ragpipe.llm.llamacpp import LlamaCppLLM
 
-        backends["embedded"] = Limited(LlamaCppLLM(packaged_smollm2(), n_ctx=n_ctx, n_threads=2), 1)
+        backends["embedded"] = Limited(LlamaCppLLM(path, model=model_name(model_path), n_ctx=n_ctx, n_threads=2), 1)
     if "server" in names:
         from ragpipe.llm.llamacpp_server import LlamaCppServer
         from ragpipe.llm.openai_compat import OpenAICompatLLM
 
-        server = stack.enter_context(LlamaCppServer(n_ctx=n_ctx, n_threads=2))
+        server = stack.enter_context(LlamaCppServer(model_path=path, model_alias=model_name(model_path)[:60],
+                                                    n_ctx=n_ctx, n_threads=2))
         backends["server_process"] = server
         backends["server"] = Limited(OpenAICompatLLM(base_url=server.base_url, model=server.model_alias,
                                                      json_mode="json_object", context_window=n_ctx,
@@ -170,6 +203,7 @@ def build_backends(names: list[str], stack: ExitStack, n_ctx: int) -> dict[str, 
 
 async def run_method(items: list[dict[str, Any]], selector: Any, llm: Any, top: int | None) -> dict[str, Any]:
     run: dict[str, dict[str, float]] = {}
+    unbounded: dict[str, dict[str, float]] = {}
     cost = defaultdict(float)
     kept: list[int] = []
     for item in items:
@@ -185,100 +219,145 @@ async def run_method(items: list[dict[str, Any]], selector: Any, llm: Any, top: 
         cost["failed_calls"] += usage.failed_calls
         cost["queries_with_fallback"] += any(e.kind == "fallback" for e in selection.trace)
         cost["repairs"] += sum(e.kind == "repair" for e in selection.trace)
-        ranked = selection.ranked + [c for c in item["candidates"] if c.id not in {r.id for r in selection.ranked}]
+        harm = [e.data.get("trusted") for e in selection.trace if e.kind == "harm_bound"]
+        cost["queries_input_order_kept"] += "input" in harm
+        tail = [c for c in item["candidates"] if c.id not in {r.id for r in selection.ranked}]
+        ranked = selection.ranked + tail
         n = len(ranked)
         run[item["qid"]] = {c.id: float(n - i) for i, c in enumerate(ranked)}
+        llm_order = selection.extras.get("llm_order")
+        by_id = {c.id: c for c in selection.ranked}
+        own = [by_id[i] for i in llm_order] + tail if llm_order is not None else ranked
+        unbounded[item["qid"]] = {c.id: float(n - i) for i, c in enumerate(own)}
         kept.append(apply_cutoff([c.score for c in selection.ranked], "zscore_gap").keep)
     per_query = {k: round(v / max(1, len(items)), 3) for k, v in cost.items()}
-    return {"run": run, "per_query": per_query, "kept": kept}
+    return {"run": run, "unbounded": unbounded, "per_query": per_query, "kept": kept}
 
 
 def summary(values: list[int]) -> dict[str, float]:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)} if values else {}
 
 
+def row_key(row: dict[str, Any]) -> tuple:
+    return row["dataset"], row["backend"], row["method"], row.get("model")
+
+
+def merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` plus the rows of ``old`` it did not re-measure (other models, datasets or methods)."""
+    fresh = {row_key(r) for r in new["rows"]}
+    rows = [r for r in old.get("rows", []) if r.get("model") and row_key(r) not in fresh] + new["rows"]
+    runs = [c for c in old.get("runs", []) if c != new["config"]] + [new["config"]]
+    out = {**old, **new, "rows": rows, "runs": runs}
+    out["peer_rank_llm"] = {**old.get("peer_rank_llm", {}), **new.get("peer_rank_llm", {})}
+    out["elbow_kept"] = {**old.get("elbow_kept", {}), **new.get("elbow_kept", {})}
+    return out
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--limit", type=int, default=3, help="queries per dataset")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="GGUF model for the embedded and server backends (default: the packaged SmolLM2)")
+    parser.add_argument("--limit", type=int, default=16, help="queries per dataset (NovelEval has 11)")
     parser.add_argument("--top", type=int, default=20, help="candidates per query")
-    parser.add_argument("--words", type=int, default=60, help="words kept per passage")
-    parser.add_argument("--pairwise-top", type=int, default=6, help="candidates for pairwise all-pairs")
+    parser.add_argument("--words", type=int, default=40, help="words kept per passage")
+    parser.add_argument("--pairwise-top", type=int, default=0,
+                        help="candidates for pairwise (0: all --top; all pairs is N(N-1) calls)")
     parser.add_argument("--datasets", default=",".join(DATASETS))
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--backends", default="embedded,server")
+    parser.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated, of: {', '.join(METHODS)}")
+    parser.add_argument("--backends", default="embedded")
     parser.add_argument("--n-ctx", type=int, default=4096)
     parser.add_argument("--peer-python", type=Path, default=Path("/tmp/rankllm-venv/bin/python"),
                         help="python of the rank_llm venv (see eval/peer_rankllm.py); the peer runs on the "
                              "server backend when it exists")
+    parser.add_argument("--merge", action="store_true", help="keep other rows already in --out")
     parser.add_argument("--out", type=Path, default=RESULTS)
     add_data_arguments(parser)
     args = parser.parse_args()
     data_folder = open_data(args, {name: ("queries.jsonl", "qrels.tsv", DATASETS[name], "corpus.jsonl")
                                    for name in args.datasets.split(",")})
+    if args.model is not None and not args.model.is_file():
+        parser.error(f"--model {args.model}: no such GGUF file")
+    unknown = [m for m in args.methods.split(",") if m not in METHODS]
+    if unknown:
+        parser.error(f"--methods: unknown {unknown}; choose from {', '.join(METHODS)}")
 
+    model = model_name(args.model)
     data = {name: load(data_folder / name, args.limit, args.top, args.words) for name in args.datasets.split(",")}
     results: dict[str, Any] = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "model": "SmolLM2-135M-Instruct Q4_1 (llama.cpp, 2 threads, temperature 0)",
+        "model": f"{model} (llama.cpp, 2 threads, temperature 0)",
         "rows": [], "elbow_kept": {}, "data": data_folder.describe(),
     }
+    previous = json.loads(args.out.read_text()) if args.merge and args.out.exists() else {}
+
+    def save() -> None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(merged(previous, results) if args.merge else results, indent=1))
+
     rows = results["rows"]
+    baselines: dict[str, dict[str, float]] = {}
     for name, (items, qrels) in data.items():
         # Rank order, not scores: NovelEval's candidate lists carry no scores (all 0).
         baseline = {it["qid"]: {c.id: float(len(it["candidates"]) - i) for i, c in enumerate(it["candidates"])}
                     for it in items}
-        rows.append({"dataset": name, "backend": "-", "method": "bm25", "queries": len(items),
+        baselines[name] = per_query_ndcg(qrels, baseline)
+        rows.append({"dataset": name, "backend": "-", "method": "input order", "model": model,
+                     "input_order": INPUT_ORDER[name], "queries": len(items),
                      "ndcg@10": round(ndcg10(qrels, baseline), 4),
                      "per_query": {"llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "wall_s": 0.0}})
-        results["elbow_kept"].setdefault("bm25", []).extend(
+        results["elbow_kept"].setdefault("input order", []).extend(
             apply_cutoff([c.score for c in it["candidates"]], "zscore_gap").keep for it in items)
     with ExitStack() as stack:
-        backends = build_backends(args.backends.split(","), stack, args.n_ctx)
+        backends = build_backends(args.backends.split(","), stack, args.n_ctx, args.model)
         server = backends.pop("server_process", None)
         for backend, llm in backends.items():
             for method in args.methods.split(","):
                 selector_name, config = METHODS[method]
                 selector = get_selector(selector_name, **config)
-                top = args.pairwise_top if selector_name == "pairwise" else None
+                top = args.pairwise_top or None if selector_name == "pairwise" else None
                 for name, (items, qrels) in data.items():
                     out = await run_method(items, selector, llm, top)
-                    row = {"dataset": name, "backend": backend, "method": method, "queries": len(items),
-                           "candidates": top or args.top, "ndcg@10": round(ndcg10(qrels, out["run"]), 4),
-                           "per_query": out["per_query"]}
-                    rows.append(row)
+                    common = {"dataset": name, "backend": backend, "model": model, "input_order": INPUT_ORDER[name],
+                              "queries": len(items), "candidates": top or args.top}
+                    for label, run, per_query in ((method, out["run"], out["per_query"]),
+                                                  (f"{method} (no harm bound)", out["unbounded"], None)):
+                        row = {**common, "method": label, "ndcg@10": round(ndcg10(qrels, run), 4),
+                               "vs_input": win_tie_loss(per_query_ndcg(qrels, run), baselines[name]),
+                               "per_query": per_query or {**out["per_query"], "same_calls_as": method}}
+                        rows.append(row)
+                        print(f"{name:18} {backend:8} {label:30} nDCG@10 {row['ndcg@10']:.3f} "
+                              f"W/T/L {row['vs_input']} {json.dumps(out['per_query'])}", flush=True)
                     results["elbow_kept"].setdefault(method, []).extend(out["kept"])
-                    print(f"{name:18} {backend:8} {method:18} nDCG@10 {row['ndcg@10']:.3f} "
-                          f"{json.dumps(out['per_query'])}", flush=True)
-                    args.out.parent.mkdir(parents=True, exist_ok=True)
-                    args.out.write_text(json.dumps(results, indent=1))
+                    save()
         if server is not None and args.peer_python.exists():
             window, stride = METHODS["listwise"][1]["window"], METHODS["listwise"][1]["stride"]
             peer = run_peer(args.peer_python, server, data, window, stride, Path(__file__).resolve().parent / "work")
-            results["peer_rank_llm"] = {k: v for k, v in peer.items() if k != "per_query"}
+            results["peer_rank_llm"] = {model: {k: v for k, v in peer.items() if k != "per_query"}}
             if peer.get("ran"):
-                extra = peer_rows(peer, data, rows)
+                extra = peer_rows(peer, data, rows, model, baselines)
                 rows.extend(extra)
                 for row in extra:
-                    print(f"{row['dataset']:18} server   {row['method']:18} nDCG@10 {row['ndcg@10']:.3f} "
+                    print(f"{row['dataset']:18} server   {row['method']:30} nDCG@10 {row['ndcg@10']:.3f} "
                           f"{json.dumps(row['per_query'])}", flush=True)
         elif server is not None:
-            results["peer_rank_llm"] = {"ran": False, "why": f"no rank_llm venv at {args.peer_python} "
-                                                             "(build it as eval/peer_rankllm.py says)"}
+            results["peer_rank_llm"] = {model: {"ran": False, "why": f"no rank_llm venv at {args.peer_python} "
+                                                "(build it as eval/peer_rankllm.py says)"}}
     results["elbow_kept_summary"] = {m: summary(v) for m, v in results["elbow_kept"].items()}
     print_table(rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
+    save()
     print(f"wrote {args.out}")
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    header = f"{'dataset':18} {'backend':8} {'method':18} {'nDCG@10':>8} {'calls':>6} {'prompt':>7} {'compl':>6} {'wall_s':>7}"
+    header = (f"{'dataset':18} {'backend':8} {'method':30} {'nDCG@10':>8} {'W/T/L':>9} {'calls':>6} {'prompt':>7} "
+              f"{'compl':>6} {'wall_s':>7}")
     print(header)
     print("-" * len(header))
     for r in rows:
         q = r["per_query"]
-        print(f"{r['dataset']:18} {r['backend']:8} {r['method']:18} {r['ndcg@10']:8.3f} {q['llm_calls']:6.1f} "
-              f"{q['prompt_tokens']:7.0f} {q['completion_tokens']:6.1f} {q['wall_s']:7.1f}")
+        wtl = "/".join(str(r["vs_input"][k]) for k in ("win", "tie", "loss")) if "vs_input" in r else "-"
+        print(f"{r['dataset']:18} {r['backend']:8} {r['method']:30} {r['ndcg@10']:8.3f} {wtl:>9} "
+              f"{q['llm_calls']:6.1f} {q['prompt_tokens']:7.0f} {q['completion_tokens']:6.1f} {q['wall_s']:7.1f}")
 
 
 if __name__ == "__main__":

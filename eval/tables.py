@@ -114,23 +114,44 @@ def latency(doc: dict[str, Any], startup: dict[str, Any] | None, llm: dict[str, 
 
 
 def selectors(doc: dict[str, Any]) -> str:
+    inputs = {(r["dataset"], r.get("model")): r["ndcg@10"] for r in doc["rows"] if r["backend"] == "-"}
     rows = []
     for r in doc["rows"]:
         q = r["per_query"]
+        base = inputs.get((r["dataset"], r.get("model")))
+        delta = "" if r["backend"] == "-" or base is None else f"{r['ndcg@10'] - base:+.3f}"
+        wtl = "/".join(str(r["vs_input"][k]) for k in ("win", "tie", "loss")) if "vs_input" in r else ""
         ratio = r.get("ragpipe_listwise_over_peer")
-        rows.append([r["dataset"], r["backend"], r["method"], r["queries"], r["ndcg@10"], q["llm_calls"],
-                     round(q["prompt_tokens"]), q["completion_tokens"], q["wall_s"], q.get("queries_with_fallback", "–"),
+        shared = q.get("same_calls_as")
+        cost = ([f"as {shared}"] + [""] * 4) if shared else [q["llm_calls"], round(q["prompt_tokens"]),
+                                                             q["completion_tokens"], q["wall_s"]]
+        if shared:
+            cost = cost[:4]
+        rows.append([r.get("model", "–"), r["dataset"], r["backend"], r["method"], r["queries"], r["ndcg@10"], delta,
+                     wtl, *cost, q.get("queries_with_fallback", "") if not shared else "",
+                     q.get("queries_input_order_kept", "") if not shared else "",
                      ", ".join(f"{k} {v}" for k, v in ratio.items()) if ratio else ""])
-    header = ["dataset", "backend", "method", "queries", "nDCG@10", "calls/q", "prompt tok/q", "compl tok/q",
-              "wall s/q", "fallback q", "ragpipe listwise / peer"]
-    peer = doc.get("peer_rank_llm") or {}
-    note = "" if peer.get("ran", False) else f"\n\nPeer rank_llm did not run: {peer.get('why', 'not attempted')}"
+    header = ["model", "dataset", "backend", "method", "queries", "nDCG@10", "Δ vs input", "W/T/L vs input",
+              "calls/q", "prompt tok/q", "compl tok/q", "wall s/q", "fallback q", "input kept q",
+              "ragpipe listwise / peer"]
+    peers = doc.get("peer_rank_llm") or {}
+    if "ran" in peers:  # one run, one model
+        peers = {doc.get("model", ""): peers}
+    notes = [f"Peer rank_llm did not run with {m}: {p.get('why', 'not attempted')}"
+             for m, p in peers.items() if not p.get("ran", False)]
     kept = ", ".join(f"{m} median {s['median']} (max {s['max']})" for m, s in doc.get("elbow_kept_summary", {}).items())
-    config = doc.get("config", {})
-    head = (f"**LLM selectors** on BM25 candidates (`python eval/bench_selectors.py --limit {config.get('limit')} "
-            f"--top {config.get('top')} --words {config.get('words')} --pairwise-top {config.get('pairwise_top')}`; "
-            f"{doc.get('model', '')})")
-    return f"{head}\n\n" + _table(header, rows) + note + (f"\n\nElbow kept counts: {kept}." if kept else "")
+    runs = doc.get("runs") or [doc.get("config", {})]
+    commands = "; ".join(
+        f"`python eval/bench_selectors.py{' --model ' + Path(c['model']).name if c.get('model') else ''} "
+        f"--limit {c.get('limit')} --top {c.get('top')} --words {c.get('words')} --datasets {c.get('datasets')} "
+        f"--methods {c.get('methods')} --backends {c.get('backends')}`" for c in runs)
+    orders = sorted({f"{r['dataset']}: {r['input_order']}" for r in doc["rows"] if r.get("input_order")})
+    head = (f"**LLM selectors** against the order they were given ({commands}; llama.cpp, 2 threads, temperature 0). "
+            "Input orders: " + "; ".join(orders) + ". Every method runs with its harm bound on; "
+            "the `(no harm bound)` row is the same LLM calls' own order.") if orders else \
+        f"**LLM selectors** on BM25 candidates ({commands}; {doc.get('model', '')})"
+    tail = "".join(f"\n\n{n}" for n in notes) + (f"\n\nElbow kept counts: {kept}." if kept else "")
+    return f"{head}\n\n" + _table(header, rows) + tail
 
 
 def poisoning(doc: dict[str, Any]) -> str:

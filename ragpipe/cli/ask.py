@@ -24,7 +24,7 @@ import typer
 from ragpipe.cli import app
 from ragpipe.cli.terminal import markup_safe, printable
 from ragpipe.errors import ConfigError, RagpipeError, redact, redact_data
-from ragpipe.schema import Answer, ScoredChunk, TraceEvent, Verdict
+from ragpipe.schema import Answer, ScoredChunk, Verdict
 
 # Trace events that mean a node did not do its job as asked and used a fallback instead.
 FALLBACK_KINDS = ("fallback", "llm_error")

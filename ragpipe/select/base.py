@@ -2,8 +2,9 @@
 
 A selector turns (question, candidates) into scored, ordered evidence plus a trace. Subclasses
 implement ``score`` (one float per candidate, higher is better) and get the rest from the base:
-de-duplication, the empty-input and empty-question paths, usage metering, the fail policy
-(fail-open keeps the retriever's order when the LLM output is unusable), stage scores that stay
+de-duplication, the empty-input, one-candidate and empty-question paths, usage metering, the fail
+policy (fail-open keeps the retriever's order when the LLM output is unusable), the harm bound
+(``harm_bound.py``: an LLM order is gated and fused with the input order), stage scores that stay
 monotone with rank, and the optional adaptive cutoff. A selector that needs a different flow
 (e.g. METEORA) overrides ``select`` and uses the same helpers.
 """
@@ -23,6 +24,7 @@ from ragpipe.llm.wrappers import Metered, UsageMeter
 from ragpipe.schema import ScoredChunk, TraceEvent, Usage
 from ragpipe.select.cutoff import METHODS as CUTOFF_METHODS
 from ragpipe.select.cutoff import CutoffResult, apply_cutoff
+from ragpipe.select.harm_bound import HarmBoundConfig, Reliability, bound
 
 _REGISTRY: dict[str, type[Selector]] = {}
 RAW_TRACE_CHARS = 500
@@ -80,6 +82,12 @@ class SelectorConfig(BaseModel):
         return self
 
 
+class LLMSelectorConfig(SelectorConfig):
+    """Options of every selector that asks an LLM: the common ones plus the harm bound."""
+
+    harm_bound: HarmBoundConfig = Field(default_factory=HarmBoundConfig)
+
+
 class SelectorRun:
     """Per-call scratchpad: the trace of one ``select`` call and the LLM metered for it."""
 
@@ -88,6 +96,7 @@ class SelectorRun:
         self.ctx = ctx
         self.trace: list[TraceEvent] = []
         self.meter = UsageMeter()
+        self.reliability = Reliability()
         self._llm: LLM | None = None
 
     @property
@@ -148,6 +157,23 @@ def input_order_scores(n: int) -> list[float]:
     return [float(n - i) for i in range(n)]
 
 
+def input_slot_scores(candidates: Sequence[ScoredChunk]) -> list[float]:
+    """The incoming scores when they are sorted and informative, else ``input_order_scores``.
+
+    Keeps the retriever's score shape (what an elbow cutoff needs) for an order-preserving result;
+    candidate lists without usable scores (all equal, or unsorted) fall back to rank order.
+    """
+    scores = [c.score for c in candidates]
+    if len(set(scores)) > 1 and all(a >= b for a, b in zip(scores, scores[1:])):
+        return scores
+    return input_order_scores(len(candidates))
+
+
+def retrieval_prior(candidates: Sequence[ScoredChunk]) -> list[float]:
+    """The input order as a 0-1 score (1 = first): min-max of ``input_slot_scores``."""
+    return minmax(input_slot_scores(candidates)) if len(candidates) > 1 else [1.0] * len(candidates)
+
+
 class Selector(ABC):
     """Base class: set ``name`` and ``Config``, implement ``score`` (or override ``select``)."""
 
@@ -172,7 +198,10 @@ class Selector(ABC):
         unique = dedupe(candidates, run)
         if not unique:
             return Selection(ranked=[], kept=[], trace=run.trace)
-        if not question.strip():
+        if len(unique) == 1:
+            run.note("info", "one candidate: nothing to rank, no LLM call")
+            scores = input_order_scores(1)
+        elif not question.strip():
             run.note("fallback", "empty question: kept the input order")
             scores = input_order_scores(len(unique))
         elif self.needs_llm and ctx.llm is None:
@@ -198,14 +227,33 @@ class Selector(ABC):
         return self._with_cutoff(ranked, run)
 
     def finish(self, candidates: list[ScoredChunk], scores: Sequence[float], run: SelectorRun) -> Selection:
-        """Rank by ``scores`` and apply the configured cutoff."""
-        return self._with_cutoff(ranked_by(candidates, scores, self.name), run)
+        """Rank by ``scores`` (through the harm bound when the config has one) and apply the cutoff."""
+        harm = getattr(self.config, "harm_bound", None)
+        if harm is None or run.reliability.answers == 0:
+            return self._with_cutoff(ranked_by(candidates, scores, self.name), run)
+        llm_order = sorted(range(len(candidates)), key=lambda i: (-scores[i], i))
+        decision = bound(llm_order, run.reliability, harm)
+        run.note("harm_bound", decision.reason, trusted=decision.trusted, **decision.data)
+        llm_ids = [candidates[i].id for i in llm_order]
+        if decision.trusted == "llm":
+            return self._with_cutoff(ranked_by(candidates, scores, self.name), run, llm_ids)
+        # Slot scores: the final order carries the selector's score distribution (or the input's,
+        # when the input order won), so scores stay monotone with rank and keep their shape.
+        if decision.trusted == "input":
+            slots = input_slot_scores(candidates)
+        else:
+            slots = sorted(scores, reverse=True)
+        ranked = [candidates[i].with_stage(self.name, float(slots[r]), r + 1) for r, i in enumerate(decision.order)]
+        return self._with_cutoff(ranked, run, llm_ids)
 
-    def _with_cutoff(self, ranked: list[ScoredChunk], run: SelectorRun) -> Selection:
+    def _with_cutoff(self, ranked: list[ScoredChunk], run: SelectorRun,
+                     llm_order: list[str] | None = None) -> Selection:
+        """The selection, with ``extras["llm_order"]``: the LLM's own order (ids) before the harm bound."""
         config = self.config
         method = getattr(config, "cutoff", "none")
+        extras = {} if llm_order is None else {"llm_order": llm_order}
         if method == "none" and getattr(config, "max_keep", None) is None:
-            return Selection(ranked=ranked, kept=list(ranked), trace=run.trace, usage=run.usage)
+            return Selection(ranked=ranked, kept=list(ranked), trace=run.trace, usage=run.usage, extras=extras)
         result = apply_cutoff(
             [c.score for c in ranked],
             method,
@@ -216,7 +264,8 @@ class Selector(ABC):
         )
         run.note("cutoff", f"kept {result.keep} of {result.n}: {result.reason}", method=result.method,
                  elbow_index=result.elbow_index)
-        return Selection(ranked=ranked, kept=ranked[: result.keep], cutoff=result, trace=run.trace, usage=run.usage)
+        return Selection(ranked=ranked, kept=ranked[: result.keep], cutoff=result, trace=run.trace, usage=run.usage,
+                         extras=extras)
 
 
 def minmax(values: Sequence[float]) -> list[float]:

@@ -1,8 +1,9 @@
 """Token budgets for ranking prompts: shorten passages until the prompt fits the model's context.
 
 Follows rank_llm's approach: render with a per-passage word cap, count the prompt with the
-LLM's own tokenizer, lower the cap by the overflow spread over the passages, and repeat.
-The caller records the resulting truncation in its trace (silent truncation is a bug, B9).
+LLM's own tokenizer (the chat-templated prompt itself where the backend can tokenize it), lower
+the cap by the overflow spread over the passages, and repeat. The caller records the resulting
+truncation in its trace and must not send a prompt that does not fit (``FittedPrompt.fits``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ class FittedPrompt:
 
 
 def prompt_tokens(llm: LLM, messages: Sequence[Message]) -> int:
+    """The prompt's size for this backend: the templated token count when the backend offers it."""
+    templated = getattr(llm, "prompt_tokens", None)
+    if callable(templated):
+        try:
+            return len(templated(messages))
+        except Exception:  # a backend that cannot template (yet): count the parts instead
+            pass
     return sum(llm.count_tokens(m.content) + MESSAGE_OVERHEAD_TOKENS for m in messages)
 
 

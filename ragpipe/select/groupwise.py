@@ -2,14 +2,18 @@
 
 Candidates are shuffled with a seed and cut into groups of ``group_size``; each group is scored
 0-10 in one call, so the model compares documents against each other. ``repeats`` regroupings
-are averaged, which smooths out a document's luck in its group. All groups are sent at once;
-the context's LLM limits how many are in flight. The final score is
-``alpha * mean_group_score / 10 + (1 - alpha) * minmax(retriever score)`` (ALGORITHMS.md §3).
+(2 by default) are averaged, which smooths out a document's luck in its group, and how well two
+groupings agree on the order of the documents they both scored is the self-agreement the harm
+bound checks. As in the paper the model first writes a short ``<reason>`` block and then the JSON
+scores inside ``<answer>``; the output budget is the JSON plus ``reasoning_tokens``. All groups
+are sent at once; the context's LLM limits how many are in flight. The final score is
+``alpha * mean_group_score / 10 + (1 - alpha) * input prior`` (min-max of the retriever score,
+or of the input rank when the candidates carry no scores).
 
 Repairs: a document the model left out of a parsed group gets the mean score of the documents
-it did score in that group (neutral: neither promoted nor demoted against its group, so the
-retriever decides); a group whose answer cannot be parsed is scored by its retriever order
-instead (min-max of the retriever scores inside the group, times 10), for that group only.
+it did score in that group; a document whose groups all failed gets the mean of every score the
+model gave (neutral: neither above nor below the scored documents, so the input prior decides).
+Equal final scores keep the input order.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pydantic import model_validator
 
 from ragpipe.errors import LLMError
 from ragpipe.schema import ScoredChunk
-from ragpipe.select.base import Selector, SelectorConfig, SelectorRun, minmax, register_selector
+from ragpipe.select.base import LLMSelectorConfig, Selector, SelectorRun, register_selector, retrieval_prior
 from ragpipe.select.budget import fit_prompt
 from ragpipe.select.parsing import extract_json_object, neutralise_identifiers, parse_score_map
 
@@ -31,11 +35,13 @@ MAX_SCORE = 10.0
 OUTPUT_SLACK_TOKENS = 16
 
 
-class GroupwiseConfig(SelectorConfig):
+class GroupwiseConfig(LLMSelectorConfig):
     group_size: int = 20
-    repeats: int = 1
+    repeats: int = 2
     seed: int = 0
     alpha: float = 0.6
+    reasoning: bool = True  # a <reason> block before the scores, as in the paper
+    reasoning_tokens: int = 384
     max_passage_words: int = 200
     prompt: str = "groupwise.default"
 
@@ -59,10 +65,26 @@ def make_groups(n: int, group_size: int, repeats: int, seed: int) -> list[list[i
     return groups
 
 
-def fuse(group_scores: list[float], retriever_scores: list[float], alpha: float) -> list[float]:
-    """``alpha * group/10 + (1 - alpha) * minmax(retriever)``."""
-    retriever = minmax(retriever_scores)
-    return [alpha * g / MAX_SCORE + (1 - alpha) * r for g, r in zip(group_scores, retriever)]
+def fuse(group_scores: list[float], prior: list[float], alpha: float) -> list[float]:
+    """``alpha * group/10 + (1 - alpha) * prior`` (prior: the input order as a 0-1 score)."""
+    return [alpha * g / MAX_SCORE + (1 - alpha) * r for g, r in zip(group_scores, prior)]
+
+
+def repeat_agreement(per_repeat: list[dict[int, float]]) -> tuple[int, int]:
+    """(agreeing, compared) document pairs whose order two groupings both decided."""
+    agreed = compared = 0
+    for a in range(len(per_repeat)):
+        for b in range(a + 1, len(per_repeat)):
+            shared = sorted(set(per_repeat[a]) & set(per_repeat[b]))
+            for x in range(len(shared)):
+                for y in range(x + 1, len(shared)):
+                    i, j = shared[x], shared[y]
+                    first = per_repeat[a][i] - per_repeat[a][j]
+                    second = per_repeat[b][i] - per_repeat[b][j]
+                    if first and second:
+                        compared += 1
+                        agreed += int((first > 0) == (second > 0))
+    return agreed, compared
 
 
 def score_schema(n: int) -> dict:
@@ -90,22 +112,28 @@ class GroupwiseSelector(Selector):
         results = await asyncio.gather(
             *(self._score_group(question, [candidates[i] for i in g], run, k) for k, g in enumerate(groups))
         )
+        for result in results:
+            run.reliability.answer(result is not None)
         if all(r is None for r in results):
             raise LLMError("every group failed to produce scores")
         collected: list[list[float]] = [[] for _ in candidates]
-        for group, result in zip(groups, results):
-            scores = result if result is not None else self._retriever_scores([candidates[i] for i in group])
-            for index, value in zip(group, scores):
+        groups_per_repeat = len(groups) // config.repeats
+        per_repeat: list[dict[int, float]] = [{} for _ in range(config.repeats)]
+        for k, (group, result) in enumerate(zip(groups, results)):
+            for index, value in zip(group, result or []):
                 collected[index].append(value)
-        group_scores = [mean(values) for values in collected]
-        return fuse(group_scores, [c.score for c in candidates], config.alpha)
-
-    @staticmethod
-    def _retriever_scores(group: list[ScoredChunk]) -> list[float]:
-        """The fallback for a failed group: its retriever order, scaled to 0-10."""
-        if len({c.score for c in group}) <= 1:
-            return [MAX_SCORE * (len(group) - i) / len(group) for i in range(len(group))]
-        return [MAX_SCORE * v for v in minmax([c.score for c in group])]
+                per_repeat[k // groups_per_repeat][index] = value
+        agreed, compared = repeat_agreement(per_repeat)
+        for done in range(compared):
+            run.reliability.check(done < agreed)
+        given = [v for values in collected for v in values]
+        neutral = mean(given)
+        unscored = [candidates[i].id for i, values in enumerate(collected) if not values]
+        if unscored:
+            run.note("repair", f"{len(unscored)} candidate(s) in failed groups only: given the mean score "
+                     f"{neutral:.2f}, ordered by the input", ids=unscored[:20])
+        group_scores = [mean(values) if values else neutral for values in collected]
+        return fuse(group_scores, retrieval_prior(candidates), config.alpha)
 
     async def _score_group(self, question: str, group: list[ScoredChunk], run: SelectorRun, k: int
                            ) -> list[float] | None:
@@ -114,25 +142,36 @@ class GroupwiseSelector(Selector):
         n = len(group)
         ideal = json.dumps({str(i): 10 for i in range(1, n + 1)})
         max_tokens = run.llm.count_tokens(ideal) + OUTPUT_SLACK_TOKENS
+        if config.reasoning:
+            max_tokens += config.reasoning_tokens
         prompt = run.ctx.prompts.get(config.prompt)
         query = neutralise_identifiers(question)
 
+        extra = {"reasoning": config.reasoning} if "reasoning" in prompt.spec.variables else {}
+
         def render(passages: list[str]):
-            return prompt.render(question=query, passages=[{"ident": i, "text": t} for i, t in enumerate(passages, 1)])
+            return prompt.render(question=query, passages=[{"ident": i, "text": t} for i, t in enumerate(passages, 1)],
+                                 **extra)
 
         fitted = fit_prompt(render, [neutralise_identifiers(c.chunk.text) for c in group], run.llm,
                             max_words=config.max_passage_words, output_tokens=max_tokens)
         if fitted.truncated:
             run.note("truncation", f"{label}: {fitted.truncated} passage(s) cut to {fitted.words} words "
                      f"(prompt {fitted.prompt_tokens} tokens, budget {fitted.budget})", words=fitted.words)
-        options = {"json_schema": score_schema(n)} if run.llm.capabilities.json_schema else {}
+        if not fitted.fits:
+            run.note("fallback", f"{label}: prompt of {fitted.prompt_tokens} tokens exceeds the budget "
+                     f"{fitted.budget} even at {fitted.words} words; group left unscored")
+            return None
+        # A schema would forbid the reasoning block, so it constrains only answers without one.
+        use_schema = run.llm.capabilities.json_schema and not config.reasoning
+        options = {"json_schema": score_schema(n)} if use_schema else {}
         try:
             completion = await run.chat(fitted.messages, purpose=label, max_tokens=max_tokens, temperature=0.0,
                                         seed=config.seed, **options)
             obj, repairs = extract_json_object(completion.text)
             scores, more = parse_score_map(obj, n, high=MAX_SCORE)
         except Exception as err:
-            run.note("fallback", f"{label}: {type(err).__name__}: {err}; scored by retriever order",
+            run.note("fallback", f"{label}: {type(err).__name__}: {err}; group left unscored (neutral)",
                      error=type(err).__name__)
             return None
         if completion.truncated:

@@ -4,9 +4,16 @@ Windows move from the back of the list to the front so strong passages bubble up
 per window; windows of one query run one after another because each depends on the last.
 Generation mode validates the ``[a] > [b]`` format before trusting it (a model answering
 ``Received passage [20].`` has not ranked anything) and repairs partial permutations. FIRST mode
-reads the ranking from the logprobs of the first identifier token, one call and ~1 output token
-per window, and falls back to generation when the backend gives no logprobs or the letters are
-not single tokens for the model.
+reads the ranking from the logprobs at the first identifier position (after an opening ``[``),
+one call and ~2 output tokens per window, and falls back to generation when the backend gives no
+logprobs or the letters are not single tokens for the model.
+
+The scores handed on are the input's slot scores (rank_llm keeps each slot's original score):
+the passage ranked first gets the best incoming score, and so on, so an elbow cutoff after
+listwise sees the retriever's score shape rather than a straight line. ``check_reversed`` asks
+every window a second time in reversed order: the two answers are averaged (which cancels
+position bias), and each passage pair the two answers order alike counts as self-agreement for
+the harm bound.
 """
 
 from __future__ import annotations
@@ -18,9 +25,11 @@ from pydantic import model_validator
 from ragpipe.errors import LLMError, OutputParseError
 from ragpipe.llm.base import Completion
 from ragpipe.schema import ScoredChunk
-from ragpipe.select.base import Selector, SelectorConfig, SelectorRun, register_selector
+from ragpipe.select.base import LLMSelectorConfig, Selector, SelectorRun, input_slot_scores, register_selector
+from ragpipe.select.harm_bound import kendall_tau
 from ragpipe.select.budget import fit_prompt
 from ragpipe.select.parsing import (
+    answer_position,
     bare_token,
     complete_permutation,
     ideal_permutation,
@@ -29,8 +38,8 @@ from ragpipe.select.parsing import (
     parse_permutation,
 )
 
-OUTPUT_SLACK_TOKENS = 8
-FIRST_MAX_TOKENS = 2  # no assistant prefill: the first token may be "[", the letter comes next
+OUTPUT_SLACK_TOKENS = 16  # plus a quarter of the ideal answer: models space and prefix their rankings
+FIRST_MAX_TOKENS = 3  # no assistant prefill: "[" or "Passage" may come first, the letter after it
 
 
 def window_spans(n: int, window: int, stride: int) -> list[tuple[int, int]]:
@@ -48,11 +57,12 @@ def window_spans(n: int, window: int, stride: int) -> list[tuple[int, int]]:
         end, start = end - stride, start - stride
 
 
-class ListwiseConfig(SelectorConfig):
+class ListwiseConfig(LLMSelectorConfig):
     window: int = 20
     stride: int = 10
     passes: int = 1
     mode: Literal["generate", "first"] = "generate"
+    check_reversed: bool = False  # ask each window again reversed (twice the calls)
     max_passage_words: int = 300
     prompt: str = "listwise.default"
     first_prompt: str = "listwise.first"
@@ -90,22 +100,58 @@ class ListwiseSelector(Selector):
         for p in range(config.passes):
             for start, end in windows:
                 slot = order[start:end]
+                if len(slot) < 2:
+                    continue  # a one-passage window has nothing to rank
                 label = f"pass {p + 1} window [{start}, {end})"
-                permutation, generate = None, True
-                if use_first:
-                    permutation, use_first, generate = await self._first_window(
-                        query, [texts[i] for i in slot], run, label)
-                if permutation is None and generate:
-                    permutation = await self._generate_window(query, [texts[i] for i in slot], run, label)
+                permutation, use_first = await self._rank_window(query, [texts[i] for i in slot], run, label,
+                                                                 use_first)
+                if config.check_reversed and permutation is not None:
+                    backwards, use_first = await self._rank_window(query, [texts[i] for i in reversed(slot)], run,
+                                                                   f"{label} reversed", use_first)
+                    permutation = self._reconcile(permutation, backwards, run, label)
+                run.reliability.answer(permutation is not None)
                 if permutation is not None:
                     answered += 1
                     order[start:end] = [slot[i] for i in permutation]
         if answered == 0:
             raise LLMError("no window produced a usable ranking")
+        slots = input_slot_scores(candidates)
         scores = [0.0] * len(candidates)
         for position, index in enumerate(order):
-            scores[index] = float(len(candidates) - position)
+            scores[index] = float(slots[position]) - 1e-9 * position  # strictly decreasing: ties keep this order
         return scores
+
+    async def _rank_window(self, query: str, passages: list[str], run: SelectorRun, label: str, use_first: bool
+                           ) -> tuple[list[int] | None, bool]:
+        """One window's permutation (or ``None``), and whether later windows still use FIRST."""
+        permutation, generate = None, True
+        if use_first:
+            permutation, use_first, generate = await self._first_window(query, passages, run, label)
+        if permutation is None and generate:
+            permutation = await self._generate_window(query, passages, run, label)
+        return permutation, use_first
+
+    @staticmethod
+    def _reconcile(forwards: list[int], backwards: list[int] | None, run: SelectorRun, label: str) -> list[int]:
+        """Average the positions of the two answers; record whether they agreed."""
+        if backwards is None:
+            run.reliability.check(False)
+            run.note("repair", f"{label}: the reversed window gave no ranking; used the forward answer")
+            return forwards
+        n = len(forwards)
+        unreversed = [n - 1 - i for i in backwards]  # back to the forward window's indices
+        position = {i: [0, 0] for i in range(n)}
+        for p, i in enumerate(forwards):
+            position[i][0] = p
+        for p, i in enumerate(unreversed):
+            position[i][1] = p
+        in_forward = [position[i][0] for i in unreversed]
+        for x in range(n):  # every passage pair is one check: same order in both answers?
+            for y in range(x + 1, n):
+                run.reliability.check(in_forward[x] < in_forward[y])
+        tau = kendall_tau(in_forward)
+        run.note("info", f"{label}: forward and reversed answers agree with Kendall tau {tau:.2f}", tau=round(tau, 3))
+        return sorted(range(n), key=lambda i: (sum(position[i]), position[i][0]))
 
     def _render(self, prompt_name: str, run: SelectorRun, query: str, letters: bool):
         prompt = run.ctx.prompts.get(prompt_name)
@@ -132,7 +178,8 @@ class ListwiseSelector(Selector):
         """Ask for ``[a] > [b] > …``; ``None`` (window keeps its order) when the answer is unusable."""
         config: ListwiseConfig = self.config  # type: ignore[assignment]
         n = len(passages)
-        max_tokens = run.llm.count_tokens(ideal_permutation(n)) + OUTPUT_SLACK_TOKENS
+        ideal = run.llm.count_tokens(ideal_permutation(n))
+        max_tokens = ideal + ideal // 4 + OUTPUT_SLACK_TOKENS
         try:
             messages = self._fit(run, self._render(config.prompt, run, query, False), passages, max_tokens, label)
             completion = await run.chat(messages, purpose=f"{label}: generate", max_tokens=max_tokens, temperature=0.0)
@@ -178,7 +225,7 @@ class ListwiseSelector(Selector):
                      error=type(err).__name__)
             return None, True, False
         if not completion.logprobs:
-            run.note("fallback", f"{label}: the backend returned no logprobs; switched to generation (B18)")
+            run.note("fallback", f"{label}: the backend returned no logprobs; switched to generation")
             return None, False, True
         letter_logprobs = first_letter_logprobs(completion, len(passages))
         if not letter_logprobs:
@@ -194,17 +241,15 @@ class ListwiseSelector(Selector):
 
 
 def first_letter_logprobs(completion: Completion, n: int) -> dict[int, float]:
-    """Best logprob per identifier letter at the first generated position that offers letters."""
+    """Best logprob per identifier letter at the identifier position (after any ``[`` or ``Passage``)."""
     letters = {x: i for i, x in enumerate(letter_ids(n))}
-    for position in completion.logprobs or []:
-        found: dict[int, float] = {}
-        for token, logprob in position.top_dict().items():
-            index = letters.get(bare_token(token))
-            if index is not None and logprob > found.get(index, float("-inf")):
-                found[index] = logprob
-        if found:
-            return found
-    return {}
+    position = answer_position(completion.logprobs, lambda word: word in letters)
+    found: dict[int, float] = {}
+    for token, logprob in (position.top_dict().items() if position else ()):
+        index = letters.get(bare_token(token))
+        if index is not None and logprob > found.get(index, float("-inf")):
+            found[index] = logprob
+    return found
 
 
 __all__ = ["ListwiseSelector", "ListwiseConfig", "window_spans", "first_letter_logprobs"]

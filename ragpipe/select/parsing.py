@@ -10,26 +10,40 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ragpipe.errors import OutputParseError
+from ragpipe.llm.base import TokenLogprob
 
 # Digits that small models emit instead of ASCII ones: superscripts, subscripts, circled, full-width.
 _FAKE_DIGITS = str.maketrans(
     "⁰¹²³⁴⁵⁶⁷⁸⁹₀₁₂₃₄₅₆₇₈₉⓪①②③④⑤⑥⑦⑧⑨０１２３４５６７８９",
     "0123456789" "0123456789" "0123456789" "0123456789",
 )
-_ID = r"\[\s*([0-9]{1,3}|[A-Z])\s*\]"
+_ID = r"\[\s*([0-9]{1,3}|[A-Za-z])\s*\]"
 _CHAIN = re.compile(_ID + r"(?:\s*(?:>|,|>>|→|->)\s*" + _ID + r")+")
 _ONE_ID = re.compile(_ID)
-_BRACKETED = re.compile(r"\[(\d{1,3}|[A-Z])\]")
+_BRACKETED = re.compile(r"\[(\d{1,3}|[A-Za-z])\]")
+# Lines a small model copies from the prompt before (or instead of) answering.
+_ECHO_LINE = re.compile(r"^\s*(?:question|query|search query)\s*:.*$\n?",
+                        re.IGNORECASE | re.MULTILINE)
+# The answer options as the prompts spell them: an echo of them is not a choice.
+_ECHO_OPTIONS = re.compile(r"passage\s+a\s+or\s+passage\s+b|\byes\s+or\s+no\b|\(?\b0\s*(?:-|to)\s*10\b\)?",
+                           re.IGNORECASE)
 
 
 def strip_thinking(text: str) -> str:
     """Drop a reasoning preamble that ends in ``</think>``."""
     head, sep, tail = text.rpartition("</think>")
     return tail if sep else text
+
+
+def strip_echo(text: str) -> str:
+    """Drop copied prompt lines (``Question: …``, ``Query: …``) and echoed answer options
+    (``Passage A or Passage B``, ``Yes or No``, ``0-10``); the whole text if nothing else is left."""
+    kept = _ECHO_OPTIONS.sub(" ", _ECHO_LINE.sub("", text))
+    return kept if kept.strip() else _ECHO_OPTIONS.sub(" ", text)
 
 
 def normalise_digits(text: str) -> str:
@@ -42,8 +56,8 @@ def neutralise_identifiers(text: str) -> str:
 
 
 def identifier_to_index(ident: str) -> int:
-    """``"3"`` -> 2 and ``"C"`` -> 2 (0-based)."""
-    return int(ident) - 1 if ident.isdigit() else ord(ident) - ord("A")
+    """``"3"`` -> 2 and ``"C"`` (or ``"c"``) -> 2 (0-based)."""
+    return int(ident) - 1 if ident.isdigit() else ord(ident.upper()) - ord("A")
 
 
 def letter_ids(n: int) -> list[str]:
@@ -99,9 +113,11 @@ def parse_permutation(text: str, n: int) -> PermutationParse:
 
     The text must contain a chain of at least two bracketed ids joined by ``>`` (or commas);
     a lone id such as ``Received passage [20].`` is not a ranking and raises ``OutputParseError``.
-    The longest chain in the text is used.
+    The longest chain in the text is used; a window of one passage needs no ranking at all.
     """
-    cleaned = normalise_digits(strip_thinking(text))
+    if n == 1:
+        return PermutationParse(order=[0], status="ok")
+    cleaned = normalise_digits(strip_echo(strip_thinking(text)))
     chains = [m.group(0) for m in _CHAIN.finditer(cleaned)]
     if not chains:
         raise OutputParseError(f"wrong_format: no '[a] > [b]' ranking in the output: {text[:200]!r}", raw=text)
@@ -237,9 +253,8 @@ _YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 
 def parse_int_score(text: str, low: int = 0, high: int = 10) -> int:
     """The last integer in [low, high] in the answer (``"Score: 7"``, ``"7/10"`` -> 7)."""
-    body = normalise_digits(strip_thinking(text))
+    body = normalise_digits(strip_echo(strip_thinking(text)))
     body = re.sub(r"(\d+)\s*/\s*10\b", r"\1", body)
-    body = re.sub(r"\b0\s*(?:-|to)\s*10\b", " ", body)  # the scale itself is not an answer
     values = [int(v) for v in _INTEGER.findall(body) if low <= int(v) <= high]
     if not values:
         raise OutputParseError(f"no integer score in [{low}, {high}]: {text[:200]!r}", raw=text)
@@ -248,7 +263,7 @@ def parse_int_score(text: str, low: int = 0, high: int = 10) -> int:
 
 def parse_yes_no(text: str) -> bool:
     """The first standalone yes/no in the answer (``"Not relevant (NO)"`` -> False)."""
-    match = _YES_NO.search(strip_thinking(text))
+    match = _YES_NO.search(strip_echo(strip_thinking(text)))
     if match is None:
         raise OutputParseError(f"no yes/no in the output: {text[:200]!r}", raw=text)
     return match.group(1).lower() == "yes"
@@ -256,7 +271,7 @@ def parse_yes_no(text: str) -> bool:
 
 def parse_ab(text: str) -> str:
     """``"Passage A"`` / ``"B"`` -> ``"A"`` / ``"B"``; anything else raises."""
-    body = strip_thinking(text).strip()
+    body = strip_echo(strip_thinking(text)).strip()
     match = re.search(r"passage\s*:?\s*\(?([AB])\b", body, re.IGNORECASE) or re.match(r"^\W*([AB])\b", body)
     if match is None:
         raise OutputParseError(f"neither passage A nor B named: {text[:200]!r}", raw=text)
@@ -266,3 +281,25 @@ def parse_ab(text: str) -> str:
 def bare_token(token: str) -> str:
     """A top-logprob token without surrounding whitespace and brackets (``" [C"`` -> ``"C"``)."""
     return token.strip().strip("[]()").strip()
+
+
+# What a model writes before the identifier it means: "[", "Passage", "Passage:", "**", "(".
+_OPENERS = {"", "passage", "passage:", "document", "answer", "answer:", "score", "score:", "relevance",
+            "relevance:", ":", "**", "*"}
+
+
+def answer_position(positions: Sequence[TokenLogprob] | None, is_answer: Callable[[str], bool]
+                    ) -> TokenLogprob | None:
+    """The generated position that carries the answer: the first whose chosen token is one.
+
+    Opening tokens (``[``, ``Passage``, ``Score:``) are skipped: at those positions answer tokens
+    show up only as unlikely alternatives, and reading them there gives a near-random order.
+    Returns ``None`` when the model chose something else first (prose, a refusal).
+    """
+    for position in positions or []:
+        word = bare_token(position.token)
+        if is_answer(word):
+            return position
+        if word.lower() not in _OPENERS:
+            return None
+    return None

@@ -1,10 +1,11 @@
 """Pointwise relevance: one independent call per candidate, all sent at once.
 
 ``pointwise_yesno`` scores the normalised probability mass of "yes" over "yes" + "no" at the
-first answer token (rank_llm's recipe); ``pointwise_scale`` asks for a 0-10 integer and takes the
-expected value over the score tokens' distribution. Both read the text instead when the backend
-returns no logprobs, and give a floor score (traced) when neither works. Ties are broken by the
-retriever score, so an unhelpful model degrades to the retriever's order, not to noise.
+answer token (rank_llm's recipe); ``pointwise_scale`` asks for a 0-10 integer and takes the
+expected value over the score tokens' distribution, reading "10" across two positions on
+tokenizers that split digits ("1" then "0": Qwen, Llama 3, Mistral, SmolLM2). Both read the text
+instead when the backend returns no logprobs, and give a floor score (traced) when neither works.
+Ties are broken by the input order, so an unhelpful model degrades to it, not to noise.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from typing import ClassVar
 from ragpipe.errors import LLMError, OutputParseError
 from ragpipe.llm.base import Completion
 from ragpipe.schema import ScoredChunk
-from ragpipe.select.base import Selector, SelectorConfig, SelectorRun, minmax, register_selector
+from ragpipe.select.base import LLMSelectorConfig, Selector, SelectorRun, register_selector, retrieval_prior
 from ragpipe.select.budget import fit_prompt
-from ragpipe.select.parsing import bare_token, parse_int_score, parse_yes_no
+from ragpipe.select.parsing import answer_position, bare_token, parse_int_score, parse_yes_no
 
-TIE_BREAK = 1e-6  # weight of the min-max retriever score: orders equal LLM scores only
+TIE_BREAK = 1e-6  # weight of the input order (0-1): orders equal LLM scores only
 
 
-class PointwiseConfig(SelectorConfig):
+class PointwiseConfig(LLMSelectorConfig):
     max_passage_words: int = 300
     use_logprobs: bool = True
     floor: float = 0.0
@@ -38,10 +39,12 @@ class PointwiseSelector(Selector):
 
     async def score(self, question: str, candidates: list[ScoredChunk], run: SelectorRun) -> list[float]:
         results = await asyncio.gather(*(self._one(question, c, run, k) for k, c in enumerate(candidates)))
+        for result in results:
+            run.reliability.answer(result is not None)
         if all(r is None for r in results):
             raise LLMError("every pointwise call failed")
         floor = self.config.floor  # type: ignore[attr-defined]
-        tie = minmax([c.score for c in candidates])
+        tie = retrieval_prior(candidates)
         return [(floor if r is None else r) + TIE_BREAK * t for r, t in zip(results, tie)]
 
     async def _one(self, question: str, candidate: ScoredChunk, run: SelectorRun, k: int) -> float | None:
@@ -53,6 +56,10 @@ class PointwiseSelector(Selector):
                             run.llm, max_words=config.max_passage_words, output_tokens=max_tokens)
         if fitted.truncated:
             run.note("truncation", f"{label}: passage cut to {fitted.words} words", words=fitted.words)
+        if not fitted.fits:
+            run.note("fallback", f"{label}: prompt of {fitted.prompt_tokens} tokens exceeds the budget "
+                     f"{fitted.budget} even at {fitted.words} words; floor score {config.floor:g}")
+            return None
         caps = run.llm.capabilities
         logprobs = config.use_logprobs and caps.logprobs and caps.max_top_logprobs > 0
         options = {"top_logprobs": min(20, caps.max_top_logprobs)} if logprobs else {}
@@ -70,7 +77,7 @@ class PointwiseSelector(Selector):
                     return value
                 run.note("repair", f"{label}: no score token among the top logprobs; reading the text")
             else:
-                run.note("repair", f"{label}: logprobs requested but none returned; reading the text (B18)")
+                run.note("repair", f"{label}: logprobs requested but none returned; reading the text")
         try:
             return self.from_text(completion.text)
         except OutputParseError as err:
@@ -85,32 +92,50 @@ class PointwiseSelector(Selector):
 
 
 def yes_mass(completion: Completion) -> float | None:
-    """P(yes) / (P(yes) + P(no)) over the spellings of yes/no at the first position that has any."""
-    for position in completion.logprobs or []:
-        yes = no = 0.0
-        for token, logprob in position.top_dict().items():
-            word = bare_token(token).lower()
-            if word == "yes":
-                yes += math.exp(logprob)
-            elif word == "no":
-                no += math.exp(logprob)
-        if yes + no > 0:
-            return yes / (yes + no)
-    return None
+    """P(yes) / (P(yes) + P(no)) over the spellings of yes/no at the answer position."""
+    position = answer_position(completion.logprobs, lambda word: word.lower() in ("yes", "no"))
+    if position is None:
+        return None
+    yes = no = 0.0
+    for token, logprob in position.top_dict().items():
+        word = bare_token(token).lower()
+        if word == "yes":
+            yes += math.exp(logprob)
+        elif word == "no":
+            no += math.exp(logprob)
+    return yes / (yes + no)
+
+
+def _score_token(word: str, high: int) -> int | None:
+    return int(word) if word.isdigit() and int(word) <= high else None
 
 
 def expected_score(completion: Completion, high: int = 10) -> float | None:
-    """Sum of k * p(k) over the integer tokens 0..high, renormalised over those found."""
-    for position in completion.logprobs or []:
-        mass: dict[int, float] = {}
-        for token, logprob in position.top_dict().items():
-            word = bare_token(token)
-            if word.isdigit() and 0 <= int(word) <= high:
-                mass[int(word)] = mass.get(int(word), 0.0) + math.exp(logprob)
-        total = sum(mass.values())
-        if total > 0:
-            return sum(k * p for k, p in mass.items()) / total
-    return None
+    """Sum of k * p(k) over the scores 0..high at the answer position, renormalised over those found.
+
+    Where the tokenizer splits "10" into "1" + "0", the mass of "1" is divided between 1 and 10
+    by the next position: P(10) = P("1") * P("0" | "1"). That conditional is known only when the
+    model actually chose "1"; otherwise the "1" mass is read as 1 (its usual meaning).
+    """
+    positions = completion.logprobs or []
+    position = answer_position(positions, lambda word: _score_token(word, high) is not None)
+    if position is None:
+        return None
+    mass: dict[int, float] = {}
+    for token, logprob in position.top_dict().items():
+        value = _score_token(bare_token(token), high)
+        if value is not None:
+            mass[value] = mass.get(value, 0.0) + math.exp(logprob)
+    if high >= 10 and bare_token(position.token) == "1" and 1 in mass:
+        at = next(i for i, p in enumerate(positions) if p is position)
+        following = positions[at + 1] if at + 1 < len(positions) else None
+        if following is not None:
+            zero = sum(math.exp(lp) for t, lp in following.top_dict().items() if bare_token(t) == "0"
+                       and not t.startswith(" "))
+            mass[10] = mass.get(10, 0.0) + mass[1] * zero
+            mass[1] *= 1.0 - zero
+    total = sum(mass.values())
+    return sum(k * p for k, p in mass.items()) / total if total > 0 else None
 
 
 @register_selector("pointwise_yesno")

@@ -22,3 +22,7 @@ def make_candidates(n: int, *, texts: list[str] | None = None, start_score: floa
 @pytest.fixture
 def candidates():
     return make_candidates
+
+
+# Tests of a method's own mechanics switch the harm bound off; its tests live in test_harm_bound.py.
+RAW = {"harm_bound": {"enabled": False}}

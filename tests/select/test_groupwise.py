@@ -12,7 +12,7 @@ from ragpipe.llm.scripted import ScriptedLLM
 from ragpipe.llm.wrappers import Limited
 from ragpipe.select import get_selector
 from ragpipe.select.groupwise import fuse, make_groups
-from tests.select.conftest import make_candidates
+from tests.select.conftest import RAW, make_candidates
 
 
 def score_by_marker(request) -> str:
@@ -36,15 +36,14 @@ def test_groups_partition_each_shuffle():
 
 
 def test_fusion_formula():
-    fused = fuse([10.0, 5.0, 0.0], [3.0, 1.0, 2.0], alpha=0.6)
+    fused = fuse([10.0, 5.0, 0.0], [1.0, 0.0, 0.5], alpha=0.6)
     assert fused == pytest.approx([0.6 * 1.0 + 0.4 * 1.0, 0.6 * 0.5 + 0.0, 0.0 + 0.4 * 0.5])
-    assert fuse([4.0, 8.0], [7.0, 7.0], alpha=0.5) == pytest.approx([0.2, 0.4])  # constant retriever: no say
 
 
 async def test_scores_follow_the_model_and_fuse_with_the_retriever():
     relevance = [0, 0, 9, 0, 10, 0]
     llm = ScriptedLLM(fn=score_by_marker)
-    selection = await get_selector("groupwise", group_size=3, alpha=0.6).select(
+    selection = await get_selector("groupwise", group_size=3, alpha=0.6, repeats=1, **RAW).select(
         "q?", marked(6, relevance), RunContext(llm=llm))
     scores = {c.id: c.score for c in selection.ranked}
     # c2: 9/10 with retriever 11.0 in [9.5, 12.0]; c4: 10/10 but retriever 10.0: the retriever decides
@@ -70,34 +69,75 @@ async def test_repeats_average_over_groupings():
         return json.dumps({k: v + shift for k, v in json.loads(score_by_marker(request)).items()})
 
     llm._fn = shifted
-    selection = await get_selector("groupwise", group_size=2, repeats=3, alpha=1.0).select(
+    selection = await get_selector("groupwise", group_size=2, repeats=3, alpha=1.0, **RAW).select(
         "q?", marked(4, [3, 8, 4, 6]), RunContext(llm=llm))
     assert len(llm.requests) == 6 == selection.usage.calls
     assert {c.id: c.score for c in selection.ranked} == pytest.approx({"c0": 0.3, "c1": 0.8, "c2": 0.4, "c3": 0.6})
 
 
-async def test_a_failed_group_falls_back_to_retriever_order_for_that_group_only():
+async def test_a_failed_group_is_neutral_not_promoted_above_scored_groups():
     def one_group_fails(request):
         body = request.messages[-1].content
         return "I cannot score these." if "rel=7" in body else score_by_marker(request)
 
     llm = ScriptedLLM(fn=one_group_fails)
-    selection = await get_selector("groupwise", group_size=2, seed=0, alpha=1.0).select(
-        "q?", marked(6, [0, 1, 2, 7, 10, 3]), RunContext(llm=llm))
-    fallbacks = [e for e in selection.trace if e.kind == "fallback"]
-    assert len(fallbacks) == 1 and "retriever order" in fallbacks[0].message
-    failed = next(g for g in make_groups(6, 2, 1, 0) if 3 in g)
-    scores = {c.id: c.score for c in selection.ranked}
     relevance = [0, 1, 2, 7, 10, 3]
-    for i in set(range(6)) - set(failed):  # the other groups are still scored by the model
+    selection = await get_selector("groupwise", group_size=2, repeats=1, seed=0, alpha=1.0, **RAW).select(
+        "q?", marked(6, relevance), RunContext(llm=llm))
+    fallbacks = [e for e in selection.trace if e.kind == "fallback"]
+    assert len(fallbacks) == 1 and "neutral" in fallbacks[0].message
+    failed = sorted(next(g for g in make_groups(6, 2, 1, 0) if 3 in g))
+    scored = [i for i in range(6) if i not in failed]
+    scores = {c.id: c.score for c in selection.ranked}
+    for i in scored:  # the other groups are still scored by the model
         assert scores[f"c{i}"] == pytest.approx(relevance[i] / 10)
-    earlier, later = sorted(failed)
-    assert scores[f"c{earlier}"] == pytest.approx(1.0) and scores[f"c{later}"] == pytest.approx(0.0)
+    neutral = sum(relevance[i] for i in scored) / len(scored) / 10
+    assert all(scores[f"c{i}"] == pytest.approx(neutral) for i in failed)
+    assert selection.ranked[0].id == "c4"  # a real 10/10 is not outranked by the failed group
+    ids = [c.id for c in selection.ranked]
+    assert ids.index(f"c{failed[0]}") < ids.index(f"c{failed[1]}")  # input order among the unscored
+
+
+async def test_without_retriever_scores_a_failed_group_keeps_the_input_order():
+    """Candidate lists without scores (all 0): nothing may come back shuffled by the grouping."""
+    candidates = make_candidates(8, texts=[f"rel=5 passage {i}" for i in range(8)])
+    candidates = [c.model_copy(update={"score": 0.0}) for c in candidates]
+    failing = {candidates[i].chunk.text for i in make_groups(8, 2, 1, 0)[1]}
+
+    def reply(request):
+        body = request.messages[-1].content
+        return "no idea" if any(t in body for t in failing) else score_by_marker(request)
+
+    selection = await get_selector("groupwise", group_size=2, repeats=1, **RAW).select(
+        "q?", candidates, RunContext(llm=ScriptedLLM(fn=reply)))
+    assert [c.id for c in selection.ranked] == [f"c{i}" for i in range(8)]
+
+
+async def test_defaults_follow_the_paper_two_groupings_and_a_reasoning_block():
+    llm = ScriptedLLM(fn=lambda r: "<reason>c2 answers it.</reason><answer>" + score_by_marker(r) + "</answer>")
+    selection = await get_selector("groupwise").select("q?", marked(4, [1, 2, 9, 0]), RunContext(llm=llm))
+    assert len(llm.requests) == 2  # two groupings of one group each
+    assert "<reason>" in llm.requests[0].messages[-1].content
+    assert llm.requests[0].max_tokens >= 384 and llm.requests[0].json_schema is None
+    assert selection.ranked[0].id == "c2"
+    assert not any(e.kind == "fallback" for e in selection.trace)
+
+
+async def test_prompt_that_cannot_fit_is_not_sent():
+    from ragpipe.llm.base import Capabilities
+
+    llm = ScriptedLLM(cycle=['{"1": 3, "2": 4}'], capabilities=Capabilities(context_window=60))
+    long_question = " ".join(["word"] * 80) + "?"
+    selection = await get_selector("groupwise", repeats=1).select(long_question, make_candidates(2),
+                                                                  RunContext(llm=llm))
+    assert llm.requests == []
+    assert [c.id for c in selection.ranked] == ["c0", "c1"]
+    assert any("exceeds the budget" in e.message for e in selection.trace)
 
 
 async def test_documents_missing_from_a_parsed_group_get_the_group_mean():
     llm = ScriptedLLM(cycle=['```json\n{"[1]": 8, "[2]": 2}\n```'])
-    selection = await get_selector("groupwise", group_size=3, alpha=1.0).select(
+    selection = await get_selector("groupwise", group_size=3, alpha=1.0, repeats=1, **RAW).select(
         "q?", make_candidates(3), RunContext(llm=llm))
     assert sorted(c.score for c in selection.ranked) == pytest.approx([0.2, 0.5, 0.8])
     assert any(e.kind == "repair" and "not scored" in e.message for e in selection.trace)
@@ -108,7 +148,7 @@ async def test_json_schema_is_requested_when_the_backend_supports_it():
     from ragpipe.llm.base import Capabilities
 
     llm = ScriptedLLM(cycle=['{"1": 3, "2": 4}'], capabilities=Capabilities(json_schema=True))
-    await get_selector("groupwise").select("q?", make_candidates(2), RunContext(llm=llm))
+    await get_selector("groupwise", reasoning=False).select("q?", make_candidates(2), RunContext(llm=llm))
     schema = llm.requests[0].json_schema
     assert schema["required"] == ["1", "2"] and schema["properties"]["1"]["maximum"] == 10
 
@@ -116,7 +156,7 @@ async def test_json_schema_is_requested_when_the_backend_supports_it():
 async def test_groups_run_concurrently_under_the_limit():
     inner = ScriptedLLM(fn=score_by_marker, delay_s=0.2)
     llm = Limited(inner, 3)
-    selection = await get_selector("groupwise", group_size=2).select(
+    selection = await get_selector("groupwise", group_size=2, repeats=1).select(
         "q?", marked(12, [1] * 12), RunContext(llm=llm))
     assert len(inner.requests) == 6 == selection.usage.calls
     assert inner.max_in_flight == 3

@@ -135,3 +135,36 @@ def test_ab_answers(raw, value):
 def test_ab_garbage_raises():
     with pytest.raises(OutputParseError):
         parse_ab("Both passages are relevant.")
+
+
+def test_lower_case_letter_identifiers_are_read():
+    assert parse_permutation("[c] > [a] > [B]", 3).order == [2, 0, 1]
+    assert neutralise_identifiers("see [b] and [2]") == "see (b) and (2)"
+
+
+def test_a_window_of_one_needs_no_ranking():
+    assert parse_permutation("Received passage [1].", 1).order == [0]
+
+
+@pytest.mark.parametrize("raw,value", [
+    ('Question: Given the query "x", which of the following two passages is more relevant to the query?\n'
+     "Output Passage A or Passage B: Passage B", "B"),
+    ("Query: which Passage A or Passage B\nPassage: B", "B"),
+])
+def test_ab_answers_after_an_echoed_prompt(raw, value):
+    assert parse_ab(raw) == value
+
+
+def test_yes_no_after_an_echoed_prompt():
+    assert parse_yes_no("Question: Does the passage answer the query? Answer Yes or No.\nNo.") is False
+    assert parse_yes_no("Query: is it yes or no\nAnswer: yes") is True
+
+
+def test_integer_after_an_echoed_question_with_numbers():
+    assert parse_int_score("Question: top 5 films of 2020\nRelevance score (0-10): 7") == 7
+    assert parse_int_score("Query: what is 3 + 4?\n8") == 8
+
+
+def test_permutation_after_an_echoed_question():
+    parsed = parse_permutation("Question: is [1] > [2] > [3] > [4] right?\n[3] > [1] > [2]", 4)
+    assert parsed.order == [2, 0, 1, 3]

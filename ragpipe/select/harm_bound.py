@@ -1,0 +1,126 @@
+"""The harm bound: an LLM selector may not leave its input order worse than it found it.
+
+Small or broken LLMs return lists worse than the retriever's. Every LLM selector therefore
+passes its ranking through two checks before it is used:
+
+1. A trust gate. The input order wins outright when too few LLM answers were usable, when the
+   LLM disagreed with itself where the method can tell (pairwise A/B against B/A, groupwise
+   repeats, listwise reversed windows), or, for methods without such a check, when the LLM's
+   order runs against the input order (Kendall tau below a floor: a reversed or anti-correlated
+   answer is far likelier a broken model than a retriever that got everything backwards).
+2. Weighted reciprocal rank fusion of the LLM order with the input order, so even a trusted
+   LLM moves a passage only as far as both orders together support. Where the method measured
+   self-agreement, the LLM's weight grows with it, from ``llm_weight`` at the gate's minimum to
+   ``agreed_weight`` when the LLM never contradicted itself.
+
+The decision and its figures go into the trace as a ``harm_bound`` event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class HarmBoundConfig(BaseModel):
+    """How far an LLM selector is trusted over its input order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    llm_weight: float = Field(0.5, ge=0.0, le=1.0)  # share of the LLM order in the fusion
+    agreed_weight: float = Field(0.9, ge=0.0, le=1.0)  # its share when it always agreed with itself
+    rrf_k: float = Field(10.0, gt=0.0)  # reciprocal rank fusion constant: small k favours the top ranks
+    min_usable: float = Field(0.5, ge=0.0, le=1.0)  # fraction of LLM answers that must be usable
+    min_self_agreement: float = Field(0.65, ge=0.0, le=1.0)  # where the method measures it
+    min_input_tau: float = Field(0.0, ge=-1.0, le=1.0)  # Kendall tau of LLM order vs input order
+
+
+@dataclass
+class Reliability:
+    """What a selector learned about its LLM while scoring: usable answers and self-agreement."""
+
+    answers: int = 0
+    usable: int = 0
+    checks: int = 0  # self-consistency checks made (pairs asked both ways, repeated groups, ...)
+    agreed: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def answer(self, usable: bool) -> None:
+        self.answers += 1
+        self.usable += int(usable)
+
+    def check(self, agreed: bool) -> None:
+        self.checks += 1
+        self.agreed += int(agreed)
+
+    @property
+    def usable_fraction(self) -> float:
+        return self.usable / self.answers if self.answers else 0.0
+
+    @property
+    def agreement(self) -> float | None:
+        return self.agreed / self.checks if self.checks else None
+
+
+def kendall_tau(order: Sequence[int]) -> float:
+    """Kendall tau between ``order`` (input indices, best first) and the input order 0..n-1."""
+    n = len(order)
+    if n < 2:
+        return 1.0
+    concordant = sum(1 for a in range(n) for b in range(a + 1, n) if order[a] < order[b])
+    pairs = n * (n - 1) // 2
+    return (2 * concordant - pairs) / pairs
+
+
+def fuse_with_input(order: Sequence[int], llm_weight: float, k: float) -> list[int]:
+    """Weighted reciprocal rank fusion of ``order`` with the input order; ties keep input order."""
+    rank = {index: position for position, index in enumerate(order)}
+    fused = {i: llm_weight / (k + rank[i] + 1) + (1 - llm_weight) / (k + i + 1) for i in range(len(order))}
+    return sorted(range(len(order)), key=lambda i: (-fused[i], i))
+
+
+@dataclass
+class Decision:
+    order: list[int]
+    trusted: str  # "llm" (bound off), "fused" or "input"
+    reason: str
+    data: dict[str, Any]
+
+
+def bound(order: Sequence[int], reliability: Reliability, config: HarmBoundConfig) -> Decision:
+    """The order to use, given the LLM's ``order`` of the input indices and what it cost to get."""
+    n = len(order)
+    tau = kendall_tau(order)
+    agreement = reliability.agreement
+    data = {"usable": reliability.usable, "answers": reliability.answers, "self_checks": reliability.checks,
+            "self_agreement": None if agreement is None else round(agreement, 3), "input_tau": round(tau, 3),
+            "llm_weight": config.llm_weight}
+    if not config.enabled:
+        return Decision(list(order), "llm", "harm bound off: the LLM order is used as is", data)
+    identity = list(range(n))
+    if reliability.answers and reliability.usable_fraction < config.min_usable:
+        return Decision(identity, "input", f"input order kept: only {reliability.usable} of {reliability.answers} "
+                        f"LLM answers were usable (need {config.min_usable:.0%})", data)
+    if agreement is not None and agreement < config.min_self_agreement:
+        return Decision(identity, "input", f"input order kept: the LLM agreed with itself in {reliability.agreed} "
+                        f"of {reliability.checks} checks ({agreement:.0%}, need {config.min_self_agreement:.0%})",
+                        data)
+    if agreement is None and tau < config.min_input_tau:  # no self-check: the input order is the reference
+        return Decision(identity, "input", f"input order kept: the LLM order is unrelated to the input order "
+                        f"(Kendall tau {tau:.2f} < {config.min_input_tau:.2f})", data)
+    weight = config.llm_weight
+    if agreement is not None and config.min_self_agreement < 1.0:
+        confidence = (agreement - config.min_self_agreement) / (1.0 - config.min_self_agreement)
+        weight += (max(weight, config.agreed_weight) - weight) * min(1.0, max(0.0, confidence))
+    data["llm_weight"] = round(weight, 3)
+    fused = fuse_with_input(order, weight, config.rrf_k)
+    moved = sum(1 for a, b in zip(fused, order) if a != b)
+    return Decision(fused, "fused", f"LLM order fused with the input order (weight {weight:.2f}, "
+                    f"Kendall tau {tau:.2f}; {moved} of {n} places differ from the LLM order)", data)
+
+
+__all__ = ["HarmBoundConfig", "Reliability", "Decision", "bound", "kendall_tau", "fuse_with_input"]

@@ -1,0 +1,36 @@
+"""Prompt budgets: the backend's own templated token count decides whether a prompt fits."""
+
+from __future__ import annotations
+
+from ragpipe.llm.base import Capabilities, Message
+from ragpipe.llm.scripted import ScriptedLLM
+from ragpipe.select.budget import fit_prompt, prompt_tokens
+
+
+class TemplatedLLM(ScriptedLLM):
+    """A backend whose chat template adds 40 tokens and whose tokenizer splits every word in two."""
+
+    def count_tokens(self, text: str) -> int:
+        return 2 * super().count_tokens(text)
+
+    def prompt_tokens(self, messages):  # noqa: ANN001 - the embedded backend's signature
+        return [0] * (40 + sum(self.count_tokens(m.content) for m in messages))
+
+
+def render(passages: list[str]) -> list[Message]:
+    return [Message(role="user", content="Rank these:\n" + "\n".join(passages))]
+
+
+def test_the_templated_count_is_used_when_the_backend_has_one():
+    llm = TemplatedLLM(capabilities=Capabilities(context_window=400))
+    messages = render(["one two three"])
+    assert prompt_tokens(llm, messages) == 40 + 2 * 5
+    assert prompt_tokens(ScriptedLLM(), messages) == 5 + 8  # parts plus a per-message allowance
+
+
+def test_passages_are_cut_until_the_real_prompt_fits():
+    llm = TemplatedLLM(capabilities=Capabilities(context_window=400))
+    passages = [" ".join(f"w{k}" for k in range(100)) for _ in range(4)]
+    fitted = fit_prompt(render, passages, llm, max_words=300, output_tokens=50)
+    assert fitted.fits and fitted.truncated == 4
+    assert len(llm.prompt_tokens(fitted.messages)) <= 400 - 50
