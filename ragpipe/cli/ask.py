@@ -53,6 +53,7 @@ def answer_to_json(answer: Answer, *, method: str, include_trace: bool = False) 
         "method": method,
         "answer": answer.text,
         "abstained": answer.abstained,
+        "answer_mode": answer.mode,
         "citations": [c.model_dump() for c in answer.citations],
         "evidence": [_evidence_row(e, verdicts) for e in answer.evidence],
         "dropped": [
@@ -80,6 +81,8 @@ def print_answer(answer: Answer, *, console: Any, show_trace: bool = False) -> N
     from rich.table import Table
 
     console.print(f"[bold]{escape(answer.text)}[/bold]")
+    if answer.mode == "extracted":
+        console.print("[dim](quoted from the documents; no model wrote this answer)[/dim]")
     if answer.citations:
         console.print()
         for c in answer.citations:
@@ -183,11 +186,13 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print one machine-readable JSON document."),
     trace: bool = typer.Option(False, "--trace", help="Also show every prompt and raw LLM output."),
     config: Path = typer.Option(None, "--config", help="TOML settings file."),
+    answer_mode: str = typer.Option(None, "--answer",
+                                    help="extractive (quote the evidence, no LLM), generate, or auto (default)."),
     retrieve_only: bool = typer.Option(False, "--retrieve-only", hidden=True, help="Stop after retrieval."),
 ) -> None:
     """Answer a question from a folder of documents, with numbered citations and an evidence table."""
     try:
-        _ask(question, docs, method, no_verify, connector, top_k, as_json, trace, config, retrieve_only)
+        _ask(question, docs, method, no_verify, connector, top_k, as_json, trace, config, retrieve_only, answer_mode)
     except (RagpipeError, typer.Exit, KeyboardInterrupt, BrokenPipeError):
         raise
     except Exception as err:  # keep the one-line contract for anything unanticipated
@@ -197,13 +202,13 @@ def ask(
 
 
 def _ask(question: str, docs: Path, method: str | None, no_verify: bool, connector: str | None, top_k: int | None,
-         as_json: bool, trace: bool, config: Path | None, retrieve_only: bool) -> None:
+         as_json: bool, trace: bool, config: Path | None, retrieve_only: bool, answer_mode: str | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     from ragpipe.config import load_settings
 
     settings = load_settings(config, connector=connector, method=method, retrieval__top_k=top_k,
-                             verify=False if no_verify else None)
+                             verify=False if no_verify else None, answer=answer_mode)
     folder = check_folder(docs)
     from ragpipe.graph import build_graph
 

@@ -66,15 +66,15 @@ async def test_an_answer_that_mentions_missing_details_but_cites_is_kept() -> No
     assert [c.chunk_id for c in result.answer.citations] == ["seine"]
 
 
-async def test_empty_output_falls_back_to_abstaining_and_says_so() -> None:
-    result = await generate(ScriptedLLM(["   "]))
-    assert result.answer.abstained
-    assert [e.kind for e in result.events] == ["fallback", "abstain"]
+async def test_empty_output_is_retried_then_answered_by_extraction_and_says_so() -> None:
+    result = await generate(ScriptedLLM(["   ", ""]))
+    assert result.answer.mode == "extracted" and not result.answer.abstained
+    assert [e.kind for e in result.events] == ["fallback", "degenerate", "retry", "fallback", "degenerate", "extractive"]
 
 
 async def test_an_uncited_answer_is_flagged() -> None:
-    result = await generate(ScriptedLLM([REFUSAL]))
-    assert result.answer.text == REFUSAL and result.answer.citations == []
+    result = await generate(ScriptedLLM(["Paris has the Seine."]))
+    assert result.answer.text == "Paris has the Seine." and result.answer.citations == []
     assert any(e.kind == "uncited" for e in result.events)
 
 
@@ -155,6 +155,6 @@ async def test_an_uncited_restatement_of_one_chunk_is_attributed_to_it() -> None
 
 
 async def test_attribution_needs_real_overlap() -> None:
-    result = await generate(ScriptedLLM(["Rivers are nice places for a walk."]))
+    result = await generate(ScriptedLLM(["The Seine flows past lovely cafes."]))
     assert result.answer.citations == []
     assert any(e.kind == "uncited" for e in result.events)
