@@ -27,7 +27,7 @@ _YES_NO_START = re.compile(
 )
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 MIN_LETTER_SHARE = 0.5  # of the non-space characters, once citation markers are removed
-MIN_SUPPORTED_SHARE = 0.34  # of the answer's content words that must occur in the evidence
+MIN_SUPPORTED_SHARE = 0.3  # of the answer's content words that must occur in the evidence
 
 
 def strip_markers(text: str) -> str:

@@ -182,7 +182,8 @@ class Generator:
         if reason is not None:
             generation.events.append(
                 TraceEvent(node=self.node, kind="degenerate", message=f"the answer is not usable: {reason}",
-                           data={"reason": reason, "text": generation.answer.text})
+                           data={"reason": reason, "text": generation.answer.text,
+                                 "cited": [c.chunk_id for c in generation.answer.citations]})
             )
         return reason
 
