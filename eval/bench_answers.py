@@ -90,14 +90,14 @@ def load_sets(args: argparse.Namespace) -> dict[str, tuple[Path, list[dict[str, 
         rows = [{"id": f"npm-{i}", "question": q["question"], "answers": q["answers"]}
                 for i, q in enumerate(spec["questions"])]
         sets[DOCS_SET] = (docs, rows)
-    return sets
+    return {name: sets[name] for name in wanted if name in sets}  # in the order asked for
 
 
 # -- running ----------------------------------------------------------------------------------
 def settings_for(name: str, model: str, answer: str) -> Any:
     from ragpipe.config import load_settings
 
-    return load_settings(method="fast", verify=False, answer=answer, retrieval__top_k=8,
+    return load_settings(method="fast", verify=False, answer=answer, retrieval__top_k=5,
                          store__path=str(WORK / name / "index"), llm__model_path=MODELS[model],
                          llm__n_threads=2, llm__context_window=4096)
 
@@ -144,7 +144,9 @@ def score(question: str, text: str, cited: list[str], abstained: bool, golds: li
     }
 
 
-def run_set(name: str, folder: Path, rows: list[dict[str, Any]], model: str, llm: Any, timer: CallTimer) -> dict[str, Any]:
+def run_set(name: str, folder: Path, rows: list[dict[str, Any]], model: str, llm: Any, timer: CallTimer,
+            save: Any = None) -> dict[str, Any]:
+    """Every mode on every question of one set; ``save`` gets the summary so far after each one."""
     from ragpipe.ingest.indexer import index_folder, open_index
     from ragpipe.pipeline import Pipeline
 
@@ -184,6 +186,8 @@ def run_set(name: str, folder: Path, rows: list[dict[str, Any]], model: str, llm
         print(f"  {name}/{model} {row['id']}: auto={answer.mode} contains="
               f"{record['auto']['contains']} extractive={record['extractive']['contains']} "
               f"baseline={record['baseline']['contains']} {total:.1f}s", flush=True)
+        if save is not None and len(per_query) < len(rows):
+            save({**summarise(per_query), "partial": True})
     return summarise(per_query)
 
 
@@ -258,19 +262,27 @@ def main() -> None:
         llm = build_llm(settings_for("probe", model, "auto"))
         timer = CallTimer(llm)
         for name, (folder, rows) in sets.items():
+            key = f"{name}/{model}"
             start = time.perf_counter()
-            run = run_set(name, folder, rows, model, llm, timer)
-            run["wall_seconds"] = round(time.perf_counter() - start, 1)
-            runs[f"{name}/{model}"] = run
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps({
-                "description": "Answer modes on HotpotQA, MuSiQue (dev) and npm's HTML docs: fast retrieval "
-                               "(top 8, score-elbow cutoff, no verifier), SmolLM2-135M and Qwen2.5-Coder-0.5B.",
-                "derived_modes": "baseline and generate are read from the auto run's trace (same LLM calls)",
-                "docs_folder": str(Path(args.docs)),
-                "runs": runs,
-            }, indent=1) + "\n")
+
+            def save(run: dict[str, Any], key: str = key, start: float = start) -> None:
+                run["wall_seconds"] = round(time.perf_counter() - start, 1)
+                runs[key] = run
+                write_results(out, runs, args.docs)
+
+            save(run_set(name, folder, rows, model, llm, timer, save))
     print_table({k: v for k, v in runs.items()})
+
+
+def write_results(out: Path, runs: dict[str, Any], docs: str) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "description": "Answer modes on HotpotQA, MuSiQue (dev) and npm's HTML docs: fast retrieval "
+                       "(top 5, score-elbow cutoff, no verifier), SmolLM2-135M and Qwen2.5-Coder-0.5B.",
+        "derived_modes": "baseline and generate are read from the auto run's trace (same LLM calls)",
+        "docs_folder": str(Path(docs)),
+        "runs": runs,
+    }, indent=1) + "\n")
 
 
 if __name__ == "__main__":

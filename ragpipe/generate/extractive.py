@@ -45,9 +45,10 @@ class Extraction:
 
 
 def _with_antecedent(text: str, sentences: list[Sentence], k: int) -> Sentence:
-    """Sentence ``k``, joined to the one before when it opens with a pronoun ("It is executed…")."""
+    """Sentence ``k``, joined to the one before when it opens with a pronoun ("It is executed…") or is a
+    fragment too short to stand alone (``Default: "notice"`` under the heading ``loglevel``)."""
     sentence = sentences[k]
-    if k == 0 or not _PRONOUN_START.match(sentence.text):
+    if k == 0 or not (_PRONOUN_START.match(sentence.text) or len(sentence.text.split()) < MIN_WORDS):
         return sentence
     start = sentences[k - 1].start
     return Sentence(text=text[start : sentence.end], start=start, end=sentence.end)

@@ -48,7 +48,25 @@ def split_sentences(text: str) -> list[Sentence]:
     return sentences
 
 
+HEADING_WORDS = 6  # a line this short without end punctuation is a heading or label, not part of a sentence
+
+
 def _add(sentences: list[Sentence], text: str, start: int, end: int) -> None:
+    """Add text[start:end], first splitting off heading-like lines ("Default: notice", "loglevel")."""
+    pending = start  # where the text not yet added begins
+    line_start = start
+    for match in re.finditer(r"\n", text[start:end]):
+        line_end = start + match.start()
+        line = text[line_start:line_end].strip()
+        if line and len(line.split()) <= HEADING_WORDS and line[-1] not in ".!?,;:":
+            _add_span(sentences, text, pending, line_start)
+            _add_span(sentences, text, line_start, line_end)
+            pending = line_end + 1
+        line_start = line_end + 1
+    _add_span(sentences, text, pending, end)
+
+
+def _add_span(sentences: list[Sentence], text: str, start: int, end: int) -> None:
     piece = text[start:end]
     lead = len(piece) - len(piece.lstrip())
     trail = len(piece.rstrip())

@@ -83,3 +83,19 @@ def test_a_close_second_from_another_chunk_is_quoted_too() -> None:
 
 def test_nothing_to_quote_gives_none() -> None:
     assert extract_answer("Anything?", [chunk("ok", "tiny")]) is None
+
+
+HTML_TEXT = ('loglevel\nDefault: "notice"\nType: "silent", "error", "warn", "notice"\n'
+             "What level of logs to report. All logs are written to a debug log.")
+
+
+def test_heading_lines_of_extracted_html_are_their_own_sentences() -> None:
+    assert [s.text for s in split_sentences(HTML_TEXT)] == [
+        "loglevel", 'Default: "notice"', 'Type: "silent", "error", "warn", "notice"',
+        "What level of logs to report.", "All logs are written to a debug log.",
+    ]
+
+
+def test_a_fragment_is_quoted_with_the_heading_it_belongs_to() -> None:
+    result = extract_answer("What is the default loglevel?", [chunk(HTML_TEXT, "config")])
+    assert result.quoted[0].sentence.text == 'loglevel\nDefault: "notice"'
