@@ -54,8 +54,8 @@ def _repeats_question(bare: str, question: str) -> bool:
         return True
     if _YES_NO_START.match(question):
         return False  # "X and Y are both directors" answers "Are X and Y both directors?"
-    new = content_words(bare) - content_words(question)
-    return not new and len(set(said) & set(asked)) >= max(2, len(set(asked)) // 2)
+    said_content = content_words(bare)
+    return bool(said_content) and not said_content - content_words(question)
 
 
 def _unsupported(bare: str, evidence: list[ScoredChunk]) -> bool:

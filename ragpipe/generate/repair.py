@@ -64,11 +64,11 @@ def drop_repeated_sentences(text: str) -> tuple[str, int]:
     return "\n".join(lines).strip(), dropped
 
 
-_ANSWER_LABEL = re.compile(r"^\s*(?:final\s+)?answer\s*:\s*", re.IGNORECASE)
+_ANSWER_LABEL = re.compile(r"^\s*(?:(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*:\s*)", re.IGNORECASE)
 
 
 def strip_answer_label(text: str) -> tuple[str, bool]:
-    """Drop a leading "Answer:" that models copy from an answer-first prompt."""
+    """Drop a leading "Answer:" / "The answer is:" that models copy from an answer-first prompt."""
     stripped = _ANSWER_LABEL.sub("", text, count=1)
     return stripped, stripped != text
 

@@ -59,3 +59,11 @@ def test_degenerate_shapes_are_named(text: str, reason: str) -> None:
 )
 def test_real_answers_are_kept(text: str, question: str) -> None:
     assert degenerate_reason(text, question, EVIDENCE) is None
+
+
+@pytest.mark.parametrize("text", ["npm team [1].", "registry [1].", "The river [1]."])
+def test_a_short_answer_made_only_of_the_question_words_is_degenerate(text: str) -> None:
+    question = {"npm team [1].": "Which team is every npm org automatically given?",
+                "registry [1].": "What is the default npm registry?",
+                "The river [1].": QUESTION.replace("a loop's else clause", "the river")}[text]
+    assert degenerate_reason(text, question, EVIDENCE) == "repeats the question"

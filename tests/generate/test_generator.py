@@ -158,3 +158,8 @@ async def test_attribution_needs_real_overlap() -> None:
     result = await generate(ScriptedLLM(["The Seine flows past lovely cafes."]))
     assert result.answer.citations == []
     assert any(e.kind == "uncited" for e in result.events)
+
+
+async def test_an_answer_label_copied_from_the_prompt_is_removed() -> None:
+    result = await generate(ScriptedLLM(["The answer is: The Seine [1]."]))
+    assert result.answer.text == "The Seine [1]."
