@@ -35,6 +35,20 @@ def strip_markers(text: str) -> str:
     return MARKER.sub(" ", text)
 
 
+COPIED_PREFIX_CHARS = 40
+
+
+def _copies_a_block(text: str, evidence: list[ScoredChunk]) -> bool:
+    """Opens with a marker and then the start of an evidence block, verbatim: the prompt echoed."""
+    match = re.match(r"\s*\[\d+\]\s*(.+)", text, re.DOTALL)
+    if not match:
+        return False
+    head = " ".join(match.group(1).split())[:COPIED_PREFIX_CHARS]
+    return len(head) >= COPIED_PREFIX_CHARS // 2 and any(
+        " ".join(e.chunk.text.split()).startswith(head) for e in evidence
+    )
+
+
 def _only_markers(bare: str) -> bool:
     return not _LETTER.search(bare) and not re.search(r"\d", bare)
 
@@ -73,7 +87,7 @@ def degenerate_reason(text: str, question: str, evidence: list[ScoredChunk]) -> 
     bare = strip_markers(text).strip()
     if _only_markers(bare):
         return "only citation markers" if MARKER.search(text) else "no answer text"
-    if _MARKUP.search(text) or _SOURCE_LINE.search(text):
+    if _MARKUP.search(text) or _SOURCE_LINE.search(text) or _copies_a_block(text, evidence):
         return "echoes the prompt's evidence markup"
     if _REFUSAL.search(bare):
         return "a refusal"

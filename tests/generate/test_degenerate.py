@@ -33,6 +33,7 @@ EVIDENCE = [
         ("[1] controlflow.html\nLoop statements may have an else clause.", "echoes the prompt's evidence markup"),
         ("&lt;data id=\"1\"> Loop statements", "echoes the prompt's evidence markup"),
         ("Question: What happens to a loop's else clause?", "echoes the prompt's evidence markup"),
+        ("[1] Loop statements may have an else clause. It is executed when", "echoes the prompt's evidence markup"),
         (QUESTION, "repeats the question"),
         ("What happens to a loop's else clause when the loop ends with break? [1]", "repeats the question"),
         ("The loop's else clause when the loop ends with break [1].", "repeats the question"),
