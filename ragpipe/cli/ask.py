@@ -87,6 +87,8 @@ def print_answer(answer: Answer, *, console: Any, show_trace: bool = False) -> N
         console.print()
         for c in answer.citations:
             span = f" chars {c.start_char}-{c.end_char}" if c.start_char is not None else ""
+            if c.quote_start_char is not None:
+                span += f" (sentence {c.quote_start_char}-{c.quote_end_char})"
             console.print(f"  [{c.n}] {escape(c.source)} #{c.position}{span}")
     cited = {c.chunk_id: c.n for c in answer.citations}
     verdicts = {v.chunk_id: v for v in answer.verdicts}
