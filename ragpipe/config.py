@@ -121,6 +121,7 @@ class Settings(BaseSettings):
     connector: str = "local"
     method: str = "meteora"
     verify: bool = True
+    answer: Literal["extractive", "generate", "auto"] = "auto"  # auto: generate, quote the evidence when that fails
     prompts_dir: str | None = None
     llm: LLMSettings = Field(default_factory=LLMSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)

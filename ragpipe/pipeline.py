@@ -52,6 +52,7 @@ class Pipeline:
         index: Any = None,
         method: str | None = None,
         verify: bool | None = None,
+        answer: str | None = None,
         settings: Settings | None = None,
         llm: LLM | None = None,
         top_k: int | None = None,
@@ -62,7 +63,8 @@ class Pipeline:
         """Build the standard pipeline over a documents folder (or an opened ``index``).
 
         ``overrides`` are settings in ``section__field`` form (``llm__model="..."``). Without
-        ``llm`` the LLM comes from the settings (embedded llama.cpp by default).
+        ``llm`` the LLM comes from the settings (embedded llama.cpp by default). ``answer`` is the
+        answer mode: ``extractive``, ``generate`` or ``auto`` (the ``answer`` setting).
         """
         from ragpipe.config import load_settings
         from ragpipe.graph.presets import build_graph
@@ -72,7 +74,12 @@ class Pipeline:
             from ragpipe.errors import ConfigError
 
             raise ConfigError(f"pass either settings or setting overrides, not both (got {sorted(overrides)})")
-        settings = settings or load_settings(**overrides)
+        if settings is None:
+            settings = load_settings(answer=answer, **overrides)
+        elif answer is not None:
+            from ragpipe.generate.generator import check_answer_mode
+
+            settings = settings.model_copy(update={"answer": check_answer_mode(answer)})
         method = method or settings.method
         verify = settings.verify if verify is None else verify
         if index is None:

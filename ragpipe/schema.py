@@ -7,7 +7,7 @@ out (``ragpipe ask --json``, eval reports, the LangChain/LlamaIndex adapters).
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -147,6 +147,10 @@ class Citation(BaseModel):
     position: int
     start_char: int | None = None
     end_char: int | None = None
+    # The sentence of the chunk the citation rests on, and its characters in the source document.
+    quote: str | None = None
+    quote_start_char: int | None = None
+    quote_end_char: int | None = None
 
 
 class DroppedEvidence(BaseModel):
@@ -163,6 +167,7 @@ class Answer(BaseModel):
     question: str
     text: str
     abstained: bool = False
+    mode: Literal["generated", "extracted"] = "generated"  # extracted: quoted evidence sentences, no LLM wrote it
     citations: list[Citation] = Field(default_factory=list)
     evidence: list[ScoredChunk] = Field(default_factory=list)
     verdicts: list[Verdict] = Field(default_factory=list)

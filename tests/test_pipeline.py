@@ -221,7 +221,7 @@ def test_end_to_end_with_the_embedded_defaults(tmp_path, method: str, select_nod
     assert "rotation.md" in {Path(s).name for s in sources}  # the one chunk that answers is never lost
     evidence_ids = {e.id for e in answer.evidence}
     assert all(c.chunk_id in evidence_ids for c in answer.citations)
-    assert answer.abstained or answer.usage_by_node["generate"].calls == 1
+    assert answer.abstained or answer.usage_by_node["generate"].calls in (1, 2)  # 2: retried a degenerate answer
     assert {"retrieve", select_node, "verify", "generate"} <= set(answer.timings)
     assert answer.usage.prompt_tokens > 0 or not answer.evidence
 

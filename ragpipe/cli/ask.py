@@ -75,6 +75,7 @@ def answer_to_json(answer: Answer, *, method: str, include_trace: bool = False) 
         "answer": answer.text,
         "abstained": answer.abstained,
         "uncited": uncited(answer),
+        "answer_mode": answer.mode,
         "citations": [c.model_dump() for c in answer.citations],
         "evidence": [_evidence_row(e, verdicts) for e in answer.evidence],
         "dropped": [
@@ -121,12 +122,16 @@ def print_answer(answer: Answer, *, console: Any, show_trace: bool = False) -> N
     from rich.table import Table
 
     console.print(f"[bold]{markup_safe(answer.text)}[/bold]")
+    if answer.mode == "extracted":
+        console.print("[dim](quoted from the documents; no model wrote this answer)[/dim]")
     for line in fallback_lines(answer):
         console.print(f"[yellow]{markup_safe(line, one_line=True)}[/yellow]")
     if answer.citations:
         console.print()
         for c in answer.citations:
             span = f" chars {c.start_char}-{c.end_char}" if c.start_char is not None else ""
+            if c.quote_start_char is not None:
+                span += f" (sentence {c.quote_start_char}-{c.quote_end_char})"
             console.print(f"  \\[{c.n}] {markup_safe(c.source, one_line=True)} #{c.position}{span}")
     cited = {c.chunk_id: c.n for c in answer.citations}
     verdicts = {v.chunk_id: v for v in answer.verdicts}
@@ -230,11 +235,13 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print one machine-readable JSON document."),
     trace: bool = typer.Option(False, "--trace", help="Also show every prompt and raw LLM output."),
     config: Path = typer.Option(None, "--config", help="TOML settings file."),
+    answer_mode: str = typer.Option(None, "--answer",
+                                    help="extractive (quote the evidence, no LLM), generate, or auto (default)."),
     retrieve_only: bool = typer.Option(False, "--retrieve-only", hidden=True, help="Stop after retrieval."),
 ) -> None:
     """Answer a question from a folder of documents, with numbered citations and an evidence table."""
     try:
-        _ask(question, docs, method, no_verify, connector, top_k, as_json, trace, config, retrieve_only)
+        _ask(question, docs, method, no_verify, connector, top_k, as_json, trace, config, retrieve_only, answer_mode)
     except (typer.Exit, KeyboardInterrupt, BrokenPipeError):
         raise
     except RagpipeError as err:
@@ -310,22 +317,20 @@ class StatusLine:
 
 
 def _ask(question: str, docs: Path, method: str | None, no_verify: bool, connector: str | None, top_k: int | None,
-         as_json: bool, trace: bool, config: Path | None, retrieve_only: bool) -> None:
+         as_json: bool, trace: bool, config: Path | None, retrieve_only: bool, answer_mode: str | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     from ragpipe.config import load_settings
 
     settings = load_settings(config, connector=connector, method=method, retrieval__top_k=top_k,
-                             verify=False if no_verify else None)
+                             verify=False if no_verify else None, answer=answer_mode)
     folder = check_folder(docs)
     from ragpipe.graph import build_graph
 
     build_graph(settings.method, verify=settings.verify)  # an unknown method fails before any indexing
     index = open_index_for(folder, settings, quiet=as_json)
-    if getattr(index, "partial", None):
-        from rich.markup import escape
-
-        _stderr_console().print(f"[yellow]notice[/]: {escape(index.partial)}")
+    if index.partial:
+        _stderr_console().print(f"[yellow]notice[/]: {markup_safe(index.partial, one_line=True)}")
     if retrieve_only:
         _retrieve_only(question, index, settings, top_k)
         return

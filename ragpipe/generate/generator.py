@@ -3,28 +3,48 @@
 It abstains without calling the LLM when there is no evidence, and abstains after the call when
 the model says the evidence does not contain the answer. Evidence that does not fit the model's
 context window is left out (and the trace says so) rather than overflowing the prompt.
+
+Answer modes: ``generate`` writes the answer with the LLM; ``extractive`` quotes the evidence
+sentences that best answer the question (no LLM); ``auto`` (the default) generates and, when the
+answer is degenerate (only ``[1]``, echoed markup, the question again, a refusal…) even after one
+retry with a simpler answer-first prompt, answers by extraction instead. ``generate`` abstains in
+that case. Every retry and fallback is in the trace.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from ragpipe.context import RunContext
-from ragpipe.errors import Truncated
+from ragpipe.errors import ConfigError, Truncated
 from ragpipe.generate.abstain import NOT_FOUND_TEXT, says_not_found, starts_with_not_found
 from ragpipe.generate.citations import resolve_citations
+from ragpipe.generate.degenerate import degenerate_reason
+from ragpipe.generate.extractive import extract_answer
+from ragpipe.generate.quotes import pin_citations
 from ragpipe.generate.repair import (
     attribute_citations,
     drop_repeated_lines,
     drop_repeated_sentences,
+    strip_answer_label,
     trim_unfinished_sentence,
 )
 from ragpipe.llm.base import LLM, Completion
 from ragpipe.schema import Answer, ScoredChunk, TraceEvent
 
 PER_ITEM_OVERHEAD_TOKENS = 16
+ANSWER_MODES = ("extractive", "generate", "auto")
+RETRY_PROMPT = "answer.simple"
+
+
+def check_answer_mode(mode: str) -> str:
+    """``mode`` when it is an answer mode, else a ``ConfigError`` naming the choices."""
+    if mode not in ANSWER_MODES:
+        raise ConfigError(f"answer mode '{mode}' is not one of: {', '.join(ANSWER_MODES)}")
+    return mode
 
 
 @dataclass
@@ -50,17 +70,31 @@ class Generation:
 
 
 class Generator:
-    """Renders ``prompt`` over the evidence, calls the LLM, validates citations or abstains."""
+    """Renders ``prompt`` over the evidence, calls the LLM, validates citations or abstains.
 
-    def __init__(self, prompt: str = "answer.cited", node: str = "generate", max_tokens: int | None = None) -> None:
+    ``answer`` is the answer mode (``extractive`` | ``generate`` | ``auto``); None reads the
+    pipeline setting ``answer`` (``auto`` when there are no settings).
+    """
+
+    def __init__(self, prompt: str = "answer.cited", node: str = "generate", max_tokens: int | None = None,
+                 answer: str | None = None, retry_prompt: str = RETRY_PROMPT) -> None:
+        if answer is not None:
+            check_answer_mode(answer)
         self.prompt = prompt
         self.node = node
         self.max_tokens = max_tokens
+        self.answer = answer
+        self.retry_prompt = retry_prompt
+
+    def mode(self, ctx: RunContext) -> str:
+        """The answer mode for this run: the generator's own, else the pipeline setting."""
+        return self.answer or getattr(ctx.settings, "answer", None) or "auto"
 
     # -- prompt -----------------------------------------------------------------------------
-    def _fit(self, question: str, evidence: list[ScoredChunk], ctx: RunContext, llm: LLM) -> tuple[list[ScoredChunk], list[TraceEvent]]:
+    def _fit(self, question: str, evidence: list[ScoredChunk], ctx: RunContext, llm: LLM,
+             prompt_name: str | None = None) -> tuple[list[ScoredChunk], list[TraceEvent]]:
         """The evidence prefix that fits the context window next to the prompt and the answer."""
-        prompt = ctx.prompts.get(self.prompt)
+        prompt = ctx.prompts.get(prompt_name or self.prompt)
         budget = llm.capabilities.context_window - (self.max_tokens or prompt.max_tokens)
         used = sum(llm.count_tokens(m.content) for m in prompt.render(question=question, evidence=[]))
         fitted: list[ScoredChunk] = []
@@ -82,12 +116,13 @@ class Generator:
             )
         return fitted, events
 
-    def _messages(self, question: str, evidence: list[ScoredChunk], ctx: RunContext) -> list[Any]:
+    def _messages(self, question: str, evidence: list[ScoredChunk], ctx: RunContext,
+                  prompt_name: str | None = None) -> list[Any]:
         items = [{"text": e.chunk.text, "source": e.chunk.source or e.chunk.doc_id} for e in evidence]
-        return ctx.prompts.get(self.prompt).render(question=question, evidence=items)
+        return ctx.prompts.get(prompt_name or self.prompt).render(question=question, evidence=items)
 
-    def _max_tokens(self, ctx: RunContext) -> int:
-        return self.max_tokens or ctx.prompts.get(self.prompt).max_tokens
+    def _max_tokens(self, ctx: RunContext, prompt_name: str | None = None) -> int:
+        return self.max_tokens or ctx.prompts.get(prompt_name or self.prompt).max_tokens
 
     # -- answer -----------------------------------------------------------------------------
     def _abstain(self, question: str, reason: str, events: list[TraceEvent]) -> Generation:
@@ -103,7 +138,10 @@ class Generator:
             )
         if not raw.strip():
             events.append(TraceEvent(node=self.node, kind="fallback", message="the model returned an empty answer"))
-            return self._abstain(question, "empty model output", events)
+            return Generation(Answer(question=question, text=""), events)
+        raw, labelled = strip_answer_label(raw)
+        if labelled:
+            events.append(TraceEvent(node=self.node, kind="repair", message="removed the leading 'Answer:' label"))
         raw, repeated = drop_repeated_lines(raw)
         if repeated:
             events.append(TraceEvent(node=self.node, kind="repair", message=f"removed {repeated} repeated line(s)"))
@@ -133,23 +171,86 @@ class Generator:
                 events.append(
                     TraceEvent(node=self.node, kind="uncited", message="the answer cites no evidence; treat it with care")
                 )
-        return Generation(Answer(question=question, text=cited.text, citations=cited.citations), events)
+        citations = pin_citations(cited.text, cited.citations, evidence)
+        return Generation(Answer(question=question, text=cited.text, citations=citations), events)
 
+    # -- degenerate answers: retry, then extract -------------------------------------------
+    def _degenerate(self, generation: Generation, question: str, evidence: list[ScoredChunk]) -> str | None:
+        if generation.answer.abstained:
+            return None
+        reason = degenerate_reason(generation.answer.text, question, evidence)
+        if reason is not None:
+            generation.events.append(
+                TraceEvent(node=self.node, kind="degenerate", message=f"the answer is not usable: {reason}",
+                           data={"reason": reason, "text": generation.answer.text,
+                                 "cited": [c.chunk_id for c in generation.answer.citations]})
+            )
+        return reason
+
+    async def _recover(self, question: str, first: Generation, evidence: list[ScoredChunk], ctx: RunContext,
+                       llm: LLM, mode: str) -> Generation:
+        """Keep a usable answer; else ask once more with the simpler prompt; else extract or abstain."""
+        if self._degenerate(first, question, evidence) is None:
+            return first
+        events = first.events
+        fitted, dropped = self._fit(question, evidence, ctx, llm, self.retry_prompt)
+        events.extend(dropped)
+        if fitted:
+            events.append(TraceEvent(node=self.node, kind="retry",
+                                     message=f"asked again with the simpler answer-first prompt '{self.retry_prompt}'"))
+            messages = self._messages(question, fitted, ctx, self.retry_prompt)
+            completion = await self._call(llm, messages, ctx, self.retry_prompt)
+            second = self._finish(question, completion, fitted, events)
+            if self._degenerate(second, question, fitted) is None:
+                return second
+        if mode == "auto":
+            return self._extract(question, evidence, ctx, events, because="the generated answer stayed unusable")
+        return self._abstain(question, "no usable generated answer after the retry", events)
+
+    def _extract(self, question: str, evidence: list[ScoredChunk], ctx: RunContext, events: list[TraceEvent],
+                 because: str) -> Generation:
+        start = time.perf_counter()
+        embedder = ctx.embedder
+        try:
+            extraction = extract_answer(question, evidence, embedder)
+        except Exception as err:  # an embedder failure must not cost the answer: score by words only
+            events.append(TraceEvent(node=self.node, kind="fallback",
+                                     message=f"sentence embedding failed ({type(err).__name__}: {err}); scored by words only"))
+            extraction = extract_answer(question, evidence, None)
+        if extraction is None:
+            return self._abstain(question, "no evidence sentence to quote", events)
+        events.append(
+            TraceEvent(
+                node=self.node,
+                kind="extractive",
+                message=f"answered with {len(extraction.quoted)} quoted evidence sentence(s), no LLM ({because})",
+                data={"because": because, "scores": [round(c.score, 4) for c in extraction.quoted],
+                      "scoring": "words+embedding" if embedder is not None else "words",
+                      "seconds": round(time.perf_counter() - start, 4)},
+            )
+        )
+        answer = Answer(question=question, text=extraction.text, citations=extraction.citations, mode="extracted")
+        return Generation(answer, events)
+
+    # -- answer -----------------------------------------------------------------------------
     async def agenerate(self, question: str, evidence: list[ScoredChunk], ctx: RunContext) -> Generation:
-        """Answer ``question`` from ``evidence`` (abstaining when it cannot)."""
+        """Answer ``question`` from ``evidence`` in the run's answer mode (abstaining when it cannot)."""
         events: list[TraceEvent] = []
         if not evidence:
             return self._abstain(question, "no evidence survived selection and verification", events)
+        mode = self.mode(ctx)
+        if mode == "extractive":
+            return self._extract(question, evidence, ctx, events, because="answer mode is extractive")
         llm = ctx.llm_for(self.node)
         fitted, events = self._fit(question, evidence, ctx, llm)
         if not fitted:
             return self._abstain(question, "no evidence fits the context window", events)
         completion = await self._call(llm, self._messages(question, fitted, ctx), ctx)
-        return self._finish(question, completion, fitted, events)
+        return await self._recover(question, self._finish(question, completion, fitted, events), fitted, ctx, llm, mode)
 
-    async def _call(self, llm: LLM, messages: list[Any], ctx: RunContext) -> Completion:
+    async def _call(self, llm: LLM, messages: list[Any], ctx: RunContext, prompt_name: str | None = None) -> Completion:
         try:
-            return await llm.chat(messages, max_tokens=self._max_tokens(ctx), temperature=0.0)
+            return await llm.chat(messages, max_tokens=self._max_tokens(ctx, prompt_name), temperature=0.0)
         except Truncated as err:  # some wrappers raise instead of returning finish_reason="length"
             return Completion(text=err.raw or "", finish_reason="length")
 
@@ -157,10 +258,17 @@ class Generator:
         """Yield ``TokenEvent``s as text arrives, then the ``Generation`` (validated citations).
 
         Streaming backends (embedded llama.cpp, OpenAI-compatible servers) yield text piece by piece
-        through ``chat_stream``; others yield the whole text as one event.
+        through ``chat_stream``; others yield the whole text as one event. When the streamed answer
+        is degenerate, the final ``Generation`` holds the retried or extracted answer instead.
         """
         if not evidence:
             generation = self._abstain(question, "no evidence survived selection and verification", [])
+            yield TokenEvent(generation.answer.text)
+            yield generation
+            return
+        mode = self.mode(ctx)
+        if mode == "extractive":
+            generation = self._extract(question, evidence, ctx, [], because="answer mode is extractive")
             yield TokenEvent(generation.answer.text)
             yield generation
             return
@@ -182,4 +290,4 @@ class Generator:
                 pieces.append(piece)
                 yield TokenEvent(piece)
             completion = Completion(text="".join(pieces))
-        yield self._finish(question, completion, fitted, events)
+        yield await self._recover(question, self._finish(question, completion, fitted, events), fitted, ctx, llm, mode)

@@ -64,6 +64,15 @@ def drop_repeated_sentences(text: str) -> tuple[str, int]:
     return "\n".join(lines).strip(), dropped
 
 
+_ANSWER_LABEL = re.compile(r"^\s*(?:(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*:\s*)", re.IGNORECASE)
+
+
+def strip_answer_label(text: str) -> tuple[str, bool]:
+    """Drop a leading "Answer:" / "The answer is:" that models copy from an answer-first prompt."""
+    stripped = _ANSWER_LABEL.sub("", text, count=1)
+    return stripped, stripped != text
+
+
 def trim_unfinished_sentence(text: str) -> tuple[str, bool]:
     """Cut the half sentence a length-truncated answer ends with, when a whole one precedes it."""
     stripped = text.rstrip()
