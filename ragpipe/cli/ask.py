@@ -132,7 +132,7 @@ def print_answer(answer: Answer, *, console: Any, show_trace: bool = False) -> N
             span = f" chars {c.start_char}-{c.end_char}" if c.start_char is not None else ""
             if c.quote_start_char is not None:
                 span += f" (sentence {c.quote_start_char}-{c.quote_end_char})"
-            console.print(f"  \\[{c.n}] {markup_safe(c.source, one_line=True)} #{c.position}{span}")
+            console.print(f"  \\[{c.n}] {markup_safe(c.source, one_line=True)} #{c.position}{span}", soft_wrap=True)
     cited = {c.chunk_id: c.n for c in answer.citations}
     verdicts = {v.chunk_id: v for v in answer.verdicts}
     if answer.evidence:

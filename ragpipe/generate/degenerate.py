@@ -2,7 +2,7 @@
 
 Seen from SmolLM2-135M and Qwen2.5-0.5B on real questions: the whole answer is ``[1]``; the
 answer echoes the prompt's evidence markup (``[1] page.html <data id="3"> …``); the answer is the
-question again; a refusal; text with almost no words; fluent text sharing nothing with the
+question again; a refusal; raw JSON instead of prose; text with almost no words; fluent text sharing nothing with the
 evidence. Each is named by :func:`degenerate_reason` so the generator can retry, extract, and
 say in the trace why.
 """
@@ -25,6 +25,8 @@ _REFUSAL = re.compile(
 _YES_NO_START = re.compile(
     r"^\s*(is|are|was|were|do|does|did|can|could|has|have|had|will|would|should|shall)\b", re.IGNORECASE
 )
+# Raw structured output ('{"answer": …', '[{"id": …') instead of prose: the model answered a format.
+_STRUCTURED = re.compile(r"^\s*(?:```\w*\s*)?[\[{]\s*[\"'{\[]")
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 MIN_LETTER_SHARE = 0.5  # of the non-space characters, once citation markers are removed
 MIN_SUPPORTED_SHARE = 0.3  # of the answer's content words that must occur in the evidence
@@ -91,6 +93,8 @@ def degenerate_reason(text: str, question: str, evidence: list[ScoredChunk]) -> 
         return "echoes the prompt's evidence markup"
     if _REFUSAL.search(bare):
         return "a refusal"
+    if _STRUCTURED.match(bare):
+        return "raw structured output, not prose"
     if _broken(bare):
         return "mostly symbols, not words"
     if _repeats_question(bare, question):

@@ -76,7 +76,7 @@ def small_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         chunks.append(Chunk(id=f"c-{name}", doc_id=name, position=0, text=text, source=name, start_char=0,
                             end_char=len(text)))
     store.add(chunks, embedder.embed([c.text for c in chunks]))
-    index = SimpleNamespace(store=store, embedder=embedder, dir=tmp_path / "index")
+    index = SimpleNamespace(store=store, embedder=embedder, dir=tmp_path / "index", partial=None)
     monkeypatch.setattr("ragpipe.cli.ask.open_index_for", lambda *a, **k: index)
     llm = ScriptedLLM(fn=lambda request: "Rotate them every 90 days [1]. See also [9].")
     original = Pipeline.from_settings.__func__

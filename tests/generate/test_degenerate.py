@@ -40,6 +40,8 @@ EVIDENCE = [
         (REFUSAL, "a refusal"),
         ("I am unable to answer based on the provided context.", "a refusal"),
         ("}} {{ ;; -- ++ == a [1]", "mostly symbols, not words"),
+        ('{"answer": "the else clause runs", "cit', "raw structured output, not prose"),
+        ('```json\n[{"id": 1, "answer": "else"}]', "raw structured output, not prose"),
         ("Bananas are yellow fruit grown in tropical plantations.", "shares almost no words with the evidence"),
     ],
 )
