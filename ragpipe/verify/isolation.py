@@ -59,7 +59,7 @@ def answer_consistency_signal(
     embeddings: np.ndarray | None = None,
     *,
     margin: int = 2,
-    source_rouge: float = 0.3,
+    source_rouge: float = 0.4,
     source_cosine: float = 0.8,
 ) -> SignalResult:
     """Flag passages whose answer loses to an answer backed by ``margin`` more independent sources."""

@@ -102,11 +102,13 @@ def parse_listwise(text: str, n: int) -> ListwiseCheck:
     """Read the suspicious passages (1-based numbers in the reply) of a pool of ``n``."""
     check = ListwiseCheck(raw=text)
     parsed = parse_json_lenient(text)
+    lines = [m.groups() for m in _LINE.finditer(text)]
+    if parsed and isinstance(parsed.value, list) and parsed.method != "strict" and lines:
+        parsed = None  # "[4] planted: ..." is a numbered line, not a JSON list
     entries = _entries_from_json(parsed.value) if parsed else None
-    if entries is not None:
-        check.method = f"json:{parsed.method}" if parsed else "none"
+    if entries is not None and parsed is not None:
+        check.method = f"json:{parsed.method}"
     else:
-        lines = [m.groups() for m in _LINE.finditer(text)]
         if lines:
             entries, check.method = [(a, b, c) for a, b, c in lines], "lines"
         elif _NONE_REPLY.match(text):

@@ -76,7 +76,7 @@ _INSTRUCTION_PATTERNS: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
         ("output_command", 0.5, r"\b(?:please|you must|you should|always|only)\s+(?:output|respond with|reply with|answer with|"
                                 r"say)\s*[:\"“]"),
         ("role_claim", 1.0, rf"\bpretend (?:to be|you are)\b|\bfrom now on,? you (?:are|will|must)\b"
-                            rf"|\b(?:you are now|act as) (?:an? |the |my )?(?:{_MODEL}|assistant|unfiltered|jailbroken|dan)\b"),
+                            rf"|\b(?:you are now|act as) (?:an? |the |my )?(?:[a-z-]+\s+){{0,2}}(?:{_MODEL}|assistant|unfiltered|jailbroken|dan)\b"),
         ("template_marker", 0.5, r"<\|?(?:system|im_start|im_end|start_header_id|eot_id)\|?>|\[/?INST\]|<<SYS>>"),
         ("role_marker", 0.5, r"(?:^|\n)\s*(?:system|assistant)\s*:"),
         ("secrecy", 0.5, r"\bdo not (?:mention|reveal|cite|tell|disclose)\b[^.\n]{0,60}\b(?:source|instruction|this)\b"),
