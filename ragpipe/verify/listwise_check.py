@@ -26,7 +26,7 @@ from ragpipe.verify.llm_check import normalise_flag
 LISTWISE_PROMPT = "verifier.listwise"
 LISTWISE_FLAGS = ("instruction", "planted", "contradiction")
 _PLACEHOLDERS = ("<its data id>", "<what is wrong with it>", "what is wrong with it", "its data id")
-_LINE = re.compile(r"(?:passage\s*|\[|#|\bid\s*)?(\d{1,3})\]?\s*[:\-–)]\s*(instruction|planted|contradiction)\b[\s:\-–]*(.*)",
+_LINE = re.compile(r"(?:passage\s*|\[|#|\bid\s*)?(\d{1,3})\]?\s*[:\-–)]?\s*(instruction|planted|contradiction)\b[\s:\-–]*(.*)",
                    re.IGNORECASE)
 _NONE_REPLY = re.compile(r"^\W*(none|no suspicious|all (passages )?(look )?honest|nothing)\b", re.IGNORECASE)
 
