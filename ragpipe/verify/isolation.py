@@ -21,7 +21,7 @@ import numpy as np
 from ragpipe.context import RunContext
 from ragpipe.errors import LLMError
 from ragpipe.schema import ScoredChunk, TraceEvent, Usage
-from ragpipe.verify.signals import SignalResult, components, rouge_l_matrix
+from ragpipe.verify.signals import SignalResult, components, similarity_links
 
 ANSWER_CONSISTENCY = "answer_consistency"
 ISOLATED_PROMPT = "verifier.isolated"
@@ -75,13 +75,7 @@ def answer_consistency_signal(
                 break
         else:
             groups.append([i])
-    same_source = rouge_l_matrix(texts) > source_rouge if n > 1 else np.zeros((n, n), dtype=bool)
-    if embeddings is not None and len(embeddings) == n and n > 1:
-        vectors = np.asarray(embeddings, dtype=np.float32)
-        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        cosine = vectors @ vectors.T
-        np.fill_diagonal(cosine, 0.0)
-        same_source |= cosine > source_cosine
+    same_source = similarity_links(texts, embeddings, source_rouge, source_cosine)[0]
 
     def support(group: list[int]) -> int:
         return len(components(same_source[np.ix_(group, group)]))

@@ -166,6 +166,25 @@ def components(adjacency: np.ndarray) -> list[list[int]]:
     return groups
 
 
+def similarity_links(
+    texts: Sequence[str], embeddings: np.ndarray | None, rouge_threshold: float, cosine_threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(linked, similarity): pairs above either threshold, and max(ROUGE-L F, cosine) per pair."""
+    n = len(texts)
+    rouge = rouge_l_matrix(texts)
+    linked = rouge > rouge_threshold
+    similarity = rouge.copy()
+    if embeddings is not None and len(embeddings) == n and n > 1:
+        vectors = np.asarray(embeddings, dtype=np.float32)
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        cosine = vectors @ vectors.T
+        np.fill_diagonal(cosine, 0.0)
+        linked |= cosine > cosine_threshold
+        similarity = np.maximum(similarity, cosine)
+    np.fill_diagonal(linked, False)
+    return linked, similarity
+
+
 def near_duplicate_signal(
     texts: Sequence[str],
     embeddings: np.ndarray | None = None,
@@ -184,17 +203,7 @@ def near_duplicate_signal(
     n = len(texts)
     if n < 2:
         return SignalResult(NEAR_DUPLICATE, [False] * n, [0.0] * n, ["fewer than two chunks"] * n)
-    rouge = rouge_l_matrix(texts)
-    linked = rouge > rouge_threshold
-    similarity = rouge.copy()
-    if embeddings is not None and len(embeddings) == n:
-        vectors = np.asarray(embeddings, dtype=np.float32)
-        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        cosine = vectors @ vectors.T
-        np.fill_diagonal(cosine, 0.0)
-        linked |= cosine > cosine_threshold
-        similarity = np.maximum(similarity, cosine)
-    np.fill_diagonal(linked, False)
+    linked, similarity = similarity_links(texts, embeddings, rouge_threshold, cosine_threshold)
     flagged, details = [False] * n, [""] * n
     for group in components(linked):
         for i in group:
