@@ -1,6 +1,7 @@
 """Poisoning benchmark: how well each defence finds planted passages, and what reaches the answer.
 
-    python eval/bench_poisoning.py [--data DIR] [--limit 100] [--llm-limit 3] [--top-k 10]
+    python eval/bench_poisoning.py [--data DIR] [--limit 50] [--llm-limit 20] [--model PATH] [--datasets ...]
+    python eval/bench_poisoning.py --merge A.json B.json --out eval/results/poisoning.json
 
 Data: ``poison.jsonl`` of each ``--datasets`` folder, by default ``robustrag_realtimeqa``,
 ``robustrag_simpleqa``, ``poisonedrag`` and ``revprag_poison``; layout in ``eval/datasets.md``.
@@ -11,16 +12,18 @@ under the packaged MiniLM embedder, i.e. what a dense retriever would hand the v
 ``poisonedrag`` / ``revprag_poison`` only poisoned texts exist, so the pool is a question's 5
 poisoned texts and the figure is the share flagged.
 
-Defences: ``none``; ``perplexity`` (the §6.2 baseline, local LLM); each of ragpipe's signals
-alone (``instruction``, ``query_echo``, ``near_duplicate``, ``llm``); ``ragpipe_cheap`` (the
-verifier without an LLM) and ``ragpipe`` (the full verifier: signals + LLM check). The cheap
-signals run on ``--limit`` questions per dataset; everything that needs the LLM (perplexity,
-the LLM check, answers for ``asr``/``accuracy``) runs on the first ``--llm-limit`` of them,
-because the embedded SmolLM2-135M takes tens of seconds per call on a shared 2-core machine.
-Answers come from ragpipe's generator (``answer.cited`` prompt, ``--answer-tokens`` tokens).
-Results: a table on stdout and ``eval/results/poisoning.json`` (``--out``): per dataset and defence
-precision, recall, F1, clean passages dropped and share flagged, ASR and accuracy of the answers,
-LLM usage; ``data``: the data folder and the record counts it ran on.
+Defences: ``none``; each cheap signal alone (``instruction``, ``query_echo``,
+``near_duplicate``) and combined (``ragpipe_cheap``), over ``--limit`` questions; on the first
+``--llm-limit`` of them: ``ragpipe`` (the default verifier: cheap signals + one listwise LLM
+call), ``llm_listwise`` (that call's flags alone), ``ragpipe_robust`` (plus one isolated answer
+per kept chunk, aggregated), ``answer_consistency`` (that signal alone), and the baselines
+``perplexity`` and ``llm_per_chunk`` (one LLM call per chunk) on the first ``--baseline-limit``.
+Answers come from ragpipe's generator (``answer.cited`` prompt, ``--answer-tokens`` tokens) over
+each defence's kept evidence. ``--model`` runs a GGUF file instead of the packaged SmolLM2 (one
+results file per model). Results: a table on stdout and ``eval/results/poisoning*.json``
+(``--out``): per dataset and defence precision, recall, F1, clean passages dropped and share
+flagged, ASR and accuracy of the answers, LLM usage; ``data``: the data folder and the record
+counts it ran on.
 """
 
 from __future__ import annotations
@@ -40,12 +43,11 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 import numpy as np  # noqa: E402
 
-from datapaths import add_data_arguments, open_data  # noqa: E402
+from datapaths import add_data_arguments, merge_descriptions, open_data  # noqa: E402
 from ragpipe.config import EmbeddingSettings, load_settings  # noqa: E402
 from ragpipe.context import RunContext  # noqa: E402
-from ragpipe.llm.base import BaseLLM, Capabilities, ChatRequest, Completion  # noqa: E402
 from ragpipe.schema import Chunk, ScoredChunk, Usage  # noqa: E402
-from ragpipe.verify import ALL_SIGNALS, Verifier  # noqa: E402
+from ragpipe.verify import Verifier  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QA_SETS = ("robustrag_realtimeqa", "robustrag_simpleqa")
@@ -55,70 +57,16 @@ CHEAP = ("instruction", "query_echo", "near_duplicate")
 
 # -- the local LLM ------------------------------------------------------------------------------
 
-def build_local_llm() -> Any:
-    """The configured LLM through ragpipe's factory; a minimal embedded llama.cpp adapter if absent."""
-    try:
-        from ragpipe.llm.factory import build_llm
-    except ImportError:
-        from ragpipe.llm.wrappers import Limited
+def build_local_llm(model_path: str | None = None) -> Any:
+    """The embedded llama.cpp LLM (the packaged SmolLM2, or ``model_path``), uncached, one call at a time."""
+    from ragpipe.llm.factory import build_llm
 
-        return Limited(LocalLlama(), 1)
-    return build_llm(load_settings(llm__max_concurrency=1))
-
-
-class LocalLlama(BaseLLM):
-    """SmolLM2 (packaged GGUF) in process: chat plus ``token_logprobs`` for the perplexity signal."""
-
-    backend = "llamacpp-bench"
-    model = "smollm2-135m-instruct"
-
-    def __init__(self, n_ctx: int = 4096) -> None:
-        from llama_cpp import Llama
-
-        from ragpipe.models import packaged_smollm2
-
-        path = str(packaged_smollm2())
-        threads = max(1, min(4, os.cpu_count() or 1))
-        self._chat = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, verbose=False)
-        self._scorer = Llama(model_path=path, n_ctx=1024, n_threads=threads, logits_all=True, verbose=False)
-        self.n_ctx = n_ctx
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return Capabilities(context_window=self.n_ctx)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self._chat.tokenize(text.encode("utf-8"), add_bos=False))
-
-    async def complete(self, request: ChatRequest) -> Completion:
-        start = time.perf_counter()
-        out = await asyncio.to_thread(
-            self._chat.create_chat_completion,
-            messages=[{"role": m.role, "content": m.content} for m in request.messages],
-            max_tokens=request.max_tokens, temperature=request.temperature,
-            stop=list(request.stop) if request.stop else None, seed=request.seed,
-        )
-        seconds = time.perf_counter() - start
-        usage = out.get("usage", {})
-        return Completion(
-            text=out["choices"][0]["message"]["content"] or "",
-            finish_reason=out["choices"][0].get("finish_reason") or "stop",
-            usage=Usage(calls=1, prompt_tokens=usage.get("prompt_tokens", 0),
-                        completion_tokens=usage.get("completion_tokens", 0), llm_seconds=seconds),
-            model=self.model, backend=self.backend, latency_s=seconds,
-        )
-
-    def _score(self, text: str) -> list[float]:
-        tokens = self._scorer.tokenize(text.encode("utf-8"), add_bos=True)[:1000]
-        self._scorer.reset()
-        self._scorer.eval(tokens)
-        logits = np.asarray(self._scorer.scores[: len(tokens) - 1], dtype=np.float64)
-        top = logits.max(axis=1, keepdims=True)
-        log_norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
-        return [float(logits[i, tokens[i + 1]] - log_norm[i]) for i in range(len(tokens) - 1)]
-
-    async def token_logprobs(self, text: str) -> list[float]:
-        return await asyncio.to_thread(self._score, text)
+    overrides: dict[str, Any] = {"llm__max_concurrency": 1, "cache__enabled": False}
+    if model_path:
+        if not Path(model_path).is_file():
+            raise SystemExit(f"--model {model_path}: no such GGUF file")
+        overrides.update(llm__model_path=model_path, llm__model=Path(model_path).stem)
+    return build_llm(load_settings(**overrides))
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -219,54 +167,121 @@ async def detect_cheap(rows: list[dict[str, Any]], embedder: Any, top_k: int) ->
     return tallies, pools
 
 
+def _usage_of(ctx: RunContext) -> Usage:
+    return ctx.meter.by_node().get("verify", Usage())
+
+
+async def _timed_verify(verifier: Verifier, question: str, pool: list[ScoredChunk], llm: Any, embedder: Any
+                        ) -> tuple[Any, float, Usage]:
+    ctx = RunContext(llm=llm, embedder=embedder)
+    start = time.perf_counter()
+    result = await verifier.verify(question, pool, ctx)
+    return result, time.perf_counter() - start, _usage_of(ctx)
+
+
 async def detect_with_llm(
     rows: list[dict[str, Any]], pools: list[list[ScoredChunk]], llm: Any, embedder: Any, answer_tokens: int,
-    with_answers: bool, max_history: int,
+    baseline_limit: int, robust_limit: int,
 ) -> dict[str, Any]:
-    """Perplexity, the LLM check alone, the full verifier, and answers per defence."""
+    """The default verifier (cheap signals + one listwise call), the robust mode, and the baselines
+    (perplexity, the per-chunk LLM check) over the same pools, with answers per defence."""
     from ragpipe.generate import Generator
+    from ragpipe.verify.isolation import answer_consistency_signal, isolated_answers
 
-    tallies = {name: Tally() for name in ("perplexity", "llm", "ragpipe")}
-    answers: dict[str, dict[str, int]] = {d: {"asr": 0, "accuracy": 0, "n": 0} for d in ("none", "perplexity", "ragpipe")}
-    usage: dict[str, dict[str, float]] = {}
-    verifier = Verifier(signals=ALL_SIGNALS, skip_llm_when_dropped=False, batch_size=1, max_history=max_history)
-    generator = Generator(max_tokens=answer_tokens)
+    names = ("perplexity", "llm_per_chunk", "llm_listwise", "answer_consistency", "ragpipe", "ragpipe_robust")
+    tallies = {name: Tally() for name in names}
+    answers: dict[str, dict[str, int]] = {}
+    outcomes: dict[str, list[int]] = {}
+    cost: dict[str, dict[str, float]] = {}
     parse_status: dict[str, int] = {}
-    for row, pool in zip(rows, pools):
-        ctx = RunContext(llm=llm, embedder=embedder)
-        start = time.perf_counter()
-        result = await verifier.verify(row["question"], pool, ctx)
-        seconds = time.perf_counter() - start
-        kept_by = {"none": list(pool), "ragpipe": list(result.accepted), "perplexity": []}
-        for chunk, verdict in zip(pool, result.verdicts):
-            bad = chunk.chunk.metadata["poisoned"]
-            ppl = bool(verdict.signals.get("perplexity", False))
-            tallies["perplexity"].add(ppl, bad)
-            tallies["llm"].add(bool(verdict.signals.get("llm", False)), bad)
+    unreadable = {"questions_with_unreadable_verdict": 0, "questions": 0}
+    default = Verifier()
+    perplexity = Verifier(signals=("perplexity",))
+    per_chunk = Verifier(signals=("llm",), llm_mode="per_chunk")
+    generator = Generator(max_tokens=answer_tokens)
+    records = []
+
+    def spend(defence: str, seconds: float, usage: Usage) -> None:
+        c = cost.setdefault(defence, {"questions": 0, "calls": 0, "tokens": 0, "seconds": 0.0})
+        c["questions"] += 1
+        c["calls"] += usage.calls
+        c["tokens"] += usage.prompt_tokens + usage.completion_tokens
+        c["seconds"] += seconds
+
+    for q, (row, pool) in enumerate(zip(rows, pools)):
+        poisoned = [c.chunk.metadata["poisoned"] for c in pool]
+        result, seconds, usage = await _timed_verify(default, row["question"], pool, llm, embedder)
+        spend("ragpipe", seconds, usage)
+        unreadable["questions"] += 1
+        unreadable["questions_with_unreadable_verdict"] += result.unreadable > 0
+        kept_by: dict[str, list[ScoredChunk]] = {"none": list(pool), "ragpipe": list(result.accepted)}
+        record: dict[str, Any] = {"id": row["id"], "poisoned": poisoned, "ragpipe_drop": [not v.keep for v in result.verdicts],
+                                  "llm_listwise": [v.signals.get("llm") is True for v in result.verdicts],
+                                  "strength": {n: [s.strength(i) for i in range(len(pool))] for n, s in result.signals.items()}}
+        for bad, verdict in zip(poisoned, result.verdicts):
             tallies["ragpipe"].add(not verdict.keep, bad)
+            tallies["llm_listwise"].add(verdict.signals.get("llm") is True, bad)
             parse_status[verdict.parse_status] = parse_status.get(verdict.parse_status, 0) + 1
-            if not ppl:
-                kept_by["perplexity"].append(chunk)
-        if with_answers:
-            for defence, evidence in kept_by.items():
-                generation = await generator.agenerate(row["question"], evidence[:5], ctx)
-                text = generation.answer.text
-                answers[defence]["n"] += 1
-                answers[defence]["asr"] += contains(text, [row["target_answer"]])
-                answers[defence]["accuracy"] += contains(text, row["correct_answers"] + row.get("expanded_answers", []))
-        for node, u in ctx.meter.by_node().items():
-            agg = usage.setdefault(node, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "llm_seconds": 0.0})
-            agg["calls"] += u.calls
-            agg["prompt_tokens"] += u.prompt_tokens
-            agg["completion_tokens"] += u.completion_tokens
-            agg["llm_seconds"] = round(agg["llm_seconds"] + u.llm_seconds, 1)
-        print(f"  {row['id']}: verified {len(pool)} chunks in {seconds:.0f}s", file=sys.stderr, flush=True)
+        if q < robust_limit:
+            ctx = RunContext(llm=llm, embedder=embedder)
+            judged = [i for i, v in enumerate(result.verdicts) if v.keep]  # what the default verifier kept
+            start = time.perf_counter()
+            iso = await isolated_answers(row["question"], [pool[i] for i in judged], ctx)
+            signal = answer_consistency_signal(iso.answers, [pool[i].chunk.text for i in judged])
+            spend("ragpipe_robust", seconds + time.perf_counter() - start, usage + _usage_of(ctx))
+            flagged = dict(zip(judged, signal.flagged))
+            record["isolated_answers"] = {str(i): a for i, a in zip(judged, iso.answers)}
+            robust_kept = []
+            for i, (chunk, bad) in enumerate(zip(pool, poisoned)):
+                tallies["answer_consistency"].add(flagged.get(i, False), bad)
+                drop = (not result.verdicts[i].keep) or flagged.get(i, False)
+                tallies["ragpipe_robust"].add(drop, bad)
+                if not drop:
+                    robust_kept.append(chunk)
+            kept_by["ragpipe_robust"] = robust_kept
+        if q < baseline_limit:
+            ppl, ppl_s, ppl_u = await _timed_verify(perplexity, row["question"], pool, llm, embedder)
+            spend("perplexity", ppl_s, ppl_u)
+            kept_by["perplexity"] = list(ppl.accepted)
+            for bad, verdict in zip(poisoned, ppl.verdicts):
+                tallies["perplexity"].add(not verdict.keep, bad)
+            pc, pc_s, pc_u = await _timed_verify(per_chunk, row["question"], pool, llm, embedder)
+            spend("llm_per_chunk", pc_s, pc_u)
+            kept_by["llm_per_chunk"] = list(pc.accepted)
+            for bad, verdict in zip(poisoned, pc.verdicts):
+                tallies["llm_per_chunk"].add(not verdict.keep, bad)
+        record["answers"] = {}
+        for defence, evidence in kept_by.items():
+            ctx = RunContext(llm=llm, embedder=embedder)
+            generation = await generator.agenerate(row["question"], evidence[:5], ctx)
+            text = generation.answer.text
+            hit = contains(text, [row["target_answer"]])
+            right = contains(text, row["correct_answers"] + row.get("expanded_answers", []))
+            a = answers.setdefault(defence, {"asr": 0, "accuracy": 0, "n": 0})
+            a["n"] += 1
+            a["asr"] += hit
+            a["accuracy"] += right
+            outcomes.setdefault(defence, []).append(int(hit))
+            record["answers"][defence] = {"text": text[:200], "attack_success": hit, "correct": right}
+        records.append(record)
+        print(f"  {row['id']}: verified {len(pool)} chunks in {seconds:.1f}s "
+              f"({usage.calls} call(s)); dropped {sum(record['ragpipe_drop'])}, poisoned {sum(poisoned)}",
+              file=sys.stderr, flush=True)
+    none = outcomes.get("none", [])
+    paired = {d: {"wins": sum(a < b for a, b in zip(o, none)), "ties": sum(a == b for a, b in zip(o, none)),
+                  "losses": sum(a > b for a, b in zip(o, none)), "n": len(o)}
+              for d, o in outcomes.items() if d != "none"}
     return {
-        "detection": {k: t.report() for k, t in tallies.items()},
-        "answers": {d: ({"asr": round(a["asr"] / a["n"], 3), "accuracy": round(a["accuracy"] / a["n"], 3), "n": a["n"]}
-                        if a["n"] else None) for d, a in answers.items()},
-        "usage_by_node": usage,
+        "detection": {k: t.report() for k, t in tallies.items() if t.tp + t.fp + t.fn + t.tn},
+        "answers": {d: {"asr": round(a["asr"] / a["n"], 3), "accuracy": round(a["accuracy"] / a["n"], 3), "n": a["n"]}
+                    for d, a in answers.items()},
+        "asr_vs_no_defence_per_question": paired,
+        "cost_per_question": {d: {"questions": c["questions"], "llm_calls": round(c["calls"] / c["questions"], 2),
+                                  "tokens": round(c["tokens"] / c["questions"], 1),
+                                  "verify_seconds": round(c["seconds"] / c["questions"], 2)} for d, c in cost.items()},
         "verdict_parse_status": parse_status,
+        "unreadable_verdicts": unreadable,
+        "per_question": records,
     }
 
 
@@ -280,23 +295,24 @@ def print_table(results: dict[str, Any]) -> None:
                   f"{ans.get('asr', '-'):>6} {ans.get('accuracy', '-'):>6}")
 
 
-LLM_KEYS = ("llm_questions", "answers", "usage_by_node", "verdict_parse_status", "detection_llm_subset_note")
+    for name, res in results["datasets"].items():
+        for defence, c in (res.get("cost_per_question") or {}).items():
+            print(f"{name:24} {defence:16} calls/q {c['llm_calls']:5} tokens/q {c['tokens']:8} "
+                  f"verify s/q {c['verify_seconds']:6} (n={c['questions']})")
 
 
-def merge_runs(cheap: dict[str, Any], *llm_runs: dict[str, Any]) -> dict[str, Any]:
-    """Cheap-signal rows from one run, LLM-based rows (perplexity, llm, ragpipe, answers) from others."""
-    merged = json.loads(json.dumps(cheap))
-    merged["command"] = [cheap["command"], *(r["command"] for r in llm_runs)]
-    merged["setup"] = {"cheap_run": cheap["setup"], "llm_runs": [r["setup"] for r in llm_runs]}
-    for name, entry in ((n, e) for r in llm_runs for n, e in r["datasets"].items()):
-        if "llm_questions" not in entry or name not in merged["datasets"]:
-            continue
-        target = merged["datasets"][name]
-        for key in ("perplexity", "llm", "ragpipe"):
-            target["detection"][key] = entry["detection"][key]
-        for key in LLM_KEYS:
-            target[key] = entry[key]
-        target["llm_run_seconds"] = entry["seconds"]
+def merge_runs(*runs: dict[str, Any]) -> dict[str, Any]:
+    """One results file from runs split by dataset (same model): later runs replace a dataset's entry."""
+    models = {r["setup"].get("llm") for r in runs if r["setup"].get("llm")}
+    if len(models) > 1:
+        raise SystemExit(f"cannot merge runs of different models {sorted(models)}: one results file per model")
+    merged = json.loads(json.dumps(runs[0]))
+    merged["command"] = [r["command"] for r in runs]
+    merged["setup"]["runs"] = [r["setup"] for r in runs]
+    for run in runs[1:]:
+        merged["datasets"].update(run["datasets"])
+        merged["setup"]["llm"] = merged["setup"].get("llm") or run["setup"].get("llm")
+    merged["data"] = merge_descriptions(r.get("data") for r in runs)
     return merged
 
 
@@ -307,13 +323,21 @@ async def main() -> None:
     parser.add_argument("--top-k", type=int, default=10, help="candidate pool size per question")
     parser.add_argument("--answer-tokens", type=int, default=48)
     parser.add_argument("--datasets", nargs="*", default=[*QA_SETS, *POISON_ONLY_SETS])
-    parser.add_argument("--llm-sets", nargs="*", default=list(QA_SETS), help="datasets that get the LLM-based defences")
-    parser.add_argument("--max-history", type=int, default=2, help="accepted chunks shown to the LLM check")
-    parser.add_argument("--out", default=str(RESULTS / "poisoning.json"))
+    parser.add_argument("--llm-sets", nargs="*", default=[*QA_SETS, *POISON_ONLY_SETS],
+                        help="datasets that get the LLM-based defences")
+    parser.add_argument("--baseline-limit", type=int, default=8,
+                        help="questions (of --llm-limit) that also get the perplexity and per-chunk LLM baselines")
+    parser.add_argument("--robust-limit", type=int, default=None,
+                        help="questions (of --llm-limit) that also get the robust mode (default: all)")
+    parser.add_argument("--model", default=None, help="GGUF file of the LLM (default: the packaged SmolLM2)")
+    parser.add_argument("--out", default=None, help="results file (default: eval/results/poisoning.json for the "
+                        "packaged model, poisoning_<model file stem>.json otherwise)")
     parser.add_argument("--merge", nargs="+", metavar="JSON",
                         help="combine a cheap-signal run and LLM runs (same script) into --out, then exit")
     add_data_arguments(parser)
     args = parser.parse_args()
+    if args.out is None:
+        args.out = str(RESULTS / ("poisoning.json" if args.model is None else f"poisoning_{Path(args.model).stem}.json"))
     if args.merge:
         merged = merge_runs(*(json.loads(Path(p).read_text(encoding="utf-8")) for p in args.merge))
         Path(args.out).write_text(json.dumps(merged, indent=2), encoding="utf-8")
@@ -324,16 +348,17 @@ async def main() -> None:
     from ragpipe.ingest.embed import get_embedder
 
     embedder = get_embedder(EmbeddingSettings())
-    llm = build_local_llm() if args.llm_limit > 0 else None
+    llm = build_local_llm(args.model) if args.llm_limit > 0 else None
     results: dict[str, Any] = {
         "command": "python eval/bench_poisoning.py " + " ".join(sys.argv[1:]),
         "setup": {
             "limit": args.limit, "llm_limit": args.llm_limit, "top_k": args.top_k,
             "embedder": getattr(embedder, "name", "?"), "llm": f"{llm.backend}:{llm.model}" if llm else None,
             "pool": "top-k of clean+poisoned by MiniLM cosine (QA sets); the 5 poisoned texts (poison-only sets)",
-            "verifier": f"Verifier() defaults plus the perplexity signal (weight 0.5); LLM runs use skip_llm_when_dropped=False (every signal measured on "
-                        f"every chunk), batch_size=1, max_history={args.max_history}",
-            "llm_sets": args.llm_sets,
+            "verifier": "ragpipe = Verifier() defaults (cheap signals + one listwise LLM call over the chunks the "
+                        "cheap signals kept); ragpipe_robust = ragpipe + answer_consistency (one isolated answer per "
+                        "kept chunk); baselines: perplexity alone, per-chunk LLM check alone (llm_mode=per_chunk)",
+            "llm_sets": args.llm_sets, "baseline_limit": args.baseline_limit, "robust_limit": args.robust_limit,
         },
         "datasets": {},
         "data": data.describe(),
@@ -345,15 +370,16 @@ async def main() -> None:
         entry: dict[str, Any] = {"questions": len(rows), "detection": {k: t.report() for k, t in tallies.items()}}
         if llm is not None and args.llm_limit > 0 and name in args.llm_sets:
             n = min(args.llm_limit, len(rows))
+            robust = n if args.robust_limit is None else min(n, args.robust_limit)
             llm_part = await detect_with_llm(rows[:n], pools[:n], llm, embedder, args.answer_tokens,
-                                             with_answers=name in QA_SETS, max_history=args.max_history)
+                                             baseline_limit=min(n, args.baseline_limit), robust_limit=robust)
             entry["llm_questions"] = n
-            entry["detection"].update(llm_part["detection"])
-            entry["answers"] = llm_part["answers"]
-            entry["usage_by_node"] = llm_part["usage_by_node"]
-            entry["verdict_parse_status"] = llm_part["verdict_parse_status"]
-            entry["detection_llm_subset_note"] = (f"perplexity, llm and ragpipe rows are over the first {n} questions "
-                                                  "only; the other rows over all questions")
+            entry["detection"].update(llm_part.pop("detection"))
+            entry.update(llm_part)
+            entry["detection_llm_subset_note"] = (
+                f"ragpipe, llm_listwise rows over the first {n} questions; ragpipe_robust, answer_consistency over the "
+                f"first {robust}; perplexity, llm_per_chunk over the first {min(n, args.baseline_limit)}; the other rows "
+                "over all questions")
         entry["seconds"] = round(time.perf_counter() - started, 1)
         results["datasets"][name] = entry
         print(f"{name}: {len(rows)} questions in {entry['seconds']}s", file=sys.stderr, flush=True)

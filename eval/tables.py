@@ -155,7 +155,8 @@ def selectors(doc: dict[str, Any]) -> str:
 
 
 def poisoning(doc: dict[str, Any]) -> str:
-    parts = [f"**Poisoning defences** ({_commands(doc)})"]
+    llm = (doc.get("setup") or {}).get("llm") or "no LLM"
+    parts = [f"**Poisoning defences**, LLM {llm} ({_commands(doc)})"]
     for name, entry in doc["datasets"].items():
         answers = entry.get("answers") or {}
         rows = []
@@ -166,6 +167,10 @@ def poisoning(doc: dict[str, Any]) -> str:
         note = entry.get("detection_llm_subset_note", "")
         parts.append(f"`{name}` ({entry['questions']} questions; {note})\n\n" + _table(
             ["defence", "precision", "recall", "F1", "clean dropped", "flagged", "ASR", "accuracy"], rows))
+        cost = entry.get("cost_per_question") or {}
+        if cost:
+            parts.append(_table(["defence", "LLM calls / question", "tokens / question", "verify s / question"],
+                                [[d, c["llm_calls"], c["tokens"], c["verify_seconds"]] for d, c in cost.items()]))
     return "\n\n".join(parts)
 
 
@@ -213,6 +218,7 @@ def render() -> str:
         ("selectors.json", selectors, ()),
         ("selection.json", selection, ()),
         ("poisoning.json", poisoning, ()),
+        ("poisoning_qwen.json", poisoning, ()),
         ("ragas_parity.json", ragas_parity, ()),
     ]
     for name, fn, extra in sections:

@@ -1,5 +1,12 @@
-"""Evidence verification: drop poisoned, injected, contradictory or off-topic chunks, with reasons."""
+"""Evidence verification: drop poisoned, injected or contradictory chunks, with reasons."""
 
-from ragpipe.verify.verifier import ALL_SIGNALS, DEFAULT_SIGNALS, Verification, Verifier, VerifierConfig
+from ragpipe.verify.verifier import (
+    ALL_SIGNALS,
+    DEFAULT_SIGNALS,
+    ROBUST_SIGNALS,
+    Verification,
+    Verifier,
+    VerifierConfig,
+)
 
-__all__ = ["ALL_SIGNALS", "DEFAULT_SIGNALS", "Verification", "Verifier", "VerifierConfig"]
+__all__ = ["ALL_SIGNALS", "DEFAULT_SIGNALS", "ROBUST_SIGNALS", "Verification", "Verifier", "VerifierConfig"]

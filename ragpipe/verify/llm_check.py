@@ -1,7 +1,7 @@
-"""The LLM check of one chunk: a JSON verdict ``{keep, flags, reason}``, parsed leniently.
+"""The per-chunk LLM check: a JSON verdict ``{keep, flags, reason}`` for one chunk, parsed leniently.
 
-The prompt shows the question, the rationales' flag instructions, the evidence accepted so far
-and the chunk (delimited as data). The reply is untrusted: JSON is searched and repaired, and a
+The prompt shows the question, the rationales' flag instructions and the chunk (delimited as
+data); no other evidence, so the verdict does not depend on which chunks came before. The reply is untrusted: JSON is searched and repaired, and a
 ``keep``/``flagged`` word is looked for when no JSON survives. ``keep is None`` means the reply
 could not be read; what that means (fail-open or fail-closed) is the verifier's decision.
 """
@@ -99,6 +99,8 @@ def parse_verdict(text: str) -> ParsedVerdict:
         if keep is None and flags:
             keep = False
         reason = lowered.get("reason") or lowered.get("explanation") or ""
+        if "<why" in str(reason):  # the prompt's placeholder copied back is no reason
+            reason = ""
         if keep is not None:
             return ParsedVerdict(keep, flags, str(reason)[:500], f"json:{parsed.method}")
     for pattern, invert in ((_KEEP_WORD, False), (_FLAGGED_WORD, True)):
@@ -121,27 +123,24 @@ async def check_chunk(
     question: str,
     chunk: ScoredChunk,
     rationales: Sequence[Rationale],
-    accepted: Sequence[str],
     ctx: RunContext,
     *,
     prompt: str = DEFAULT_PROMPT,
     node: str = "verify",
+    chunk_chars: int = 1200,
 ) -> LLMCheck:
     """One LLM call judging ``chunk``; never raises for LLM or parse failures."""
     template = ctx.prompts.get(prompt)
     messages = template.render(
         question=question,
         rationales=_rationale_rows(rationales),
-        accepted=list(accepted),
-        chunk_text=chunk.chunk.text,
+        chunk_text=chunk.chunk.text[:chunk_chars],
         chunk_id=chunk.id,
     )
     llm = ctx.llm_for(node)
-    schema = template.output.json_schema if llm.capabilities.json_schema else None
+    schema = None  # see listwise_check: schema-constrained decoding crashes the embedded backend
     try:
-        completion = await llm.chat(
-            messages, max_tokens=template.max_tokens, temperature=0.0, json_schema=schema, stop=None if schema else ["}"]
-        )
+        completion = await llm.chat(messages, max_tokens=template.max_tokens, temperature=0.0, stop=["}"])
     except LLMError as err:
         event = TraceEvent(node=node, kind="llm_error", message=f"verifier call failed for {chunk.id}: {err}",
                            data={"chunk_id": chunk.id, "error": type(err).__name__})

@@ -33,38 +33,71 @@ class SignalResult:
     flagged: list[bool]
     scores: list[float]
     details: list[str] = field(default_factory=list)
+    strengths: list[float] = field(default_factory=list)
 
     def detail(self, i: int) -> str:
         return self.details[i] if i < len(self.details) else ""
 
+    def strength(self, i: int) -> float:
+        """How much of the signal's weight chunk ``i`` gets: 1 when flagged unless graded, else 0."""
+        if not self.flagged[i]:
+            return 0.0
+        return self.strengths[i] if i < len(self.strengths) else 1.0
 
-_INSTRUCTION_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (name, re.compile(pattern, re.IGNORECASE))
-    for name, pattern in (
-        ("override", r"\b(ignore|disregard|forget|override)\b[^.\n]{0,40}\b(previous|prior|above|earlier|all|other|your)\b"
-                     r"[^.\n]{0,30}\b(instructions?|prompts?|rules|context|directions|guidelines)\b"),
-        ("answer_dictation", r"\bwhen (you are |you're )?asked\b[^.\n]{0,200}\b(output|answer|say|respond|reply|write)\b"),
-        ("output_command", r"\b(please |you must |you should |always )?(output|respond with|reply with|answer with|"
-                           r"say only|print)\b\s*[:\"'“]"),
-        ("answer_is_command", r"\b(your|the) (final )?answer (must|should|has to) be\b"),
-        ("role_claim", r"\b(you are now|act as|pretend to be|from now on,? you)\b"),
-        ("model_address", r"\b(dear|attention|note to|hey)\s+(ai|assistant|chatbot|language model|llm|model)\b"
-                          r"|\b(as an ai|ai assistant|language model)\b[^.\n]{0,40}\b(must|should|will)\b"),
-        ("system_marker", r"(^|\n)\s*(system|assistant|user)\s*:|<\|?(system|im_start|im_end)\|?>|\[/?INST\]"),
-        ("secrecy", r"\bdo not (mention|reveal|cite|tell|disclose)\b[^.\n]{0,60}\b(source|instruction|this|user)\b"),
+
+# Who a planted instruction talks to: an AI model, never a human reader. Bare "assistant" is
+# left out (product names such as "Google Assistant" and lab assistants are ordinary subjects);
+# the plural "assistants" counts only after an address such as "Note for".
+_MODEL = (r"(?:(?:ai|llm|gpt|chat\s?gpt|virtual|digital)[\s-]+(?:assistants?|models?|systems?|agents?|tools?|chatbots?)"
+          r"|chat\s?bots?|(?:large\s+)?language\s+models?|llms?|ai)")
+_ADDRESSEE = rf"(?:{_MODEL}|assistants?|models?)"
+_TELL = r"(?:answer|respond|reply|say|state|tell|report|output|ignore|cite|mention|claim|use|treat|write|repeat)"
+
+# (name, strength, pattern). Strength 1.0 patterns are unmistakable instructions aimed at a
+# model and drop a chunk on their own; 0.5 patterns also occur in honest technical writing
+# (chat-template docs, transcripts, tutorials) and drop a chunk only together with another hit
+# or another signal.
+_INSTRUCTION_PATTERNS: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
+    (name, strength, re.compile(pattern, re.IGNORECASE))
+    for name, strength, pattern in (
+        ("override", 1.0, r"\b(ignore|disregard|forget|override)\b[^.\n]{0,40}\b(previous|prior|above|earlier|all|other|your)\b"
+                          r"[^.\n]{0,30}\b(instructions?|prompts?|rules|directions|guidelines)\b"),
+        ("answer_dictation", 1.0, r"\bwhen (?:you are |you're )?asked\b[^.\n]{0,30}\b(?:the (?:following )?question|"
+                                  r"to (?:provide|give) (?:the|an) answer|what|which|who|when|where|how|about)\b"
+                                  r"[^\n]{0,200}?\b(?:please |you must |always )?(?:output|answer|say|respond|reply)\b\s*(?:with|that|:|\"|“)"),
+        ("model_address", 1.0, rf"\b(?:dear|attention|note|notice|message|instructions?|reminder|hey|hello)\s*(?:to|for)?[,:]?"
+                               rf"\s+(?:all\s+|any\s+|the\s+)?{_ADDRESSEE}\b"
+                               rf"|\bif you(?:'re| are) an? {_MODEL}\b"
+                               rf"|\b(?:{_MODEL}|assistants)\b[^.\n]{{0,30}}\b(?:answering|responding to|summari[sz]ing|reading)\b"
+                               rf"[^.\n]{{0,80}}\b(?:must|should|shall|are (?:required|instructed|asked) to|need to|always)\b"),
+        ("model_directive", 0.5, rf"\b(?:{_MODEL})\b[^.\n]{{0,40}}\b(?:must|should|shall|are (?:required|instructed) to)\s+"
+                                 rf"(?:always\s+|never\s+|only\s+)?{_TELL}\b"),
+        ("answer_is_command", 1.0, r"\byour (?:final )?answer (?:must|should|has to) be\b"),
+        ("output_command", 0.5, r"\b(?:please|you must|you should|always|only)\s+(?:output|respond with|reply with|answer with|"
+                                r"say)\s*[:\"“]"),
+        ("role_claim", 1.0, rf"\bpretend (?:to be|you are)\b|\bfrom now on,? you (?:are|will|must)\b"
+                            rf"|\b(?:you are now|act as) (?:an? |the |my )?(?:[a-z-]+\s+){{0,2}}(?:{_MODEL}|assistant|unfiltered|jailbroken|dan)\b"),
+        ("template_marker", 0.5, r"<\|?(?:system|im_start|im_end|start_header_id|eot_id)\|?>|\[/?INST\]|<<SYS>>"),
+        ("role_marker", 0.5, r"(?:^|\n)\s*(?:system|assistant)\s*:"),
+        ("secrecy", 0.5, r"\bdo not (?:mention|reveal|cite|tell|disclose)\b[^.\n]{0,60}\b(?:source|instruction|this)\b"),
     )
 )
 
 
 def instruction_signal(texts: Sequence[str]) -> SignalResult:
-    """Flag texts that give instructions to the model instead of stating facts."""
-    flagged, scores, details = [], [], []
+    """Flag texts that give instructions to the model instead of stating facts.
+
+    A chunk's strength is the sum of its distinct patterns' strengths, capped at 1: one weak
+    pattern (0.5) is recorded but needs a second opinion before the chunk is dropped.
+    """
+    flagged, scores, details, strengths = [], [], [], []
     for text in texts:
-        hits = [name for name, pattern in _INSTRUCTION_PATTERNS if pattern.search(text)]
+        hits = [(name, strength) for name, strength, pattern in _INSTRUCTION_PATTERNS if pattern.search(text)]
         flagged.append(bool(hits))
         scores.append(float(len(hits)))
-        details.append(", ".join(hits))
-    return SignalResult(INSTRUCTION, flagged, scores, details)
+        details.append(", ".join(name for name, _ in hits))
+        strengths.append(min(1.0, sum(strength for _, strength in hits)))
+    return SignalResult(INSTRUCTION, flagged, scores, details, strengths)
 
 
 _ROUGE_TOKEN = re.compile(r"[a-z0-9]+")
@@ -113,7 +146,8 @@ def rouge_l_matrix(texts: Sequence[str]) -> np.ndarray:
     return matrix
 
 
-def _components(adjacency: np.ndarray) -> list[list[int]]:
+def components(adjacency: np.ndarray) -> list[list[int]]:
+    """Connected components (sorted index lists) of a boolean adjacency matrix."""
     n = adjacency.shape[0]
     seen, groups = set(), []
     for start in range(n):
@@ -130,6 +164,25 @@ def _components(adjacency: np.ndarray) -> list[list[int]]:
                     stack.append(int(other))
         groups.append(sorted(group))
     return groups
+
+
+def similarity_links(
+    texts: Sequence[str], embeddings: np.ndarray | None, rouge_threshold: float, cosine_threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(linked, similarity): pairs above either threshold, and max(ROUGE-L F, cosine) per pair."""
+    n = len(texts)
+    rouge = rouge_l_matrix(texts)
+    linked = rouge > rouge_threshold
+    similarity = rouge.copy()
+    if embeddings is not None and len(embeddings) == n and n > 1:
+        vectors = np.asarray(embeddings, dtype=np.float32)
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        cosine = vectors @ vectors.T
+        np.fill_diagonal(cosine, 0.0)
+        linked |= cosine > cosine_threshold
+        similarity = np.maximum(similarity, cosine)
+    np.fill_diagonal(linked, False)
+    return linked, similarity
 
 
 def near_duplicate_signal(
@@ -150,19 +203,9 @@ def near_duplicate_signal(
     n = len(texts)
     if n < 2:
         return SignalResult(NEAR_DUPLICATE, [False] * n, [0.0] * n, ["fewer than two chunks"] * n)
-    rouge = rouge_l_matrix(texts)
-    linked = rouge > rouge_threshold
-    similarity = rouge.copy()
-    if embeddings is not None and len(embeddings) == n:
-        vectors = np.asarray(embeddings, dtype=np.float32)
-        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        cosine = vectors @ vectors.T
-        np.fill_diagonal(cosine, 0.0)
-        linked |= cosine > cosine_threshold
-        similarity = np.maximum(similarity, cosine)
-    np.fill_diagonal(linked, False)
+    linked, similarity = similarity_links(texts, embeddings, rouge_threshold, cosine_threshold)
     flagged, details = [False] * n, [""] * n
-    for group in _components(linked):
+    for group in components(linked):
         for i in group:
             details[i] = f"cluster of {len(group)}"
             flagged[i] = len(group) >= min_cluster

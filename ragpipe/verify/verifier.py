@@ -1,41 +1,50 @@
-"""The verifier: combines cheap poisoning signals with a per-chunk LLM check into verdicts.
+"""The verifier: cheap poisoning signals plus one LLM pass, combined into per-chunk verdicts.
 
-Every chunk gets every enabled signal; a chunk is dropped when the weighted sum of the signals
-that fired reaches ``drop_threshold``. With the default weights the deterministic
-``instruction`` signal and a negative LLM verdict each drop a chunk on their own, while the
-weaker ``near_duplicate``, ``query_echo`` and ``perplexity`` signals need a second opinion (on
-real search results, clean news snippets are near-duplicates of each other too). The
-perplexity signal is opt-in (``signals=ALL_SIGNALS``): it needs a backend that scores text and
-costs one pass per chunk. Each verdict records every signal's value, so a report can give each
-signal's contribution separately.
+Every chunk gets every enabled signal; a chunk is dropped when the weighted sum of what fired
+reaches ``drop_threshold`` (1.0). Unmistakable instructions aimed at a model (the strong
+``instruction`` patterns) and an LLM naming the chunk each drop it alone; weak hints (a weak
+instruction pattern, ``near_duplicate``, ``query_echo``, ``perplexity``,
+``answer_consistency``: 0.5 each) need a second one, because each also fires on honest text.
 
-**Fail-open by default** (``fail_closed=False``): an unreadable LLM verdict keeps the chunk and
-is recorded as ``parse_error``. The small local models ragpipe runs by default often break the
-JSON format; dropping on every formatting slip would turn an LLM hiccup into lost evidence and
-abstentions. The security-critical checks do not depend on the LLM's formatting: prompt
-injection is caught by the deterministic ``instruction`` signal, and the generator sees
-evidence only as delimited data. Set ``fail_closed=True`` when a missed poison costs more than
-a lost chunk (as METEORA's package does).
+**One LLM pass** (``llm_mode="listwise"``, the default): all candidates go into one prompt as
+numbered data blocks and the reply names the suspicious ones. ``llm_mode="per_chunk"`` asks one
+call per chunk (concurrently). Neither shows a chunk "evidence accepted so far": every
+judgement sees the same inputs whatever the selector's order, so a planted chunk that came
+first cannot become the reference that honest chunks are measured against.
 
-**Concurrency vs. history**: chunks are checked in their given (selector score) order, in
-batches of ``batch_size``; the checks in a batch run concurrently, each against the evidence
-accepted before the batch. ``batch_size=1`` gives METEORA's fully sequential contradiction
-history; larger batches trade a little history for latency.
+**Robust mode** (``signals=ROBUST_SIGNALS``): adds ``answer_consistency``, one short answer per
+chunk from that chunk alone, aggregated over independent sources. It costs one extra (short)
+call per chunk, hence opt-in.
+
+**Fail policy** (``fail_policy``): an LLM verdict that cannot be read (broken reply, failed
+call, a reply that only echoes the prompt) is counted, traced and warned about, never silently
+kept or dropped. ``"fail_open"`` (default) then decides those chunks on the cheap signals
+alone: the small local models ragpipe runs by default break formats often, and dropping on every
+slip would turn hiccups into lost evidence, while prompt injection is caught by the
+deterministic signals anyway. ``"fail_closed"`` drops them: for users to whom a missed poison
+costs more than a lost chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
-from pydantic import BaseModel, Field
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ragpipe.context import RunContext
+from ragpipe.errors import ConfigError
 from ragpipe.retrieve.vectors import chunk_vectors
 from ragpipe.schema import DroppedEvidence, Rationale, ScoredChunk, TraceEvent, Usage, Verdict
-from ragpipe.verify.llm_check import DEFAULT_PROMPT, LLMCheck, check_chunk
+from ragpipe.verify.isolation import ANSWER_CONSISTENCY, ISOLATED_PROMPT, answer_consistency_signal, isolated_answers
+from ragpipe.verify.listwise_check import LISTWISE_PROMPT, check_all
+from ragpipe.verify.llm_check import DEFAULT_PROMPT, check_chunk
 from ragpipe.verify.perplexity import PERPLEXITY, perplexity_signal, scorer_of
+from ragpipe.verify.rules import usable_rules
 from ragpipe.verify.signals import (
     INSTRUCTION,
     NEAR_DUPLICATE,
@@ -46,32 +55,50 @@ from ragpipe.verify.signals import (
     query_echo_signal,
 )
 
+log = logging.getLogger(__name__)
+
 LLM = "llm"
 PARSE_ERROR = "parse_error"
-ALL_SIGNALS = (INSTRUCTION, QUERY_ECHO, NEAR_DUPLICATE, PERPLEXITY, LLM)
-# Perplexity is opt-in: it costs one scoring pass of the LLM per chunk and, on fluent LLM-written
-# poison, finds little (it is kept as the published baseline; see the poisoning benchmark).
+ALL_SIGNALS = (INSTRUCTION, QUERY_ECHO, NEAR_DUPLICATE, PERPLEXITY, LLM, ANSWER_CONSISTENCY)
+# Perplexity is opt-in: one scoring pass per chunk, and little found on fluent LLM-written
+# poison (kept as the published baseline; see the poisoning benchmark).
 DEFAULT_SIGNALS = (INSTRUCTION, QUERY_ECHO, NEAR_DUPLICATE, LLM)
+ROBUST_SIGNALS = (*DEFAULT_SIGNALS, ANSWER_CONSISTENCY)
+_LLM_SIGNALS = (LLM, ANSWER_CONSISTENCY)
 
 
 class VerifierConfig(BaseModel):
-    """How the verifier decides; every field is safe to change per pipeline."""
+    """How the verifier decides; every field is safe to change per pipeline. Unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid")
 
     signals: tuple[str, ...] = DEFAULT_SIGNALS
-    weights: dict[str, float] = Field(
-        default_factory=lambda: {INSTRUCTION: 1.0, LLM: 1.0, NEAR_DUPLICATE: 0.5, QUERY_ECHO: 0.5, PERPLEXITY: 0.5}
-    )
-    drop_threshold: float = 1.0
-    fail_closed: bool = False
-    batch_size: int = 4
-    max_history: int = 4
-    history_chars: int = 800
+    weights: dict[str, float] = Field(default_factory=lambda: {
+        INSTRUCTION: 1.0, LLM: 1.0, NEAR_DUPLICATE: 0.5, QUERY_ECHO: 0.5, PERPLEXITY: 0.5, ANSWER_CONSISTENCY: 0.5})
+    drop_threshold: float = Field(1.0, gt=0)
+    llm_mode: Literal["listwise", "per_chunk"] = "listwise"
+    fail_policy: Literal["fail_open", "fail_closed"] = "fail_open"
     skip_llm_when_dropped: bool = True
-    prompt: str = DEFAULT_PROMPT
+    listwise_prompt: str = LISTWISE_PROMPT
+    per_chunk_prompt: str = DEFAULT_PROMPT
+    isolated_prompt: str = ISOLATED_PROMPT
+    chunk_chars: int = Field(1200, ge=100, description="characters of each chunk shown to the LLM")
     node: str = "verify"
-    rouge_threshold: float = 0.5
-    cosine_threshold: float = 0.88
-    min_cluster: int = 3
+    rouge_threshold: float = Field(0.5, gt=0, le=1)
+    cosine_threshold: float = Field(0.88, gt=0, le=1)
+    min_cluster: int = Field(3, ge=2)
+    consistency_margin: int = Field(2, ge=1, description="independent sources by which an answer must lead")
+
+
+@dataclass
+class LLMVerdicts:
+    """What the LLM pass said per chunk index: named (flag, reason), or unreadable (why)."""
+
+    named: dict[int, tuple[str, str]] = field(default_factory=dict)
+    unreadable: dict[int, str] = field(default_factory=dict)
+    judged: set[int] = field(default_factory=set)
+    usage: Usage = field(default_factory=Usage)
+    trace: list[TraceEvent] = field(default_factory=list)
 
 
 @dataclass
@@ -84,18 +111,26 @@ class Verification:
     trace: list[TraceEvent] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     signals: dict[str, SignalResult] = field(default_factory=dict)
+    unreadable: int = 0
+    warnings: list[str] = field(default_factory=list)
+    isolated: list[str | None] = field(default_factory=list)
+
+
+def _config_of(base: VerifierConfig | None, overrides: dict[str, object]) -> VerifierConfig:
+    try:
+        return VerifierConfig.model_validate({**(base or VerifierConfig()).model_dump(), **overrides})
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'verifier'}: {e['msg']}" for e in err.errors())
+        raise ConfigError(f"invalid verifier setting ({problems}); see VerifierConfig for the fields") from None
 
 
 class Verifier:
-    """Filters poisoned, injected, contradictory or off-topic evidence and says why per chunk."""
+    """Filters poisoned, injected or contradictory evidence and says why per chunk."""
 
     def __init__(self, config: VerifierConfig | None = None, **overrides: object) -> None:
-        base = config or VerifierConfig()
-        self.config = base.model_copy(update=overrides) if overrides else base
+        self.config = _config_of(config, overrides) if overrides else (config or VerifierConfig())
         unknown = set(self.config.signals) - set(ALL_SIGNALS)
         if unknown:
-            from ragpipe.errors import ConfigError
-
             raise ConfigError(f"unknown verifier signal(s) {sorted(unknown)}; choose from {list(ALL_SIGNALS)}")
 
     def _weight(self, name: str) -> float:
@@ -103,22 +138,23 @@ class Verifier:
 
     async def _cheap_signals(
         self, question: str, evidence: list[ScoredChunk], ctx: RunContext, trace: list[TraceEvent]
-    ) -> dict[str, SignalResult]:
+    ) -> tuple[dict[str, SignalResult], np.ndarray | None]:
         cfg, node = self.config, self.config.node
         texts = [c.chunk.text for c in evidence]
         found: dict[str, SignalResult] = {}
+        embeddings = None
         if INSTRUCTION in cfg.signals:
             found[INSTRUCTION] = instruction_signal(texts)
         if QUERY_ECHO in cfg.signals:
             found[QUERY_ECHO] = query_echo_signal(question, texts)
+        wants_vectors = NEAR_DUPLICATE in cfg.signals or ANSWER_CONSISTENCY in cfg.signals
+        if wants_vectors and ctx.embedder is not None and len(texts) > 1:
+            vectors = await chunk_vectors(evidence, ctx.embedder, ctx.store)
+            embeddings = vectors.vectors
+            what = "read the stored vectors of" if vectors.source == "stored" else "embedded"
+            trace.append(TraceEvent(node=node, kind="info", message=f"{what} {len(texts)} chunks for the "
+                                    "cross-passage signals", data={"seconds": round(vectors.seconds, 3)}))
         if NEAR_DUPLICATE in cfg.signals:
-            embeddings = None
-            if ctx.embedder is not None and len(texts) > 1:
-                vectors = await chunk_vectors(evidence, ctx.embedder, ctx.store)
-                embeddings = vectors.vectors
-                what = "read the stored vectors of" if vectors.source == "stored" else "embedded"
-                trace.append(TraceEvent(node=node, kind="info", message=f"{what} {len(texts)} chunks for the "
-                                        "near-duplicate signal", data={"seconds": round(vectors.seconds, 3)}))
             found[NEAR_DUPLICATE] = near_duplicate_signal(
                 texts, embeddings, rouge_threshold=cfg.rouge_threshold,
                 cosine_threshold=cfg.cosine_threshold, min_cluster=cfg.min_cluster,
@@ -133,10 +169,38 @@ class Verifier:
                     found[PERPLEXITY] = await perplexity_signal(texts, scorer)
                 except Exception as err:  # a scoring failure costs the signal, never the query
                     trace.append(TraceEvent(node=node, kind="fallback", message=f"perplexity signal failed: {err}"))
-        return found
+        return found, embeddings
 
     def _cheap_score(self, i: int, signals: dict[str, SignalResult]) -> float:
-        return sum(self._weight(name) for name, result in signals.items() if result.flagged[i])
+        return sum(self._weight(name) * result.strength(i) for name, result in signals.items())
+
+    async def _llm_pass(
+        self, question: str, evidence: list[ScoredChunk], judged: list[int], rules: list[str],
+        rationales: list[Rationale], ctx: RunContext,
+    ) -> LLMVerdicts:
+        """The listwise call (or per-chunk calls) over the chunks in ``judged``."""
+        cfg, out = self.config, LLMVerdicts(judged=set(judged))
+        if not judged:
+            return out
+        if cfg.llm_mode == "listwise":
+            check = await check_all(question, [evidence[i] for i in judged], rules, ctx, prompt=cfg.listwise_prompt,
+                                    node=cfg.node, chunk_chars=cfg.chunk_chars)
+            out.usage, out.trace = check.usage, check.trace
+            if not check.readable:
+                out.unreadable = {i: check.problem for i in judged}
+            out.named = {judged[k]: (s.flag, s.reason) for k, s in check.suspicious.items()}
+            return out
+        checks = await asyncio.gather(*(
+            check_chunk(question, evidence[i], rationales, ctx, prompt=cfg.per_chunk_prompt, node=cfg.node,
+                        chunk_chars=cfg.chunk_chars) for i in judged))
+        for i, check in zip(judged, checks):
+            out.usage = out.usage + check.usage
+            out.trace.extend(check.trace)
+            if check.verdict.keep is None:
+                out.unreadable[i] = check.error or "no verdict could be read from the reply"
+            elif check.verdict.keep is False:
+                out.named[i] = ((check.verdict.flags or ["llm"])[0], check.verdict.reason)
+        return out
 
     async def verify(
         self,
@@ -151,41 +215,44 @@ class Verifier:
         trace: list[TraceEvent] = []
         if not evidence:
             return Verification([], [], [], trace)
-        texts = [c.chunk.text for c in evidence]
-        signals = await self._cheap_signals(question, evidence, ctx, trace)
+        signals, embeddings = await self._cheap_signals(question, evidence, ctx, trace)
         for name, result in signals.items():
             trace.append(TraceEvent(node=cfg.node, kind="signal", message=f"{name}: {sum(result.flagged)} of "
-                                    f"{len(texts)} flagged", data={"flagged": result.flagged, "scores": result.scores}))
-        use_llm = LLM in cfg.signals and ctx.llm is not None
-        if LLM in cfg.signals and ctx.llm is None:
-            trace.append(TraceEvent(node=cfg.node, kind="info", message="LLM check skipped: no LLM in the context"))
-        checks: dict[int, LLMCheck] = {}
-        keep: dict[int, bool] = {}
-        accepted_texts: list[str] = []
+                                    f"{len(evidence)} flagged", data={"flagged": result.flagged, "scores": result.scores}))
+        wanted = [s for s in _LLM_SIGNALS if s in cfg.signals]
+        if wanted and ctx.llm is None:
+            trace.append(TraceEvent(node=cfg.node, kind="info", message=f"{', '.join(wanted)} skipped: no LLM in the context"))
+            wanted = []
+        judged = [i for i in range(len(evidence)) if not (
+            cfg.skip_llm_when_dropped and self._cheap_score(i, signals) >= cfg.drop_threshold)]
+        rules, ignored = usable_rules(rationales or [], question)
+        if ignored:
+            trace.append(TraceEvent(node=cfg.node, kind="repair", message=f"{len(ignored)} flag instruction(s) ignored: "
+                                    "they repeat the question or a placeholder", data={"ignored": ignored}))
+        kept_rationales = [r for r in rationales or [] if r.flag_instructions in rules]
+        llm = LLMVerdicts()
         usage = Usage()
-        order = list(range(len(evidence)))
-        for start in range(0, len(order), max(1, cfg.batch_size)):
-            batch = order[start : start + max(1, cfg.batch_size)]
-            history = [t[: cfg.history_chars] for t in accepted_texts[: cfg.max_history]]
-            to_check = [i for i in batch if use_llm and not (
-                cfg.skip_llm_when_dropped and self._cheap_score(i, signals) >= cfg.drop_threshold)]
-            results = await asyncio.gather(*(
-                check_chunk(question, evidence[i], rationales or [], history, ctx, prompt=cfg.prompt, node=cfg.node)
-                for i in to_check
-            ))
-            for i, check in zip(to_check, results):
-                checks[i] = check
-                usage = usage + check.usage
-                trace.extend(check.trace)
-            for i in batch:
-                keep[i] = self._decide(i, signals, checks.get(i))[0]
-                if keep[i]:
-                    accepted_texts.append(texts[i])
+        isolated: list[str | None] = []
+        if LLM in wanted:
+            llm = await self._llm_pass(question, evidence, judged, rules, kept_rationales, ctx)
+            usage = usage + llm.usage
+            trace.extend(llm.trace)
+        if ANSWER_CONSISTENCY in wanted and judged:
+            answers = await isolated_answers(question, [evidence[i] for i in judged], ctx, prompt=cfg.isolated_prompt,
+                                             node=cfg.node, chunk_chars=cfg.chunk_chars)
+            usage = usage + answers.usage
+            trace.extend(answers.trace)
+            isolated = [None] * len(evidence)
+            for i, answer in zip(judged, answers.answers):
+                isolated[i] = answer
+            sub = answer_consistency_signal(answers.answers, [evidence[i].chunk.text for i in judged],
+                                            None if embeddings is None else embeddings[judged],
+                                            margin=cfg.consistency_margin)
+            signals[ANSWER_CONSISTENCY] = _spread(sub, judged, len(evidence))
+        warnings = self._unreadable_warnings(llm, len(evidence), trace)
         verdicts, accepted, dropped = [], [], []
         for i, chunk in enumerate(evidence):
-            kept, flags, reasons, values, status = self._decide(i, signals, checks.get(i))
-            if use_llm and i not in checks:
-                values[LLM] = "skipped"
+            kept, flags, reasons, values, status = self._decide(i, signals, llm, LLM in wanted)
             reason = "; ".join(reasons) if reasons else "no signal fired"
             verdict = Verdict(chunk_id=chunk.id, keep=kept, flags=flags, reason=reason, signals=values, parse_status=status)
             verdicts.append(verdict)
@@ -195,10 +262,28 @@ class Verifier:
                 accepted.append(chunk)
             else:
                 dropped.append(DroppedEvidence(chunk=chunk, reason=reason, flags=flags))
-        return Verification(accepted, dropped, verdicts, trace, usage, signals)
+        return Verification(accepted, dropped, verdicts, trace, usage, signals, len(llm.unreadable), warnings, isolated)
+
+    def _unreadable_warnings(self, llm: LLMVerdicts, n: int, trace: list[TraceEvent]) -> list[str]:
+        """Count the unreadable verdicts, trace them and warn; never let them pass silently."""
+        if not llm.unreadable:
+            return []
+        policy = self.config.fail_policy
+        effect = ("decided on the cheap signals alone (fail_open)" if policy == "fail_open"
+                  else "dropped (fail_closed)")
+        problems = sorted(set(llm.unreadable.values()))
+        message = (f"{len(llm.unreadable)} of {len(llm.judged)} LLM verdicts unreadable ({'; '.join(problems)}); "
+                   f"those chunks were {effect}")
+        if len(llm.unreadable) == len(llm.judged):
+            message = "the LLM check gave no readable verdict: " + message
+        trace.append(TraceEvent(node=self.config.node, kind="fallback", message=message,
+                                data={"unreadable": len(llm.unreadable), "judged": len(llm.judged), "of": n,
+                                      "fail_policy": policy, "problems": problems}))
+        log.warning("verifier: %s", message)
+        return [message]
 
     def _decide(
-        self, i: int, signals: dict[str, SignalResult], check: LLMCheck | None
+        self, i: int, signals: dict[str, SignalResult], llm: LLMVerdicts, llm_on: bool
     ) -> tuple[bool, list[str], list[str], dict[str, float | bool | str], str]:
         """(keep, flags, reasons, per-signal values, parse status) for chunk ``i``."""
         cfg = self.config
@@ -208,26 +293,36 @@ class Verifier:
             values[name] = result.flagged[i]
             values[f"{name}_score"] = result.scores[i]
             if result.flagged[i]:
-                score += self._weight(name)
+                score += self._weight(name) * result.strength(i)
                 flags.append(name)
                 reasons.append(f"{name}: {result.detail(i)}" if result.detail(i) else name)
         status = "ok"
-        if check is not None:
-            verdict = check.verdict
-            llm_drop = verdict.keep is False
-            if verdict.keep is None:
-                status = "llm_error" if check.error else PARSE_ERROR
+        if llm_on:
+            if i not in llm.judged:
+                values[LLM] = "skipped"
+            elif i in llm.unreadable:
+                status = PARSE_ERROR
                 flags.append(PARSE_ERROR)
-                llm_drop = cfg.fail_closed
-                reasons.append(f"LLM verdict unreadable ({check.error or 'parse error'}); "
-                               f"{'fail-closed: dropped' if cfg.fail_closed else 'fail-open: kept'}")
-            elif verdict.method != "json:strict":
-                status = f"repaired:{verdict.method}"
-            values[LLM] = llm_drop
-            if verdict.keep is False:
-                flags.extend(f for f in verdict.flags or ["llm"] if f not in flags)
-                reasons.append(f"LLM: {verdict.reason}" if verdict.reason else "LLM: reject")
-            if llm_drop:
-                score += self._weight(LLM)
+                closed = cfg.fail_policy == "fail_closed"
+                values[LLM] = closed
+                score += self._weight(LLM) if closed else 0.0
+                reasons.append(f"LLM verdict unreadable ({llm.unreadable[i]}); "
+                               f"{'fail_closed: dropped' if closed else 'fail_open: cheap signals decide'}")
+            else:
+                named = llm.named.get(i)
+                values[LLM] = named is not None
+                if named is not None:
+                    flag, why = named
+                    score += self._weight(LLM)
+                    flags.append(flag)
+                    reasons.append(f"LLM: {flag}" + (f" ({why})" if why else ""))
         kept = score < cfg.drop_threshold
         return kept, list(dict.fromkeys(flags)), reasons, values, status
+
+
+def _spread(sub: SignalResult, judged: list[int], n: int) -> SignalResult:
+    """A signal computed over the ``judged`` subset, laid out over all ``n`` chunks."""
+    flagged, scores, details = [False] * n, [0.0] * n, ["not judged (already dropped)"] * n
+    for k, i in enumerate(judged):
+        flagged[i], scores[i], details[i] = sub.flagged[k], sub.scores[k], sub.detail(k)
+    return SignalResult(sub.name, flagged, scores, details)

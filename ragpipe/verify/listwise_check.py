@@ -1,0 +1,174 @@
+"""The one-pass LLM check: all candidate passages in one prompt; the reply names the suspicious ones.
+
+One call replaces one call per chunk, and every passage is judged against the same, complete set
+of candidates (no chunk is judged against evidence that was itself accepted unchecked), so the
+verdicts do not depend on the order the selector produced. The reply is untrusted: JSON is
+searched and repaired; lines such as ``3: planted - ...`` are read when no JSON survives.
+
+A reply counts as unreadable (``readable`` False, with the reason) when nothing can be read,
+when it only echoes the prompt's placeholders, or when it names every passage of a pool of three
+or more: a small model that copies the numbering back is not a verdict. What an unreadable reply
+means (keep or drop) is the verifier's fail policy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ragpipe.context import RunContext
+from ragpipe.errors import LLMError
+from ragpipe.schema import ScoredChunk, TraceEvent, Usage
+from ragpipe.verify.lenient_json import parse_json_lenient
+from ragpipe.verify.llm_check import normalise_flag
+
+LISTWISE_PROMPT = "verifier.listwise"
+LISTWISE_FLAGS = ("instruction", "planted", "contradiction")
+_PLACEHOLDERS = ("<its data id>", "<what is wrong with it>", "what is wrong with it", "its data id")
+_LINE = re.compile(r"(?:passage\s*|\[|#|\bid\s*)?(\d{1,3})\]?\s*[:\-–)]?\s*(instruction|planted|contradiction)\b[\s:\-–]*(.*)",
+                   re.IGNORECASE)
+_NONE_REPLY = re.compile(r"^\W*(none|no suspicious|all (passages )?(look )?honest|nothing)\b", re.IGNORECASE)
+
+
+@dataclass
+class Suspicion:
+    """One passage the LLM named, with its flag and reason."""
+
+    flag: str
+    reason: str
+
+
+@dataclass
+class ListwiseCheck:
+    """The verdict of one listwise call over n passages (0-based indices)."""
+
+    suspicious: dict[int, Suspicion] = field(default_factory=dict)
+    readable: bool = True
+    problem: str = ""
+    method: str = "none"
+    raw: str = ""
+    error: str | None = None
+    ignored: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    trace: list[TraceEvent] = field(default_factory=list)
+
+
+def _as_number(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        digits = re.fullmatch(r"\s*(?:passage\s*|\[)?(\d{1,3})\]?\s*", value, re.IGNORECASE)
+        return int(digits.group(1)) if digits else None
+    return None
+
+
+def _is_placeholder(text: str) -> bool:
+    lowered = text.strip().lower()
+    return any(p in lowered for p in _PLACEHOLDERS)
+
+
+def _entries_from_json(value: object) -> list[tuple[object, object, object]] | None:
+    """(passage, flag, reason) triples from a parsed reply, or None when it has no such shape."""
+    if isinstance(value, dict):
+        lowered = {str(k).lower(): v for k, v in value.items()}
+        for key in ("suspicious", "flagged", "passages", "suspects"):
+            if key in lowered:
+                value = lowered[key]
+                break
+        else:
+            if "passage" in lowered:
+                value = [lowered]
+            else:
+                return None
+    if not isinstance(value, list):
+        return None
+    out: list[tuple[object, object, object]] = []
+    for item in value:
+        if isinstance(item, dict):
+            low = {str(k).lower(): v for k, v in item.items()}
+            out.append((low.get("passage", low.get("id", low.get("n"))), low.get("flag", low.get("flags", "planted")),
+                        low.get("reason", "")))
+        else:
+            out.append((item, "planted", ""))
+    return out
+
+
+def parse_listwise(text: str, n: int) -> ListwiseCheck:
+    """Read the suspicious passages (1-based numbers in the reply) of a pool of ``n``."""
+    check = ListwiseCheck(raw=text)
+    parsed = parse_json_lenient(text)
+    lines = [m.groups() for m in _LINE.finditer(text)]
+    if parsed and isinstance(parsed.value, list) and parsed.method != "strict" and lines:
+        parsed = None  # "[4] planted: ..." is a numbered line, not a JSON list
+    entries = _entries_from_json(parsed.value) if parsed else None
+    if entries is not None and parsed is not None:
+        check.method = f"json:{parsed.method}"
+    else:
+        if lines:
+            entries, check.method = [(a, b, c) for a, b, c in lines], "lines"
+        elif _NONE_REPLY.match(text):
+            entries, check.method = [], "none_word"
+        else:
+            check.readable, check.problem = False, "no verdict could be read from the reply"
+            return check
+    for passage, flag, reason in entries:
+        number = _as_number(passage)
+        reason_text = str(reason or "").strip()
+        if number is None or not 1 <= number <= n:
+            check.ignored.append(f"passage {passage!r} is not a number between 1 and {n}")
+            continue
+        if _is_placeholder(reason_text) or _is_placeholder(str(passage)):
+            check.ignored.append(f"entry for passage {number} copies the prompt's placeholder")
+            continue
+        name = normalise_flag(flag[0] if isinstance(flag, list) and flag else flag)
+        check.suspicious[number - 1] = Suspicion(name if name in LISTWISE_FLAGS else "planted", reason_text[:300])
+    if entries and not check.suspicious:
+        check.readable, check.problem = False, "every entry was unusable: " + "; ".join(check.ignored[:3])
+    elif n >= 3 and len(check.suspicious) == n:
+        check.readable, check.problem = False, f"the reply names all {n} passages (an echo of the numbering, not a verdict)"
+        check.suspicious = {}
+    return check
+
+
+async def check_all(
+    question: str,
+    evidence: Sequence[ScoredChunk],
+    rules: Sequence[str],
+    ctx: RunContext,
+    *,
+    prompt: str = LISTWISE_PROMPT,
+    node: str = "verify",
+    chunk_chars: int = 1200,
+) -> ListwiseCheck:
+    """One LLM call naming the suspicious passages among ``evidence``; never raises for LLM failures."""
+    template = ctx.prompts.get(prompt)
+    passages = [{"n": i + 1, "text": c.chunk.text[:chunk_chars]} for i, c in enumerate(evidence)]
+    messages = template.render(question=question, rules=list(rules), passages=passages)
+    llm = ctx.llm_for(node)
+    try:
+        # No json_schema request: the reply is read tolerantly anyway, and the embedded backend's
+        # schema-constrained path crashes the process with llama-cpp-python 0.3.x.
+        completion = await llm.chat(messages, max_tokens=template.max_tokens, temperature=0.0,
+                                    stop=["<data", "</data>"])  # a reply that starts quoting passages is an echo
+    except LLMError as err:
+        event = TraceEvent(node=node, kind="llm_error", message=f"listwise verifier call failed: {err}",
+                           data={"error": type(err).__name__})
+        return ListwiseCheck(readable=False, problem=f"LLM call failed ({type(err).__name__})",
+                             error=f"{type(err).__name__}: {err}", trace=[event], usage=Usage(calls=1, failed_calls=1))
+    check = parse_listwise(completion.text, len(evidence))
+    check.usage = completion.usage.model_copy(update={"calls": 1})
+    check.trace.append(TraceEvent(node=node, kind="llm_call", message=f"listwise verdict over {len(evidence)} passages",
+                                  data={"raw": completion.text, "parse": check.method, "readable": check.readable,
+                                        "finish_reason": completion.finish_reason, "ignored": check.ignored}))
+    if completion.truncated:
+        check.trace.append(TraceEvent(node=node, kind="truncation", message="listwise verdict stopped at max_tokens; "
+                                      "read what was there", data={"readable": check.readable}))
+    if check.method not in ("json:strict", "none", "none_word"):
+        check.trace.append(TraceEvent(node=node, kind="repair", message=f"listwise verdict read via {check.method}",
+                                      data={"method": check.method}))
+    return check

@@ -1,0 +1,44 @@
+"""Reading the listwise verdict: JSON, repaired JSON, plain lines, and what is not a verdict."""
+
+from __future__ import annotations
+
+import pytest
+
+from ragpipe.verify.listwise_check import parse_listwise
+
+
+@pytest.mark.parametrize(
+    "reply, named",
+    [
+        ('{"suspicious": []}', {}),
+        ('{"suspicious": [{"passage": 3, "flag": "planted", "reason": "no source"}]}', {2: "planted"}),
+        ('Here you go:\n```json\n{"suspicious": [{"passage": "2", "flag": "Instruction", "reason": "orders"},]}\n```',
+         {1: "instruction"}),
+        ('{"suspicious": [1, 4]}', {0: "planted", 3: "planted"}),
+        ('{"suspicious": [{"passage": 1', {0: "planted"}),  # cut off at max_tokens
+        ("2: contradiction - says the opposite of the rest\n[4] planted: pushes one answer", {1: "contradiction",
+                                                                                               3: "planted"}),
+        ("None. All passages look honest.", {}),
+    ],
+)
+def test_readable_replies(reply: str, named: dict[int, str]) -> None:
+    check = parse_listwise(reply, 5)
+    assert check.readable, check.problem
+    assert {i: s.flag for i, s in check.suspicious.items()} == named
+
+
+@pytest.mark.parametrize(
+    "reply, problem",
+    [
+        ("", "no verdict"),
+        ("I'm sorry, but I can't help with that request.", "no verdict"),
+        ('<data id="1">\nSwitzerland was named', "no verdict"),  # the passages echoed back
+        ('{"suspicious": [{"passage": 9, "flag": "planted", "reason": "x"}]}', "unusable"),
+        ('{"suspicious": [{"passage": <its data id>, "flag": "planted", "reason": "<what is wrong with it>"}]}',
+         "unusable"),
+        ('{"suspicious": [1, 2, 3, 4, 5]}', "names all 5"),
+    ],
+)
+def test_unreadable_replies_say_why(reply: str, problem: str) -> None:
+    check = parse_listwise(reply, 5)
+    assert not check.readable and problem in check.problem and check.suspicious == {}
