@@ -27,6 +27,7 @@ ASK = textwrap.dedent(
     from ragpipe.retrieve.memory import MemoryStore
     from ragpipe.retrieve.retriever import Retriever
     from ragpipe.schema import Chunk
+    from tests.graph.test_presets import scripted  # plausible replies per task
 
     texts = ["API keys are rotated every 90 days from the admin console.",
              "API keys are kept in the vault and never in the repository.",
@@ -36,16 +37,8 @@ ASK = textwrap.dedent(
     store = MemoryStore(sys.argv[1])
     store.add(chunks, embedder.embed(texts))
 
-    def reply(request):
-        system = request.messages[0].content
-        if "evidence searches" in system:
-            return "1. How often API keys are rotated"
-        if "evidence auditor" in system:
-            return '{"keep": true, "reason": "answers the question"}'
-        return "Every 90 days [1]."
-
     graph = build_graph(sys.argv[2], retriever=Retriever(store, embedder))
-    pipe = Pipeline(graph, RunContext(llm=ScriptedLLM(fn=reply), embedder=embedder, store=store))
+    pipe = Pipeline(graph, RunContext(llm=ScriptedLLM(fn=scripted), embedder=embedder, store=store))
     answer = pipe.ask("How often are API keys rotated?")
     loaded = sorted({m.split(".")[0] for m in sys.modules} & set(sys.argv[3].split(",")))
     print(json.dumps({"text": answer.text, "evidence": [e.id for e in answer.evidence],
