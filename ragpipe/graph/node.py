@@ -35,7 +35,7 @@ CTX_KEY = "ragpipe_ctx"
 Config = dict[str, Any]  # a LangChain-compatible RunnableConfig dict
 
 # Environment switches with which LangChain/LangSmith trace every run.
-_TRACING_ENV = ("LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2", "LANGCHAIN_TRACING")
+_TRACING_ENV = ("LANGSMITH_TRACING", "LANGSMITH_TRACING_V2", "LANGCHAIN_TRACING_V2", "LANGCHAIN_TRACING")
 # Runnable methods a node offers through its LangChain skin (loaded on first use).
 _RUNNABLE_METHODS = frozenset({
     "stream", "astream", "astream_events", "astream_log", "transform", "atransform",
