@@ -8,6 +8,9 @@
   embedder, embedding the question, hybrid search).
 * ``warm_overhead_ms_p50``/``_p95``: per query, with models loaded, everything except LLM time:
   a pipeline whose LLM answers instantly (a scripted model), minus the LLM seconds it reports.
+* ``cold_start_steps``: the same cold start split into steps (ask-path imports, chromadb import,
+  bm25s import, Chroma client start and index open, query-encoder load, first and second query)
+  with ``python -X importtime`` self time per top-level module (see ``bench_startup.py``).
 * ``peak_rss_mb``: the peak resident memory of a real ``ragpipe ask`` on the embedded defaults
   (SmolLM2 through llama.cpp, all-MiniLM-L6-v2) on the same folder.
 
@@ -46,6 +49,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 sys.path.insert(0, str(ROOT))
 
+from bench_startup import cold_start_steps, print_steps  # noqa: E402
 from datapaths import DataFolder, add_data_arguments, open_data  # noqa: E402
 
 NEEDS = {"prepare": {name: ("corpus.jsonl",) for name in CORPORA},
@@ -185,6 +189,7 @@ def run(args: argparse.Namespace, data: DataFolder) -> None:
     chunks = open_index(DOCS, load_settings()).store.count()
     qs = questions(data, args.queries)
     cold = cold_start(qs[0], args.cold_repeats)
+    steps = cold_start_steps(ROOT, DOCS, qs[0], args.cold_repeats)
     warm = {m: warm_overhead(qs, m, args.queries if m == "fast" else args.slow_queries) for m in args.methods}
     rss = None if args.skip_rss else peak_rss(qs[1])
     default = warm.get("fast") or next(iter(warm.values()))
@@ -194,11 +199,13 @@ def run(args: argparse.Namespace, data: DataFolder) -> None:
         "indexed_chunks": chunks,
         "cold_start_s": statistics.median(cold),
         "cold_start_samples_s": cold,
+        "cold_start_steps": steps,
         "warm_overhead_ms_p50": default["p50"],
         "warm_overhead_ms_p95": default["p95"],
         "warm": warm,
         "peak_rss_mb": rss["peak_rss_mb"] if rss else None,
         "real_ask": rss,
+        "load_average_at_end": os.getloadavg(),
         "goals": {"cold_start_s": 3.0, "warm_overhead_ms_p50": 20.0},
         "command": " ".join(["python", "eval/bench_latency.py", *sys.argv[1:]]),
         "data": data.describe(),
@@ -209,6 +216,7 @@ def run(args: argparse.Namespace, data: DataFolder) -> None:
     print(f"{'metric':<28}{'value':>12}  goal")
     print(f"{'indexed chunks':<28}{chunks:>12}")
     print(f"{'cold start (p50, s)':<28}{results['cold_start_s']:>12.2f}  <= 3.0")
+    print_steps(steps)
     for method, w in warm.items():
         print(f"{'warm overhead p50 ms ' + method:<28}{w['p50']:>12.1f}  <= 20")
         print(f"{'warm overhead p95 ms ' + method:<28}{w['p95']:>12.1f}")

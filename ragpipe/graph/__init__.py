@@ -1,6 +1,7 @@
-"""Composable pipeline graphs: nodes over one typed ``RunState``, built on langchain-core Runnables.
+"""Composable pipeline graphs: plain async nodes over one typed ``RunState``.
 
-Importing this package imports langchain-core; ``import ragpipe`` alone does not.
+Importing this package does not import LangChain; ``node.as_runnable()`` (or any Runnable-style
+use such as ``node | runnable``, callbacks or ``get_graph()``) loads it on demand.
 """
 
 from ragpipe.graph.compose import Branch, Parallel, Sequence, fuse_rrf

@@ -12,9 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
-
-from ragpipe.graph.node import GraphBuildError, Node, check_flow, context_from
+from ragpipe.graph.node import Config, GraphBuildError, Node, check_flow, context_from
 from ragpipe.graph.state import INPUT_FIELDS, RunState
 from ragpipe.schema import ScoredChunk
 
@@ -60,7 +58,7 @@ class Sequence(Node):
     def children(self) -> list[Node]:
         return list(self.nodes)
 
-    async def astep(self, state: RunState, config: RunnableConfig) -> RunState:
+    async def astep(self, state: RunState, config: Config) -> RunState:
         for node in self.nodes:
             state = await node.ainvoke(state, config)
         return state
@@ -97,7 +95,7 @@ class Parallel(Node):
     def children(self) -> list[Node]:
         return list(self.branches)
 
-    async def astep(self, state: RunState, config: RunnableConfig) -> RunState:
+    async def astep(self, state: RunState, config: Config) -> RunState:
         start = time.perf_counter()
         outputs = await asyncio.gather(*(b.ainvoke(state, config) for b in self.branches))
         patches = [{f: getattr(out, f) for f in b.output_fields()} for b, out in zip(self.branches, outputs)]
@@ -153,6 +151,6 @@ class Branch(Node):
     def children(self) -> list[Node]:
         return [self.then] + ([self.otherwise] if self.otherwise is not None else [])
 
-    async def astep(self, state: RunState, config: RunnableConfig) -> RunState:
+    async def astep(self, state: RunState, config: Config) -> RunState:
         chosen = self.then if self.condition(state) else self.otherwise
         return state if chosen is None else await chosen.ainvoke(state, config)

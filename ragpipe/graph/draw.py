@@ -111,6 +111,7 @@ def to_langchain_graph(root: Node) -> Any:
     """The node tree as a LangChain ``Graph``, so ``get_graph().draw_mermaid()`` works as usual."""
     from langchain_core.runnables.graph import Graph
 
+    skin = root.as_runnable()
     graph = Graph()
     used: set[str] = set()
 
@@ -133,14 +134,14 @@ def to_langchain_graph(root: Node) -> Any:
             then_ends = walk(node.then, sources)
             else_ends = walk(node.otherwise, sources) if node.otherwise is not None else list(sources)
             return then_ends + else_ends
-        added = graph.add_node(node, id=unique(node.label))
+        added = graph.add_node(node.as_runnable(), id=unique(node.label))
         for source in sources:
             graph.add_edge(source, added)
         return [added]
 
-    start = graph.add_node(root.get_input_schema(), id="__start__")
+    start = graph.add_node(skin.get_input_schema(), id="__start__")
     ends = walk(root, [start])
-    end = graph.add_node(root.get_output_schema(), id="__end__")
+    end = graph.add_node(skin.get_output_schema(), id="__end__")
     for source in {n.id: n for n in ends}.values():
         graph.add_edge(source, end)
     return graph

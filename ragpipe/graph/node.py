@@ -1,24 +1,30 @@
 """The node protocol: a named step that reads some ``RunState`` fields and writes others.
 
-A node is a LangChain ``RunnableSerializable[RunState, RunState]``: ``invoke``/``ainvoke``/
-``batch``/``abatch``, ``|`` composition and callbacks come from langchain-core. Subclasses only
-declare ``reads``/``writes`` and implement ``arun(state, ctx) -> patch``.
+A node is a plain pydantic model with an async ``arun(state, ctx) -> patch``; subclasses only
+declare ``reads``/``writes`` and implement ``arun``. Running a graph needs nothing beyond
+pydantic, so ``ragpipe ask`` and the Python API never import LangChain.
 
-The per-query ``RunContext`` (LLM, prompts, usage meter) travels in the LangChain config under
+LangChain is loaded only when asked for: ``node.as_runnable()`` gives the Runnable skin, and the
+Runnable-style calls (``invoke``/``ainvoke``/``batch``/``abatch``) switch to it by themselves
+when a config carries callbacks, when LangSmith tracing is switched on, or when the node runs
+inside a LangChain run, so callbacks and tracing see every node as before. ``node | runnable``
+and the other Runnable methods (``astream_events``, ``with_config``, …) go through the skin.
+
+The per-query ``RunContext`` (LLM, prompts, usage meter) travels in the config under
 ``configurable["ragpipe_ctx"]`` so one graph object can serve many concurrent queries, each with
 its own meter.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 import time
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from langchain_core.callbacks import AsyncCallbackManagerForChainRun
-from langchain_core.runnables import RunnableConfig, RunnableSerializable
-from langchain_core.runnables.config import patch_config
-from pydantic import ConfigDict
+from pydantic import BaseModel, ConfigDict
 
 from ragpipe.context import RunContext
 from ragpipe.errors import ConfigError
@@ -26,30 +32,56 @@ from ragpipe.graph.state import BOOKKEEPING_FIELDS, RunState, coerce_state
 from ragpipe.llm.base import run_sync
 
 CTX_KEY = "ragpipe_ctx"
+Config = dict[str, Any]  # a LangChain-compatible RunnableConfig dict
+
+# Environment switches with which LangChain/LangSmith trace every run.
+_TRACING_ENV = ("LANGSMITH_TRACING", "LANGSMITH_TRACING_V2", "LANGCHAIN_TRACING_V2", "LANGCHAIN_TRACING")
+# Runnable methods a node offers through its LangChain skin (loaded on first use).
+_RUNNABLE_METHODS = frozenset({
+    "stream", "astream", "astream_events", "astream_log", "transform", "atransform",
+    "with_config", "with_retry", "with_fallbacks", "with_listeners", "with_types", "bind",
+    "pipe", "pick", "assign", "get_input_schema", "get_output_schema", "config_schema",
+    "get_config_jsonschema", "get_input_jsonschema", "get_output_jsonschema",
+    "batch_as_completed", "abatch_as_completed", "as_tool",
+})
 
 
 class GraphBuildError(ConfigError):
     """The graph cannot run as composed: a node reads a field that nothing before it writes."""
 
 
-def context_from(config: RunnableConfig | None) -> RunContext:
-    """The ``RunContext`` carried by a LangChain config (a bare one when there is none)."""
+def context_from(config: Config | None) -> RunContext:
+    """The ``RunContext`` carried by a config (a bare one when there is none)."""
     ctx = ((config or {}).get("configurable") or {}).get(CTX_KEY)
     return ctx if ctx is not None else RunContext()
 
 
-def with_context(config: RunnableConfig | None, ctx: RunContext) -> RunnableConfig:
+def with_context(config: Config | None, ctx: RunContext) -> Config:
     """A copy of ``config`` that carries ``ctx`` to every node."""
     config = dict(config or {})
     config["configurable"] = {**(config.get("configurable") or {}), CTX_KEY: ctx}
-    return config  # type: ignore[return-value]
+    return config
 
 
-class Node(RunnableSerializable[RunState, RunState]):
+def needs_langchain(config: Config | None) -> bool:
+    """Whether a run must go through LangChain so that callbacks or tracing see it."""
+    if config and config.get("callbacks"):
+        return True
+    if any(os.environ.get(name, "").lower() in {"1", "true", "yes"} for name in _TRACING_ENV):
+        return True
+    lc_config = sys.modules.get("langchain_core.runnables.config")
+    if lc_config is not None:  # only possible inside a LangChain run, which imported it
+        parent = lc_config.var_child_runnable_config.get()
+        return bool(parent and parent.get("callbacks"))
+    return False
+
+
+class Node(BaseModel):
     """Base of every pipeline step. Subclasses set ``reads``/``writes`` and implement ``arun``."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
+    name: str | None = None
     reads: ClassVar[tuple[str, ...]] = ()
     writes: ClassVar[tuple[str, ...]] = ()
 
@@ -75,10 +107,14 @@ class Node(RunnableSerializable[RunState, RunState]):
 
     @property
     def label(self) -> str:
-        return self.get_name()
+        return self.name or type(self).__name__
+
+    def get_name(self) -> str:
+        """The node's name, as LangChain callbacks and graphs show it."""
+        return self.label
 
     # -- execution ------------------------------------------------------------------------
-    async def astep(self, state: RunState, config: RunnableConfig) -> RunState:
+    async def astep(self, state: RunState, config: Config) -> RunState:
         """Run this node on ``state`` and return the next state (timing and usage recorded)."""
         ctx = context_from(config)
         start = time.perf_counter()
@@ -92,26 +128,53 @@ class Node(RunnableSerializable[RunState, RunState]):
         patch["usage_by_node"] = ctx.meter.by_node()
         return state.apply(patch)
 
-    async def _ainvoke(
-        self, input_: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
-    ) -> RunState:
-        child_config = patch_config(config, callbacks=run_manager.get_child())
-        return await self.astep(coerce_state(input_), child_config)
+    async def __call__(self, input: Any, config: Config | None = None) -> RunState:  # noqa: A002
+        """A node is an async callable: ``await node(state_or_question, config)``."""
+        return await self.ainvoke(input, config)
 
-    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> RunState:  # noqa: A002
-        return await self._acall_with_config(self._ainvoke, input, config, run_type="chain")
+    async def ainvoke(self, input: Any, config: Config | None = None, **kwargs: Any) -> RunState:  # noqa: A002
+        """Run on a ``RunState``, a dict of its fields or a question string."""
+        if needs_langchain(config):
+            return await self.as_runnable().ainvoke(input, config, **kwargs)
+        return await self.astep(coerce_state(input), config or {})
 
-    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> RunState:  # noqa: A002
+    def invoke(self, input: Any, config: Config | None = None, **kwargs: Any) -> RunState:  # noqa: A002
         return run_sync(lambda: self.ainvoke(input, config, **kwargs))
 
+    async def abatch(self, inputs: list[Any], config: Config | list[Config] | None = None,
+                     **kwargs: Any) -> list[RunState]:
+        """Run on every input concurrently; ``config`` is one for all or one per input."""
+        configs = config if isinstance(config, list) else [config] * len(inputs)
+        if any(needs_langchain(c) for c in configs):
+            return await self.as_runnable().abatch(inputs, config, **kwargs)
+        return list(await asyncio.gather(*(self.ainvoke(i, c) for i, c in zip(inputs, configs))))
+
+    def batch(self, inputs: list[Any], config: Config | list[Config] | None = None, **kwargs: Any) -> list[RunState]:
+        return run_sync(lambda: self.abatch(inputs, config, **kwargs))
+
+    # -- LangChain, on demand -------------------------------------------------------------
+    def as_runnable(self) -> Any:
+        """This node as a LangChain ``Runnable`` (imports langchain-core)."""
+        from ragpipe.integrations.langchain import NodeRunnable
+
+        return NodeRunnable(node=self)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _RUNNABLE_METHODS:
+            return getattr(self.as_runnable(), name)
+        return super().__getattr__(name)  # type: ignore[misc]
+
     # -- composition ----------------------------------------------------------------------
-    def __or__(self, other: Any) -> Any:  # type: ignore[override]
-        """``node | node`` builds a checked ``Sequence``; anything else is LangChain's ``|``."""
+    def __or__(self, other: Any) -> Any:
+        """``node | node`` builds a checked ``Sequence``; anything else composes as LangChain's ``|``."""
         if isinstance(other, Node):
             from ragpipe.graph.compose import Sequence
 
             return Sequence.of(self, other)
-        return super().__or__(other)
+        return self.as_runnable() | other
+
+    def __ror__(self, other: Any) -> Any:
+        return other | self.as_runnable()
 
     # -- drawing --------------------------------------------------------------------------
     def draw_ascii(self) -> str:
@@ -124,7 +187,7 @@ class Node(RunnableSerializable[RunState, RunState]):
 
         return draw_mermaid(self)
 
-    def get_graph(self, config: RunnableConfig | None = None) -> Any:
+    def get_graph(self, config: Config | None = None) -> Any:
         """LangChain's graph view of this node tree (one graph node per leaf node)."""
         from ragpipe.graph.draw import to_langchain_graph
 

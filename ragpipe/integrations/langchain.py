@@ -1,9 +1,13 @@
-"""LangChain adapters: a retriever, and document compressors for the selectors and the verifier.
+"""LangChain adapters: a retriever, document compressors for the selectors and the verifier, and
+the Runnable skin of a graph node.
 
     from langchain_core.runnables import RunnablePassthrough
     retriever = RagpipeRetriever.from_pipeline(pipe)            # retrieve → select → verify
     compressor = RagpipeSelectorCompressor(method="listwise", context=ctx)
     chain = {"docs": retriever, "question": RunnablePassthrough()} | prompt | llm
+
+``node.as_runnable()`` (a ``NodeRunnable``) makes any ragpipe graph node a LangChain Runnable
+with callbacks and tracing per node; graph nodes use it by themselves when LangChain needs them.
 
 Every class has a real async path (``ainvoke`` / ``acompress_documents``) that awaits ragpipe's
 own coroutines; the sync path runs the same coroutine to completion.
@@ -15,15 +19,50 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun, Callbacks
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForChainRun,
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManagerForRetrieverRun,
+    Callbacks,
+)
 from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import RunnableConfig, RunnableSerializable
+from langchain_core.runnables.config import patch_config
 from pydantic import ConfigDict, Field
 
 from ragpipe.context import RunContext
+from ragpipe.graph.state import RunState, coerce_state
 from ragpipe.integrations.convert import chunk_metadata, scored_chunk
 from ragpipe.llm.base import run_sync
 from ragpipe.schema import ScoredChunk
+
+
+class NodeRunnable(RunnableSerializable[RunState, RunState]):
+    """A ragpipe graph node as a LangChain Runnable: one chain run per node, children nested."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    node: Any  # a ragpipe.graph.Node
+
+    def model_post_init(self, __context: Any) -> None:
+        if self.name is None:
+            self.name = self.node.label
+
+    async def _ainvoke(
+        self, input_: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+    ) -> RunState:
+        child_config = patch_config(config, callbacks=run_manager.get_child())
+        return await self.node.astep(coerce_state(input_), child_config)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> RunState:  # noqa: A002
+        return await self._acall_with_config(self._ainvoke, input, config, run_type="chain")
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> RunState:  # noqa: A002
+        return run_sync(lambda: self.ainvoke(input, config, **kwargs))
+
+    def get_graph(self, config: RunnableConfig | None = None) -> Any:
+        return self.node.get_graph(config)
 
 
 def to_document(item: ScoredChunk, **extra: Any) -> Document:

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,6 +43,26 @@ class _Store(Protocol):
     index_dir: Path
 
     def iter_chunks(self) -> Iterable[Chunk]: ...
+
+
+def bm25s_module() -> Any:
+    """bm25s, imported without numba when nothing has imported bm25s yet.
+
+    bm25s imports numba (about 0.7 s) whenever it is installed, yet ragpipe only scores with
+    ``get_scores`` and builds with ``index``, which are numpy/scipy code. Hiding numba during
+    the import makes bm25s pick its numpy backend; numba stays importable for everyone else.
+    """
+    if "bm25s" in sys.modules:
+        return sys.modules["bm25s"]
+    hidden = "numba" not in sys.modules
+    if hidden:
+        sys.modules["numba"] = None  # type: ignore[assignment]  # makes ``import numba`` fail
+    try:
+        import bm25s
+    finally:
+        if hidden and sys.modules.get("numba", 0) is None:
+            del sys.modules["numba"]
+    return bm25s
 
 
 def _stemmer() -> tuple[str | None, Any]:
@@ -70,7 +91,7 @@ class Tokenizer:
         self.config = TokenizerConfig(stemmer=name)
 
     def __call__(self, texts: list[str]) -> list[list[str]]:
-        import bm25s
+        bm25s = bm25s_module()
 
         if not texts:
             return []
@@ -193,9 +214,7 @@ class BM25Index:
                     fields.append(row["fields"])
             model = None
             if with_model and ids:
-                import bm25s
-
-                model = bm25s.BM25.load(str(generation / "model"), show_progress=False)
+                model = bm25s_module().BM25.load(str(generation / "model"), show_progress=False)
         except (OSError, ValueError, KeyError) as err:
             if (directory / "CURRENT").exists():
                 log.warning("bm25 index at %s unreadable (%s); rebuilding", directory, err)
@@ -242,11 +261,9 @@ def _index_text(chunk: Chunk) -> str:
 
 
 def _build_model(tokens: list[list[str]]) -> Any:
-    import bm25s
-
     if not tokens:
         return None
-    model = bm25s.BM25()
+    model = bm25s_module().BM25()
     model.index(tokens, show_progress=False)
     return model
 

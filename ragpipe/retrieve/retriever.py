@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 # Each retriever contributes at least this many candidates to fusion: normalised scores and
 # reciprocal ranks are only comparable when both lists reach past the final cut.
 MIN_CANDIDATES = 100
+# Chunks kept in memory between queries (about 2 KB each); the cache empties past this.
+CHUNK_CACHE_SIZE = 20_000
 
 
 class Retriever:
@@ -49,6 +51,9 @@ class Retriever:
         self.candidates = candidates or int(getattr(self.settings, "candidates", MIN_CANDIDATES))
         self._bm25: BM25Index | None = None
         self._bm25_lock = threading.Lock()
+        self._chunk_cache: dict[str, Chunk] = {}
+        self._chunk_cache_revision: str | None = None
+        self._chunk_cache_lock = threading.Lock()
 
     # ------------------------------------------------------------------ public API
 
@@ -80,7 +85,7 @@ class Retriever:
         chunks = {chunk.id: chunk for chunk, _score in dense_hits}
         missing = [cid for cid, _score in bm25_hits if cid not in chunks]
         if missing:
-            chunks.update({chunk.id: chunk for chunk in await asyncio.to_thread(self.store.get, missing)})
+            chunks.update({chunk.id: chunk for chunk in await asyncio.to_thread(self.chunks, missing)})
         rankings = {"dense": as_ranking(dense_hits), "bm25": [(c, s) for c, s in bm25_hits if c in chunks]}
         return self._assemble(rankings, chunks, k, mode)
 
@@ -93,6 +98,29 @@ class Retriever:
     def neighbours(self, chunk: Chunk, window: int = 1) -> list[Chunk]:
         """The chunk with up to ``window`` chunks either side of it in its document, in order."""
         return list(self.store.neighbours(chunk.doc_id, chunk.position, window))
+
+    def chunks(self, ids: list[str]) -> list[Chunk]:
+        """``store.get(ids)``, served from memory for chunks read before at the same store revision.
+
+        Reading texts and metadata from the store costs milliseconds per query; a store without a
+        ``revision`` is read every time, since nothing would tell when its chunks change.
+        """
+        revision = getattr(self.store, "revision", None)
+        if revision is None:
+            return list(self.store.get(ids))
+        with self._chunk_cache_lock:
+            if revision != self._chunk_cache_revision or len(self._chunk_cache) > CHUNK_CACHE_SIZE:
+                self._chunk_cache, self._chunk_cache_revision = {}, revision
+            cache = self._chunk_cache
+            missing = [cid for cid in ids if cid not in cache]
+        if missing:
+            fetched = {c.id: c for c in self.store.get(missing)}
+            with self._chunk_cache_lock:
+                if self._chunk_cache is cache:
+                    cache.update(fetched)
+        else:
+            fetched = {}
+        return [chunk for cid in ids if (chunk := cache.get(cid) or fetched.get(cid)) is not None]
 
     @property
     def bm25(self) -> BM25Index:
@@ -126,7 +154,7 @@ class Retriever:
         while len(chunks) < k and start < len(final):
             wanted = [cid for cid, _score in final[start : start + k - len(chunks)]]
             start += len(wanted)
-            chunks.update({c.id: c for c in await asyncio.to_thread(self.store.get, wanted)})
+            chunks.update({c.id: c for c in await asyncio.to_thread(self.chunks, wanted)})
         return self._build(final, stages, chunks, k)
 
     def _dense(self, question: str, k: int, flt: Any) -> list[tuple[Chunk, float]]:

@@ -223,3 +223,33 @@ def test_langchain_get_graph_has_one_node_per_leaf() -> None:
     edges = {(e.source, e.target) for e in lc_graph.edges}
     assert {("retrieve", "head"), ("retrieve", "reverse"), ("head", "accept"), ("reverse", "accept")} <= edges
     assert "retrieve --> head" in lc_graph.draw_mermaid()
+
+
+async def test_astream_events_reports_a_chain_run_per_node() -> None:
+    graph = retrieve() | TakeHead() | AcceptNode()
+    starts = [e["name"] async for e in graph.astream_events("capital", config=config(), version="v2")
+              if e["event"] == "on_chain_start"]
+    assert starts == ["sequence", "retrieve", "head", "accept"]
+
+
+def test_a_graph_inside_a_langchain_run_reports_its_nodes_to_that_run() -> None:
+    class Names(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.names: list[str] = []
+
+        def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
+            self.names.append(kwargs.get("name"))
+
+    graph = retrieve() | TakeHead() | AcceptNode()
+    handler = Names()
+    outer = RunnableLambda(lambda q: graph.invoke(q, config()).selected[0].id, name="outer")
+    assert outer.invoke("capital of France", config={"callbacks": [handler]}) == "c0"
+    assert handler.names[:2] == ["outer", "sequence"] and "head" in handler.names
+
+
+def test_plain_runs_record_timings_and_trace_without_langchain() -> None:
+    graph = retrieve() | TakeHead(n=1) | AcceptNode()
+    state = asyncio.run(graph("capital of France", config()))
+    assert list(state.timings) == ["retrieve", "head", "accept"]
+    assert [e.node for e in state.trace] == ["retrieve", "head", "accept"]
+    assert state.evidence[0].id == "c0"

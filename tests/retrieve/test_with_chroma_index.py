@@ -92,6 +92,23 @@ async def test_ids_the_store_lost_are_skipped_for_the_next_ones(indexed, monkeyp
     lost = full[0].id
     get = store.get
     monkeypatch.setattr(store, "get", lambda ids: [c for c in get(ids) if c.id != lost])
-    results = await retriever.aretrieve("ragpipe install ask telemetry kingfishers", k=3)
+    fresh = Retriever(store, embedder, settings.retrieval)  # no chunks cached from the first query
+    results = await fresh.aretrieve("ragpipe install ask telemetry kingfishers", k=3)
     assert [r.id for r in results] == [r.id for r in full[1:4]]
     assert [r.rank for r in results] == [1, 2, 3]
+
+
+async def test_chunk_texts_are_read_once_per_store_revision(indexed, monkeypatch):
+    _docs, settings, embedder, store = indexed
+    retriever = Retriever(store, embedder, settings.retrieval)
+    asked: list[list[str]] = []
+    get = store.get
+    monkeypatch.setattr(store, "get", lambda ids: asked.append(list(ids)) or get(ids))
+    first = await retriever.aretrieve("ragpipe install ask telemetry kingfishers", k=3)
+    again = await retriever.aretrieve("ragpipe install ask telemetry kingfishers", k=3)
+    assert [r.id for r in again] == [r.id for r in first]
+    assert [r.chunk.text for r in again] == [r.chunk.text for r in first]
+    assert len(asked) == 1  # the second query read nothing from the store
+    monkeypatch.setattr(type(store), "revision", property(lambda self: "changed"))
+    await retriever.aretrieve("ragpipe install ask telemetry kingfishers", k=3)
+    assert len(asked) == 2  # a new revision drops the cached chunks
