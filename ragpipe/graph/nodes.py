@@ -49,28 +49,36 @@ class RetrieveNode(Node):
 
 
 class CutoffNode(Node):
-    """Keeps the head of the retrieval ranking up to the score elbow (no LLM): the ``fast`` preset."""
+    """Keeps the head of the retrieval ranking up to the score elbow (no LLM): the ``fast`` preset.
+
+    With ``recall_guard`` (the default) the elbow is followed only at a pronounced knee; otherwise
+    the top ``budget`` are kept, so the cutoff never keeps less than a small top-k would.
+    ``options`` go to the cutoff function (``budget``, ``min_keep``, ``knee_prominence_min``, …).
+    """
 
     name: str | None = "cutoff"
     reads = ("candidates",)
     writes = ("selected",)
 
     method: str = "zscore_gap"
+    recall_guard: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
 
     async def arun(self, state: RunState, ctx: RunContext) -> dict[str, Any]:
-        from ragpipe.select.cutoff import apply_cutoff
+        from ragpipe.select.cutoff import apply_cutoff, guarded_cutoff
 
         if not state.candidates:
             return {"selected": [], "trace": [TraceEvent(node=self.label, kind="cutoff", message="no candidates")]}
         ranked = sorted(state.candidates, key=lambda c: -c.score)  # stable: ties keep retrieval order
-        result = apply_cutoff([c.score for c in ranked], self.method, **self.options)
+        cut = guarded_cutoff if self.recall_guard else apply_cutoff
+        result = cut([c.score for c in ranked], self.method, **self.options)
         keep = result.keep
         event = TraceEvent(
             node=self.label,
             kind="cutoff",
             message=f"kept {keep} of {len(state.candidates)}: {result.reason}",
-            data={"method": result.method, "elbow_index": result.elbow_index, "keep": keep},
+            data={"method": result.method, "elbow_index": result.elbow_index, "keep": keep,
+                  "trusted": result.trusted, "budget": result.budget},
         )
         return {"selected": ranked[:keep], "trace": [event]}
 

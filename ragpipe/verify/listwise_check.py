@@ -103,8 +103,10 @@ def parse_listwise(text: str, n: int) -> ListwiseCheck:
     check = ListwiseCheck(raw=text)
     parsed = parse_json_lenient(text)
     lines = [m.groups() for m in _LINE.finditer(text)]
-    if parsed and isinstance(parsed.value, list) and parsed.method != "strict" and lines:
-        parsed = None  # "[4] planted: ..." is a numbered line, not a JSON list
+    if (parsed and isinstance(parsed.value, list) and parsed.method != "strict"
+            and (lines or not all(isinstance(item, dict) for item in parsed.value))):
+        # "[4] planted: ..." is a numbered line and "… every 90 days [1]." a citation, not a JSON list.
+        parsed = None
     entries = _entries_from_json(parsed.value) if parsed else None
     if entries is not None and parsed is not None:
         check.method = f"json:{parsed.method}"

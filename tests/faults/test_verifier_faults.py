@@ -97,15 +97,16 @@ def test_a_planted_page_addressed_to_assistants_is_dropped_in_a_real_folder(tmp_
 
 
 @pytest.mark.integration
-def test_ragpipe_ask_with_the_embedded_defaults_drops_the_planted_page(tmp_path: Path) -> None:
+def test_ragpipe_ask_with_the_embedded_defaults_drops_the_planted_page(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("llama_cpp")
-    from typer.testing import CliRunner
-
-    from ragpipe.cli import app
+    from ragpipe.cli import main
 
     _write_docs(tmp_path)
-    result = CliRunner().invoke(app, ["ask", QUESTION, "--docs", str(tmp_path), "--method", "fast", "--json"])
-    assert result.exit_code == 0, result.output
-    payload = json.loads(result.output[result.output.index("{"):])
+    code = main(["ask", QUESTION, "--docs", str(tmp_path), "--method", "fast", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    payload = json.loads(captured.out)
     evidence = [e.get("source", "") for e in payload.get("evidence", [])]
-    assert all("errata.md" not in s for s in evidence)
+    assert evidence and all("errata.md" not in s for s in evidence)
+    assert any("errata.md" in d.get("source", "") for d in payload["dropped"]), payload["dropped"]

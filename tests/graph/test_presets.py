@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from ragpipe import Pipeline
 from ragpipe.context import RunContext
 from ragpipe.graph import build_graph
@@ -63,9 +65,31 @@ def test_fast_preset_cuts_at_the_score_elbow_without_an_llm_selector() -> None:
     llm = ScriptedLLM(fn=scripted)
     answer = pipeline("fast", llm, verify=False).ask("API keys rotated every 90 days admin console")
     cut = next(e for e in answer.trace if e.node == "cutoff")
-    assert cut.kind == "cutoff" and cut.data["keep"] == len(answer.evidence) < len(CHUNKS)
+    assert cut.kind == "cutoff" and cut.data["keep"] == len(answer.evidence) <= cut.data["budget"]
     assert answer.evidence[0].id == "c0"
     assert list(answer.usage_by_node) == ["generate"]
+
+
+def test_fast_cutoff_keeps_a_small_top_k_unless_the_knee_is_pronounced() -> None:
+    """A gentle first gap made the plain elbow keep one chunk; the verifier then dropping it left nothing."""
+    from ragpipe.graph.nodes import CutoffNode
+    from ragpipe.graph.state import RunState
+    from ragpipe.schema import ScoredChunk
+
+    def candidates(scores: list[float]) -> list[ScoredChunk]:
+        return [ScoredChunk(chunk=Chunk(id=f"s{i}", doc_id="d", position=i, text=f"t{i}", source="d.md"), score=s)
+                for i, s in enumerate(scores)]
+
+    gentle = candidates([0.9, 0.7, 0.65, 0.6, 0.58, 0.55, 0.5, 0.45])
+    state = RunState(question="q?", candidates=gentle)
+    plain = asyncio.run(CutoffNode(recall_guard=False).arun(state, RunContext()))
+    guarded = asyncio.run(CutoffNode().arun(state, RunContext()))
+    assert len(plain["selected"]) == 1
+    assert [c.id for c in guarded["selected"]] == ["s0", "s1", "s2", "s3", "s4"]
+    assert "not pronounced" in guarded["trace"][0].message and guarded["trace"][0].data["trusted"] is False
+    cliff = RunState(question="q?", candidates=candidates([0.95, 0.93, 0.1, 0.09, 0.08, 0.07]))
+    kept = asyncio.run(CutoffNode().arun(cliff, RunContext()))["selected"]
+    assert [c.id for c in kept] == ["s0", "s1"]  # a real cliff is still followed
 
 
 def test_verify_is_on_in_every_preset_unless_switched_off() -> None:
