@@ -2,7 +2,7 @@
 
     python eval/bench_startup.py [--repeats 15] [--steps-repeats 5] [--docs FOLDER] [--no-steps]
 
-Data: none of the evaluation data. The cold-start steps run on ``--docs`` when given (it must
+Data: no evaluation data. The cold-start steps run on ``--docs`` when given (it must
 be indexed already), else on the project's own Markdown documentation, copied to
 ``eval/work/startup/docs`` and indexed there once.
 
