@@ -1,7 +1,7 @@
 """QA benchmark of the answer modes: does the user get the answer, and is it a real one?
 
     flock /tmp/llm-bench.lock python eval/bench_answers.py --models smollm2 --limit 16
-    flock /tmp/llm-bench.lock python eval/bench_answers.py --models qwen --limit 16
+    flock /tmp/llm-bench.lock python eval/bench_answers.py --models qwen --qwen PATH.gguf --limit 16
 
 Sets: HotpotQA and MuSiQue dev questions (the first ``--limit`` of each; their paragraphs, all
 questions' together, form the corpus) and a folder of real HTML documentation (npm's "using npm"
@@ -49,7 +49,8 @@ QA_SETS = {"hotpotqa": "hotpotqa_hipporag_train100", "musique": "musique_hippora
 DOCS_SET = "npm_docs"
 DEFAULT_DOCS = Path("/usr/lib/node_modules/npm/docs/output/using-npm")
 DOCS_QUESTIONS = ROOT / "eval" / "answers_npm_docs.json"
-MODELS = {"smollm2": None, "qwen": "/work/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"}
+# "qwen" is Qwen2.5-Coder-0.5B-Instruct GGUF; its path comes from --qwen or RAGPIPE_BENCH_QWEN_GGUF.
+MODELS: dict[str, str | None] = {"smollm2": None, "qwen": os.environ.get("RAGPIPE_BENCH_QWEN_GGUF")}
 MODES = ("baseline", "generate", "extractive", "auto")
 RESULTS = ROOT / "eval" / "results" / "answers.json"
 WORK = Path(tempfile.gettempdir()) / "ragpipe-bench-answers"
@@ -246,6 +247,8 @@ def main() -> None:
     add_data_arguments(parser)
     parser.add_argument("--sets", default="hotpotqa,musique,npm_docs")
     parser.add_argument("--models", default="smollm2,qwen")
+    parser.add_argument("--qwen", default=None, metavar="GGUF",
+                        help="path of the Qwen2.5-Coder-0.5B-Instruct GGUF file (or RAGPIPE_BENCH_QWEN_GGUF)")
     parser.add_argument("--limit", type=int, default=16, help="questions per QA set")
     parser.add_argument("--docs", default=str(DEFAULT_DOCS), help="documentation folder of the npm_docs set")
     parser.add_argument("--out", default=str(RESULTS))
@@ -259,6 +262,10 @@ def main() -> None:
     for model in args.models.split(","):
         if model not in MODELS:
             raise SystemExit(f"error: unknown model '{model}'; choose from {', '.join(MODELS)}")
+        if model == "qwen":
+            MODELS["qwen"] = args.qwen or MODELS["qwen"]
+            if not MODELS["qwen"]:
+                raise SystemExit("error: the qwen model needs --qwen GGUF (or RAGPIPE_BENCH_QWEN_GGUF)")
         llm = build_llm(settings_for("probe", model, "auto"))
         timer = CallTimer(llm)
         for name, (folder, rows) in sets.items():
