@@ -153,8 +153,7 @@ async def check_all(
     messages = template.render(question=question, rules=list(rules), passages=passages)
     llm = ctx.llm_for(node)
     try:
-        # No json_schema request: the reply is read tolerantly anyway, and the embedded backend's
-        # schema-constrained path crashes the process with llama-cpp-python 0.3.x.
+        # No json_schema request: the reply is read tolerantly, so any backend's plain chat will do.
         completion = await llm.chat(messages, max_tokens=template.max_tokens, temperature=0.0,
                                     stop=["<data", "</data>"])  # a reply that starts quoting passages is an echo
     except LLMError as err:

@@ -138,7 +138,6 @@ async def check_chunk(
         chunk_id=chunk.id,
     )
     llm = ctx.llm_for(node)
-    schema = None  # see listwise_check: schema-constrained decoding crashes the embedded backend
     try:
         completion = await llm.chat(messages, max_tokens=template.max_tokens, temperature=0.0, stop=["}"])
     except LLMError as err:
@@ -147,7 +146,7 @@ async def check_chunk(
         return LLMCheck(chunk.id, ParsedVerdict(None), error=f"{type(err).__name__}: {err}", trace=[event],
                         usage=Usage(calls=1, failed_calls=1))
     text = completion.text
-    if schema is None and completion.finish_reason == "stop" and "{" in text and not text.rstrip().endswith("}"):
+    if completion.finish_reason == "stop" and "{" in text and not text.rstrip().endswith("}"):
         text = text + "}"  # the verdict is a flat object: generation stops at its closing brace (saves tokens)
     verdict = parse_verdict(text)
     trace = [TraceEvent(node=node, kind="llm_call", message=f"verdict for {chunk.id}",
