@@ -1,11 +1,17 @@
 """Settings: the single source of truth for how ragpipe connects and behaves.
 
 Sources, highest priority first:
-  1. keyword overrides (what the CLI's flags pass),
-  2. environment variables ``RAGPIPE_*`` (nested with ``__``: ``RAGPIPE_LLM__MODEL=...``),
-  3. a TOML config file (``--config`` / ``RAGPIPE_CONFIG``),
-  4. the named connector profile (``connectors/<name>.toml``; ``local`` by default),
-  5. the defaults below.
+  1. ``--set section.key=value`` flags (``assignments``),
+  2. keyword overrides (what the CLI's other flags pass; ``section__field=value``),
+  3. environment variables ``RAGPIPE_*`` (nested with ``__``: ``RAGPIPE_LLM__MODEL=...``),
+  4. a TOML config file (``--config`` / ``RAGPIPE_CONFIG``),
+  5. the named connector profile (``connectors/<name>.toml``; ``local`` by default),
+  6. the defaults below.
+
+Every table forbids unknown keys: a typo is an error that names the key, where it was set and
+the closest valid key. Selector options live in ``[select.<method>]`` tables, validated by the
+options model each selector registers (``[select.fast]`` holds the no-LLM cutoff's options);
+``[verifier]`` holds the verifier's.
 
 API keys are never settings: a profile names the environment variable that holds the key
 (``api_key_env``), and the key is read only when a client is built. Nothing here prints it.
@@ -13,21 +19,35 @@ API keys are never settings: a profile names the environment variable that holds
 
 from __future__ import annotations
 
-import contextvars
 import os
 import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
-from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ragpipe.errors import ConfigError
 from ragpipe.resources import data_dir
+from ragpipe.settings_layers import (
+    Key,
+    Layers,
+    Problem,
+    describe,
+    env_assignments,
+    flatten,
+    keyword_key,
+    parse_assignment,
+)
 
 
-class LLMSettings(BaseModel):
+class Section(BaseModel):
+    """A settings table: unknown keys are errors, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LLMSettings(Section):
     backend: Literal["llamacpp", "openai", "vllm", "scripted"] = "llamacpp"
     model: str = "smollm2-135m-instruct"
     model_path: str | None = None  # GGUF file (llamacpp) or weights folder (vllm); None = packaged model
@@ -46,7 +66,7 @@ class LLMSettings(BaseModel):
     extra_body: dict[str, Any] = Field(default_factory=dict)
 
 
-class EmbeddingSettings(BaseModel):
+class EmbeddingSettings(Section):
     backend: Literal["sentence-transformers", "openai"] = "sentence-transformers"
     model: str = "all-MiniLM-L6-v2"  # name or path; the default resolves to the packaged copy
     device: str | None = None  # None = CUDA when present, else CPU
@@ -61,7 +81,7 @@ class EmbeddingSettings(BaseModel):
     encoder_cache: str = "~/.cache/ragpipe/encoders"
 
 
-class StoreSettings(BaseModel):
+class StoreSettings(Section):
     kind: Literal["persistent", "http"] = "persistent"
     path: str | None = None  # None = "<docs>/.ragpipe"
     host: str = "127.0.0.1"
@@ -69,7 +89,7 @@ class StoreSettings(BaseModel):
     collection: str = "ragpipe"
 
 
-class ChunkSettings(BaseModel):
+class ChunkSettings(Section):
     chunk_tokens: int = Field(200, ge=16, le=100_000)  # clamped to the embedder's window when larger
     overlap_tokens: int = Field(30, ge=0, le=100_000)
     max_file_mb: float = Field(50.0, gt=0, le=10_000)
@@ -84,39 +104,27 @@ class ChunkSettings(BaseModel):
         return self
 
 
-class RetrievalSettings(BaseModel):
+class RetrievalSettings(Section):
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
     top_k: int = Field(30, ge=1, le=10_000)
-    rrf_k: int = Field(60, ge=1, le=10_000)
+    # Hybrid mode: each retriever contributes this many candidates (at least top_k) before fusion.
+    candidates: int = Field(100, ge=1, le=100_000)
+    # "score": weighted normalised scores (keeps the score gaps); "rrf": reciprocal-rank fusion.
+    fusion: Literal["score", "rrf"] = "score"
+    normalisation: Literal["zscore", "minmax"] = "zscore"  # for fusion = "score"
+    dense_weight: float = Field(0.8, ge=0, le=100)
+    bm25_weight: float = Field(0.2, ge=0, le=100)
+    rrf_k: int = Field(60, ge=1, le=10_000)  # for fusion = "rrf"
 
 
-class CacheSettings(BaseModel):
+class CacheSettings(Section):
     enabled: bool = False
     path: str = "~/.cache/ragpipe/llm"
 
 
-_connector_profile: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("connector_profile", default={})
-_config_file: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("config_file", default={})
 
-
-class _DictSource(PydanticBaseSettingsSource):
-    """A settings source backed by a dict held in a context variable."""
-
-    def __init__(self, settings_cls: type[BaseSettings], var: contextvars.ContextVar[dict[str, Any]]) -> None:
-        super().__init__(settings_cls)
-        self._values = var.get()
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return self._values.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self._values)
-
-
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="RAGPIPE_", env_nested_delimiter="__", extra="forbid", validate_default=True
-    )
+class Settings(Section):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     connector: str = "local"
     method: str = "meteora"
@@ -129,22 +137,91 @@ class Settings(BaseSettings):
     chunking: ChunkSettings = Field(default_factory=ChunkSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    # ``[select.<method>]``: options of that selector (``fast``: the cutoff), checked against its model.
+    select: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    verifier: dict[str, Any] = Field(default_factory=dict)  # VerifierConfig fields
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (
-            init_settings,
-            env_settings,
-            _DictSource(settings_cls, _config_file),
-            _DictSource(settings_cls, _connector_profile),
-        )
+    @model_validator(mode="after")
+    def _options_valid(self) -> Settings:
+        problems = option_problems(self.select, self.verifier)
+        if problems:
+            raise ValueError(describe(problems, None, valid_keys))
+        return self
+
+    def selector_options(self, method: str) -> dict[str, Any]:
+        """The ``[select.<method>]`` options the user set, validated (the selector fills in the rest)."""
+        options = self.select.get(method, {})
+        return self.selector_config(method).model_dump(include=set(options)) if options else {}
+
+    def selector_config(self, method: str) -> BaseModel:
+        """The full options of ``method``: its defaults with the user's ``[select.<method>]`` on top."""
+        return option_models()[method].model_validate(self.select.get(method, {}))
+
+    def verifier_config(self) -> Any:
+        """The verifier's ``VerifierConfig``: its defaults with ``[verifier]`` on top."""
+        from ragpipe.verify.verifier import VerifierConfig
+
+        merged = VerifierConfig().model_dump()
+        for name, value in self.verifier.items():  # a table such as ``weights`` adds to the defaults
+            default = merged.get(name)
+            merged[name] = {**default, **value} if isinstance(default, dict) and isinstance(value, dict) else value
+        return VerifierConfig.model_validate(merged)
+
+
+def option_models() -> dict[str, type[BaseModel]]:
+    """The options model of every ``[select.<name>]`` table: the cutoff's, then each selector's."""
+    from ragpipe.select import selector_configs
+    from ragpipe.select.cutoff import CutoffConfig
+
+    return {"fast": CutoffConfig, **selector_configs()}
+
+
+def option_problems(select: Any, verifier: Any) -> list[Problem]:
+    """What is wrong in the ``select`` and ``verifier`` tables (loaded only when they are set)."""
+    problems: list[Problem] = []
+    if isinstance(select, Mapping) and select:
+        models = option_models()
+        for name, options in select.items():
+            if name not in models:
+                problems.append(Problem(("select", str(name)), "extra_forbidden", "unknown selector"))
+                continue
+            try:
+                models[name].model_validate(options)
+            except ValidationError as err:
+                problems += [Problem.from_pydantic(e, ("select", str(name))) for e in err.errors()]
+    if isinstance(verifier, Mapping) and verifier:
+        from ragpipe.verify.verifier import VerifierConfig
+
+        try:
+            VerifierConfig.model_validate(verifier)
+        except ValidationError as err:
+            problems += [Problem.from_pydantic(e, ("verifier",)) for e in err.errors()]
+    return problems
+
+
+def options_error(table: Key, err: ValidationError) -> ConfigError:
+    """A ``ConfigError`` naming each invalid option of ``table`` (``("select", "fast")``, …)."""
+    return ConfigError(describe([Problem.from_pydantic(e, table) for e in err.errors()], None, valid_keys))
+
+
+def valid_keys(table: Key) -> list[str] | None:
+    """The keys allowed in ``table`` (``()`` is the top level), for "did you mean" hints."""
+    model: type[BaseModel] | None = Settings
+    rest = table
+    if table[:1] == ("select",):
+        models = option_models()
+        if len(table) == 1:
+            return sorted(models)
+        model, rest = models.get(table[1]), table[2:]
+    elif table[:1] == ("verifier",):
+        from ragpipe.verify.verifier import VerifierConfig
+
+        model, rest = VerifierConfig, table[1:]
+    for part in rest:
+        field = model.model_fields.get(part) if model is not None else None
+        annotation = field.annotation if field is not None else None
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return list(model.model_fields) if model is not None else None
 
 
 def connector_names() -> list[str]:
@@ -157,6 +234,8 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a folder; pass a .toml file") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{what} {path} is not valid TOML: {err}") from None
 
@@ -171,37 +250,61 @@ def load_connector(name: str) -> dict[str, Any]:
     return profile
 
 
-def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
-    """Resolve settings from overrides, environment, config file and connector profile.
+def resolve_settings(
+    config_file: str | Path | None = None,
+    *,
+    assignments: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+    overrides_source: str | None = None,
+    **overrides: Any,
+) -> tuple[Settings, Layers]:
+    """The settings and the source of every value that is not a default (see ``load_settings``)."""
+    environ = os.environ if environ is None else environ
+    upper: list[tuple[Key, Any, str]] = []  # above the connector profile, lowest priority first
+    config_path = config_file or environ.get("RAGPIPE_CONFIG")
+    if config_path:
+        path = Path(config_path).expanduser()
+        upper += [(key, value, f"config file {path}") for key, value in flatten(read_toml(path, "config file"))]
+    upper += list(env_assignments(environ))
+    for name, value in overrides.items():
+        if value is not None:  # a flag that was not given must not mask other sources
+            upper.append((keyword_key(name), value, overrides_source or f"keyword argument {name}"))
+    for text in assignments:
+        key, value = parse_assignment(text)
+        upper.append((key, value, f"--set {text}"))
 
-    ``overrides`` use nested dicts or ``section__field`` keys: ``load_settings(llm__model="x")``.
-    ``None`` values are ignored so CLI flags that were not given do not mask other sources.
-    """
-    nested: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        section, _, field = key.partition("__")
-        if field:
-            nested.setdefault(section, {})[field] = value
-        else:
-            nested[key] = value
+    connector = next((v for k, v, _ in reversed(upper) if k == ("connector",)), "local")
+    layers = Layers()
+    layers.add(load_connector(str(connector)), f"connector profile '{connector}'")
+    for key, value, source in upper:
+        leaves = list(flatten({key[-1]: value}, key[:-1])) if isinstance(value, Mapping) else [(key, value)]
+        for leaf, leaf_value in leaves:
+            layers.add_key(leaf, leaf_value, source)
+    if "connector" not in layers.sources:
+        layers.values["connector"] = connector
 
-    config_path = config_file or os.environ.get("RAGPIPE_CONFIG")
-    file_values = read_toml(Path(config_path).expanduser(), "config file") if config_path else {}
-    connector = nested.get("connector") or os.environ.get("RAGPIPE_CONNECTOR") or file_values.get("connector") or "local"
-    profile = load_connector(connector)
-
-    t1 = _config_file.set(file_values)
-    t2 = _connector_profile.set(profile)
+    problems = option_problems(layers.values.get("select"), layers.values.get("verifier"))
+    if problems:
+        raise ConfigError(describe(problems, layers, valid_keys))
     try:
-        return Settings(**{**nested, "connector": connector})
+        return Settings.model_validate(layers.values), layers
     except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        source = f" (config file {config_path})" if config_path else ""
-        got = f" (got {first['input']!r})" if first["type"] not in ("missing", "value_error") else ""
-        raise ConfigError(f"setting '{field}'{source}: {first['msg']}{got}") from None
-    finally:
-        _config_file.reset(t1)
-        _connector_profile.reset(t2)
+        raise ConfigError(describe([Problem.from_pydantic(e) for e in err.errors()], layers, valid_keys)) from None
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    *,
+    assignments: Sequence[str] = (),
+    overrides_source: str | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Resolve settings from ``--set`` assignments, overrides, environment, config file and profile.
+
+    ``overrides`` use ``section__field`` keys or nested dicts: ``load_settings(llm__model="x")``;
+    ``None`` values are ignored so CLI flags that were not given do not mask other sources.
+    ``assignments`` are ``section.key=value`` strings (the ``--set`` flag), values read as TOML.
+    """
+    return resolve_settings(config_file, assignments=assignments, overrides_source=overrides_source,
+                            **overrides)[0]
+

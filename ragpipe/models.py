@@ -63,3 +63,14 @@ def resolve_gguf(model: str, model_path: str | None) -> Path:
     raise ConfigError(
         f"llm.model '{model}' is not a packaged model; set llm.model_path to a .gguf file for the llamacpp backend"
     )
+
+
+def gguf_label(model: str, model_path: str | None) -> str:
+    """The name traces and usage give a llama.cpp model: the GGUF file's, when it is not the packaged one.
+
+    Profiles name the packaged SmolLM2; pointing ``llm.model_path`` at another GGUF without also
+    renaming ``llm.model`` must not leave the old name on every trace.
+    """
+    if model_path and model.lower() in SMOLLM2_NAMES and Path(model_path).name != SMOLLM2_FILE:
+        return Path(model_path).stem
+    return model

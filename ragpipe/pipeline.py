@@ -67,7 +67,6 @@ class Pipeline:
         answer mode: ``extractive``, ``generate`` or ``auto`` (the ``answer`` setting).
         """
         from ragpipe.config import load_settings
-        from ragpipe.graph.presets import build_graph
         from ragpipe.prompts import PromptRegistry
 
         if settings is not None and overrides:
@@ -81,7 +80,6 @@ class Pipeline:
 
             settings = settings.model_copy(update={"answer": check_answer_mode(answer)})
         method = method or settings.method
-        verify = settings.verify if verify is None else verify
         if index is None:
             if docs is None:
                 from ragpipe.errors import ConfigError
@@ -97,7 +95,7 @@ class Pipeline:
         retriever = Retriever(index.store, index.embedder, settings.retrieval)
         prompts = PromptRegistry([settings.prompts_dir] if settings.prompts_dir else [])
         ctx = RunContext(llm=llm, prompts=prompts, embedder=index.embedder, store=index.store, settings=settings)
-        graph = build_graph(method, verify=verify, retriever=retriever, top_k=top_k or settings.retrieval.top_k)
+        graph = graph_from_settings(settings, method=method, verify=verify, retriever=retriever, top_k=top_k)
         graph.prepare()
         return cls(graph, ctx, index=index, method=method)
 
@@ -203,6 +201,23 @@ class Pipeline:
 
     def draw_mermaid(self) -> str:
         return self.graph.draw_mermaid()
+
+
+def graph_from_settings(settings: Settings, *, method: str | None = None, verify: bool | None = None,
+                        retriever: Any = None, top_k: int | None = None) -> Node:
+    """The graph the settings describe: the method with its ``[select.<method>]`` options and,
+    when verifying, a verifier with the ``[verifier]`` options."""
+    from ragpipe.graph.presets import build_graph
+
+    method = method or settings.method
+    verify = settings.verify if verify is None else verify
+    verifier = None
+    if verify:
+        from ragpipe.verify import Verifier
+
+        verifier = Verifier(settings.verifier_config())
+    return build_graph(method, verify=verify, retriever=retriever, top_k=top_k or settings.retrieval.top_k,
+                       selector_config=settings.selector_options(method), verifier=verifier)
 
 
 def _with_recorded(state: RunState, ctx: Any) -> RunState:

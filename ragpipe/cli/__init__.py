@@ -25,7 +25,7 @@ app = typer.Typer(
 )
 
 # One module per command; importing a module registers its command on ``app``.
-COMMAND_MODULES = ("doctor", "ask", "graph", "index", "search", "eval")
+COMMAND_MODULES = ("doctor", "ask", "graph", "index", "search", "eval", "config")
 
 
 def _version_callback(value: bool) -> None:

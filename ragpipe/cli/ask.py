@@ -238,10 +238,13 @@ def ask(
     answer_mode: str = typer.Option(None, "--answer",
                                     help="extractive (quote the evidence, no LLM), generate, or auto (default)."),
     retrieve_only: bool = typer.Option(False, "--retrieve-only", hidden=True, help="Stop after retrieval."),
+    assignments: list[str] = typer.Option([], "--set", metavar="SECTION.KEY=VALUE",
+                                          help="Set any setting (repeatable), e.g. --set retrieval.top_k=10."),
 ) -> None:
     """Answer a question from a folder of documents, with numbered citations and an evidence table."""
     try:
-        _ask(question, docs, method, no_verify, connector, top_k, as_json, trace, config, retrieve_only, answer_mode)
+        _ask(question, docs, method, no_verify, connector, top_k, as_json, trace, config, retrieve_only, answer_mode,
+             assignments)
     except (typer.Exit, KeyboardInterrupt, BrokenPipeError):
         raise
     except RagpipeError as err:
@@ -317,12 +320,14 @@ class StatusLine:
 
 
 def _ask(question: str, docs: Path, method: str | None, no_verify: bool, connector: str | None, top_k: int | None,
-         as_json: bool, trace: bool, config: Path | None, retrieve_only: bool, answer_mode: str | None = None) -> None:
+         as_json: bool, trace: bool, config: Path | None, retrieve_only: bool, answer_mode: str | None = None,
+         assignments: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     from ragpipe.config import load_settings
 
-    settings = load_settings(config, connector=connector, method=method, retrieval__top_k=top_k,
+    settings = load_settings(config, assignments=assignments or (), overrides_source="command-line option",
+                             connector=connector, method=method, retrieval__top_k=top_k,
                              verify=False if no_verify else None, answer=answer_mode)
     folder = check_folder(docs)
     from ragpipe.graph import build_graph

@@ -80,6 +80,8 @@ def index(
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
     config: Path | None = typer.Option(None, "--config", help="TOML config file."),
     connector: str | None = typer.Option(None, "--connector", help="Connector profile (e.g. chroma-server)."),
+    assignments: list[str] = typer.Option([], "--set", metavar="SECTION.KEY=VALUE",
+                                          help="Set any setting (repeatable), e.g. --set retrieval.top_k=10."),
 ) -> None:
     """Index DIR: new and changed files are embedded, deleted files removed, unchanged files skipped."""
     import logging
@@ -94,7 +96,7 @@ def index(
         overrides["chunking__include"] = include
     if exclude:
         overrides["chunking__exclude"] = exclude
-    settings = load_settings(config, **overrides)
+    settings = load_settings(config, assignments=assignments, overrides_source="command-line option", **overrides)
     console = Console(stderr=True)
     logging.getLogger("ragpipe.ingest").setLevel(logging.ERROR)  # skips are listed in the summary
     if as_json:

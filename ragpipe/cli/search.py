@@ -91,6 +91,8 @@ def search(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one machine-readable JSON document."),
     config: Path = typer.Option(None, "--config", help="TOML settings file."),
+    assignments: list[str] = typer.Option([], "--set", metavar="SECTION.KEY=VALUE",
+                                          help="Set any setting (repeatable), e.g. --set retrieval.top_k=10."),
 ) -> None:
     """Show what retrieval returns for a query: scores, dense/BM25 ranks, sources, snippets."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -102,7 +104,7 @@ def search(
         raise ConfigError(f"unknown --mode '{mode}'; use one of {', '.join(MODES)}")
     flt = parse_filter(list(where or [])) if where else None  # parse before loading any model
     settings = load_settings(
-        config, store__path=str(index.expanduser().resolve()) if index else None, retrieval__mode=mode
+        config, assignments=assignments, overrides_source="command-line option", store__path=str(index.expanduser().resolve()) if index else None, retrieval__mode=mode
     )
     opened = open_existing_index(docs, settings)
     retriever = Retriever(opened.store, opened.embedder, settings.retrieval)

@@ -64,14 +64,26 @@ class CutoffNode(Node):
     recall_guard: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
 
-    async def arun(self, state: RunState, ctx: RunContext) -> dict[str, Any]:
-        from ragpipe.select.cutoff import apply_cutoff, guarded_cutoff
+    def model_post_init(self, __context: Any) -> None:
+        self._config()  # bad options fail when the graph is built, not at the first question
 
+    def _config(self) -> Any:
+        from pydantic import ValidationError
+
+        from ragpipe.select.cutoff import CutoffConfig
+
+        try:
+            return CutoffConfig(method=self.method, recall_guard=self.recall_guard, **self.options)
+        except ValidationError as err:
+            from ragpipe.config import options_error
+
+            raise options_error(("select", "fast"), err) from None
+
+    async def arun(self, state: RunState, ctx: RunContext) -> dict[str, Any]:
         if not state.candidates:
             return {"selected": [], "trace": [TraceEvent(node=self.label, kind="cutoff", message="no candidates")]}
         ranked = sorted(state.candidates, key=lambda c: -c.score)  # stable: ties keep retrieval order
-        cut = guarded_cutoff if self.recall_guard else apply_cutoff
-        result = cut([c.score for c in ranked], self.method, **self.options)
+        result = self._config().keep([c.score for c in ranked])
         keep = result.keep
         event = TraceEvent(
             node=self.label,

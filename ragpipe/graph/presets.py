@@ -43,10 +43,16 @@ def build_graph(
     verifier: Any = None,
     generator: Any = None,
 ) -> Sequence:
-    """The graph for ``method``; components not given are built from defaults when first needed."""
+    """The graph for ``method``; components not given are built from defaults when first needed.
+
+    ``selector_config`` holds the method's options (for ``fast``, the cutoff's: ``method``,
+    ``recall_guard``, ``budget``, …), as in a ``[select.<method>]`` settings table.
+    """
     retrieve = RetrieveNode(retriever=retriever, top_k=top_k)
     if method == "fast":
-        select: Any = CutoffNode(method=cutoff)
+        options = dict(selector_config or {})
+        select: Any = CutoffNode(method=options.pop("method", cutoff),
+                                 recall_guard=options.pop("recall_guard", True), options=options)
     else:
         select = SelectNode(method=method, config=selector_config or {}, selector=selector)
     check = VerifyNode(verifier=verifier) if verify else AcceptNode()

@@ -12,10 +12,10 @@ def build_backend(llm: LLMSettings) -> LLM:
     """The bare backend named by ``llm.backend`` (no cache, no limiter)."""
     if llm.backend == "llamacpp":
         from ragpipe.llm.llamacpp import LlamaCppLLM
-        from ragpipe.models import resolve_gguf
+        from ragpipe.models import gguf_label, resolve_gguf
 
         return LlamaCppLLM(
-            resolve_gguf(llm.model, llm.model_path), model=llm.model, n_ctx=llm.context_window,
+            resolve_gguf(llm.model, llm.model_path), model=gguf_label(llm.model, llm.model_path), n_ctx=llm.context_window,
             n_threads=llm.n_threads, seed=llm.seed,
         )
     if llm.backend == "openai":

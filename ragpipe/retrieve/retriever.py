@@ -48,7 +48,7 @@ class Retriever:
         self.embedder = embedder
         self.settings = settings or RetrievalSettings()
         self.fusion = fusion or fusion_from_settings(self.settings)
-        self.candidates = candidates or int(getattr(self.settings, "candidates", MIN_CANDIDATES))
+        self.candidates = candidates or self.settings.candidates
         self._bm25: BM25Index | None = None
         self._bm25_lock = threading.Lock()
         self._chunk_cache: dict[str, Chunk] = {}
@@ -219,16 +219,10 @@ class Retriever:
 
 
 def fusion_from_settings(settings: RetrievalSettings) -> FusionConfig:
-    """Fusion defaults, overridable by ``retrieval`` settings fields when they exist."""
-    default = FusionConfig()
-    weights = dict(default.weights)
-    for name in ("dense", "bm25"):
-        value = getattr(settings, f"{name}_weight", None)
-        if value is not None:
-            weights[name] = float(value)
+    """How hybrid mode fuses, from the ``retrieval`` settings."""
     return FusionConfig(
-        method=getattr(settings, "fusion", None) or default.method,
-        normalisation=getattr(settings, "normalisation", None) or default.normalisation,
-        weights=weights,
-        rrf_k=int(getattr(settings, "rrf_k", default.rrf_k)),
+        method=settings.fusion,
+        normalisation=settings.normalisation,
+        weights={"dense": settings.dense_weight, "bm25": settings.bm25_weight},
+        rrf_k=settings.rrf_k,
     )

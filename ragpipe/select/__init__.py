@@ -11,6 +11,8 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
+from pydantic import BaseModel
+
 from ragpipe.errors import ConfigError
 from ragpipe.select.base import _REGISTRY, register_selector
 
@@ -38,6 +40,12 @@ def available_selectors() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def selector_configs() -> dict[str, type[BaseModel]]:
+    """The options model of every registered selector, by name (what ``[select.<name>]`` accepts)."""
+    _load_all()
+    return {name: cls.Config for name, cls in sorted(_REGISTRY.items())}
+
+
 def get_selector(name: str, **config: Any) -> Any:
     """An instance of the selector registered as ``name``, configured with ``config``."""
     _load_all()
@@ -46,4 +54,4 @@ def get_selector(name: str, **config: Any) -> Any:
     return _REGISTRY[name](**config)
 
 
-__all__ = ["register_selector", "available_selectors", "get_selector"]
+__all__ = ["register_selector", "available_selectors", "get_selector", "selector_configs"]

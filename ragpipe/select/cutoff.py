@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ragpipe.errors import ConfigError
 
@@ -29,6 +29,41 @@ METHODS: tuple[str, ...] = ("zscore_gap", "kneedle", "max_gap", "chord_distance"
 
 
 ELBOW_METHODS: tuple[str, ...] = ("zscore_gap", "kneedle", "max_gap", "chord_distance")
+
+
+class CutoffConfig(BaseModel):
+    """Options of the no-LLM cutoff (the ``fast`` method): which rule, and the recall guard's bounds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: CutoffMethod = "zscore_gap"
+    recall_guard: bool = True  # follow the elbow only at a pronounced knee, else keep ``budget``
+    budget: int = Field(5, ge=1, le=1000)
+    min_keep: int | None = Field(None, ge=0, le=1000)  # None: 2 with the recall guard, else 1
+    knee_prominence_min: float = Field(0.8, ge=0.0, le=1.0)
+    z_threshold: float = Field(1.0, gt=0.0, le=100.0)
+    threshold: float | None = None  # for method = "threshold"
+
+    @model_validator(mode="after")
+    def _bounds_consistent(self) -> CutoffConfig:
+        if self.min_keep is not None and self.min_keep > self.budget:
+            raise ValueError(f"min_keep ({self.min_keep}) must not exceed budget ({self.budget})")
+        if self.method == "threshold" and self.threshold is None:
+            raise ValueError("method 'threshold' needs a threshold value")
+        return self
+
+    def keep(self, scores: Sequence[float]) -> CutoffResult:
+        """How many of ``scores`` to keep under these options."""
+        if self.recall_guard:
+            return guarded_cutoff(scores, self.method, budget=self.budget, min_keep=_or(self.min_keep, 2),
+                                  knee_prominence_min=self.knee_prominence_min, z_threshold=self.z_threshold,
+                                  threshold=self.threshold)
+        return apply_cutoff(scores, self.method, min_keep=_or(self.min_keep, 1), z_threshold=self.z_threshold,
+                            threshold=self.threshold)
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 class CutoffResult(BaseModel):
