@@ -206,8 +206,9 @@ class Pipeline:
 
 
 def _with_recorded(state: RunState, ctx: Any) -> RunState:
-    recorder = getattr(ctx, "recorder", None)
-    return state.apply({"trace": recorder.events()}) if recorder is not None else state
+    """The state with the query's recorded LLM calls appended to its trace (when recorded)."""
+    events = ctx.recorded_events()
+    return state.apply({"trace": events}) if events else state
 
 
 def not_a_folder_message(path: Path) -> str:
