@@ -205,7 +205,8 @@ class Selector(ABC):
             run.note("fallback", "empty question: kept the input order")
             scores = input_order_scores(len(unique))
         elif self.needs_llm and ctx.llm is None:
-            run.note("fallback", "no LLM configured: kept the input order")
+            run.note("fallback", "no LLM configured: kept the input order" if getattr(ctx, "given", True)
+                     else "ran without a context (so without an LLM): kept the input order")
             scores = input_order_scores(len(unique))
         else:
             try:
