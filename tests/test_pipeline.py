@@ -278,3 +278,15 @@ def test_a_failed_call_is_recorded_once_with_its_error() -> None:
     answer = _llm_pipeline("listwise", ScriptedLLM(fn=flaky)).ask("fact about topic4?", trace=True)
     failed = [e for e in answer.trace if e.kind == "llm_call" and "error" in e.data]
     assert answer.usage.failed_calls >= 1 and len(failed) == answer.usage.failed_calls
+
+
+def test_invoking_the_graph_without_a_context_says_the_context_is_missing() -> None:
+    from ragpipe.errors import ConfigError
+
+    pipe = make_pipeline(ScriptedLLM(fn=cite_everything))
+    with pytest.raises(ConfigError, match="ran without a context.*with_context") as raised:
+        pipe.graph.invoke("fact about topic4?")
+    assert "built without" not in str(raised.value)
+    from ragpipe.graph.node import with_context
+
+    assert pipe.graph.invoke("fact about topic4?", with_context(None, pipe.ctx)).answer is not None
