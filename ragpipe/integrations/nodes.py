@@ -21,7 +21,6 @@ from ragpipe.schema import ScoredChunk, TraceEvent
 
 log = logging.getLogger(__name__)
 
-_LLM_SIGNALS = ("llm", "answer_consistency")
 
 
 class FallbackWarning(UserWarning):
@@ -41,6 +40,8 @@ def node_needs_llm(node: Node) -> bool:
     if isinstance(node, SelectNode):
         return bool(getattr(node._selector(), "needs_llm", False))
     if isinstance(node, VerifyNode):
+        from ragpipe.verify.verifier import _LLM_SIGNALS
+
         config = getattr(node._verifier(), "config", None)
         return bool(set(getattr(config, "signals", ())) & set(_LLM_SIGNALS))
     return False
