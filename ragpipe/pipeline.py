@@ -173,17 +173,19 @@ class Pipeline:
                 yield event
         yield AnswerEvent(_with_recorded(state, ctx).to_answer())
 
-    async def aevidence(self, question: str, *, filters: Any = None, top_k: int | None = None) -> RunState:
+    async def aevidence(self, question: str, *, filters: Any = None, top_k: int | None = None,
+                        config: dict[str, Any] | None = None) -> RunState:
         """Run everything before generation: the state holds ``evidence``, ``dropped``, ``verdicts``.
 
-        This is what the LangChain and LlamaIndex retrievers return from a pipeline.
+        This is what the LangChain and LlamaIndex retrievers return from a pipeline; ``config``
+        (a LangChain RunnableConfig, e.g. with ``callbacks``) lets their tracing see every node.
         """
         from ragpipe.graph.node import with_context
         from ragpipe.graph.state import RunState
 
         head = self._evidence_graph() or self.graph
         state = RunState(question=question, filters=filters, top_k=top_k)
-        return await head.ainvoke(state, with_context(None, self._query_context(False, None, top_k)))
+        return await head.ainvoke(state, with_context(config, self._query_context(False, None, top_k)))
 
     def _evidence_graph(self) -> Node | None:
         """The graph without its final generate node (None when it does not end with one)."""
@@ -221,8 +223,9 @@ def graph_from_settings(settings: Settings, *, method: str | None = None, verify
 
 
 def _with_recorded(state: RunState, ctx: Any) -> RunState:
-    recorder = getattr(ctx, "recorder", None)
-    return state.apply({"trace": recorder.events()}) if recorder is not None else state
+    """The state with the query's recorded LLM calls appended to its trace (when recorded)."""
+    events = ctx.recorded_events()
+    return state.apply({"trace": events}) if events else state
 
 
 def not_a_folder_message(path: Path) -> str:

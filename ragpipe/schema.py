@@ -112,7 +112,7 @@ class TraceEvent(BaseModel):
     """One thing a node did that a user may want to audit: a prompt, a raw output, a repair, a fallback."""
 
     node: str
-    kind: str  # "llm_call" | "repair" | "fallback" | "cutoff" | "truncation" | "info" | ...
+    kind: str  # "llm_call" | "llm_reply" | "repair" | "fallback" | "cutoff" | "truncation" | "info" | ...
     message: str = ""
     data: dict[str, Any] = Field(default_factory=dict)
 

@@ -231,3 +231,62 @@ async def test_trace_records_streamed_generation_too() -> None:
     events = [e async for e in pipe.astream("fact about topic6?", trace=True)]
     calls = [e for e in events[-1].answer.trace if e.kind == "llm_call"]
     assert len(calls) == 1 and calls[0].data["raw"].startswith("The value is for topic 6")
+
+
+def _llm_pipeline(method: str, llm: ScriptedLLM) -> Pipeline:
+    """The real selector and verifier over the in-memory chunks, all asking ``llm``."""
+    graph = Sequence.of(
+        RetrieveNode(retriever=InMemoryRetriever(CHUNKS, top_k=6)),
+        SelectNode(method=method),
+        VerifyNode(),
+        GenerateNode(),
+    )
+    return Pipeline(graph, RunContext(llm=llm))
+
+
+def _mixed_reply(request: ChatRequest) -> str:
+    """Plausible, partly broken small-model replies: rankings with prose, half-open JSON, citations."""
+    system, user = request.messages[0].content, request.messages[-1].content
+    if "RankLLM" in system or "rank" in user.lower():
+        return "Ranking: [2] > [1] > [3]. The second passage is the most relevant."
+    if '"keep"' in system + user:
+        return '{"keep": true, "reason": "consistent with the question"'
+    return cite_everything(request)
+
+
+@pytest.mark.parametrize("method", ["listwise", "pointwise_yesno", "meteora", "groupwise"])
+def test_trace_records_each_llm_call_once(method: str) -> None:
+    answer = _llm_pipeline(method, ScriptedLLM(fn=_mixed_reply)).ask("fact about topic4?", trace=True)
+    calls = [e for e in answer.trace if e.kind == "llm_call"]
+    assert answer.usage.calls > 1
+    assert len(calls) == answer.usage.calls
+    by_node: dict[str, int] = {}
+    for event in calls:
+        by_node[event.node] = by_node.get(event.node, 0) + 1
+    assert by_node == {node: u.calls for node, u in answer.usage_by_node.items() if u.calls}
+    assert all("messages" in e.data and ("raw" in e.data or "error" in e.data) for e in calls)
+
+
+def test_a_failed_call_is_recorded_once_with_its_error() -> None:
+    from ragpipe.errors import LLMError
+
+    def flaky(request: ChatRequest) -> str | Exception:
+        if "RankLLM" in request.messages[0].content:
+            return LLMError("server closed the connection")
+        return cite_everything(request)
+
+    answer = _llm_pipeline("listwise", ScriptedLLM(fn=flaky)).ask("fact about topic4?", trace=True)
+    failed = [e for e in answer.trace if e.kind == "llm_call" and "error" in e.data]
+    assert answer.usage.failed_calls >= 1 and len(failed) == answer.usage.failed_calls
+
+
+def test_invoking_the_graph_without_a_context_says_the_context_is_missing() -> None:
+    from ragpipe.errors import ConfigError
+
+    pipe = make_pipeline(ScriptedLLM(fn=cite_everything))
+    with pytest.raises(ConfigError, match="ran without a context.*with_context") as raised:
+        pipe.graph.invoke("fact about topic4?")
+    assert "built without" not in str(raised.value)
+    from ragpipe.graph.node import with_context
+
+    assert pipe.graph.invoke("fact about topic4?", with_context(None, pipe.ctx)).answer is not None

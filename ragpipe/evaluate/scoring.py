@@ -22,7 +22,7 @@ from ragpipe.evaluate.judge import Judge
 from ragpipe.evaluate.metric import MetricResult
 from ragpipe.evaluate.poisoning import poisoning_row
 from ragpipe.llm.base import LLM
-from ragpipe.llm.wrappers import Metered, UsageMeter
+from ragpipe.llm.wrappers import CallLog, Recorded
 from ragpipe.prompts import PromptRegistry, default_registry
 from ragpipe.schema import Answer, Chunk, ScoredChunk
 
@@ -111,11 +111,11 @@ class Scorer:
             row["poison_counts"] = poison["counts"]
         judge_usage = None
         if self.metrics.judged and self.judge_llm is not None:
-            meter = UsageMeter()
-            judge = Judge(Metered(self.judge_llm, meter, "judge"), self.prompts, seed=self.seed,
+            calls = CallLog()
+            judge = Judge(Recorded(self.judge_llm, calls, "judge"), self.prompts, seed=self.seed,
                           timeout_s=self.metrics.judge_timeout_s)
             metrics.update(await self._judged(judge, query, run))
-            judge_usage = meter.total()
+            judge_usage = calls.total()
             row["judge_trace"] = [e.model_dump() for e in judge.trace]
         row["metrics"] = {name: m.model_dump() for name, m in metrics.items()}
         row["cost"] = query_cost(answer, run.wall_s, judge_usage)

@@ -53,7 +53,7 @@ class GraphBuildError(ConfigError):
 def context_from(config: Config | None) -> RunContext:
     """The ``RunContext`` carried by a config (a bare one when there is none)."""
     ctx = ((config or {}).get("configurable") or {}).get(CTX_KEY)
-    return ctx if ctx is not None else RunContext()
+    return ctx if ctx is not None else RunContext(given=False)
 
 
 def with_context(config: Config | None, ctx: RunContext) -> Config:

@@ -37,6 +37,9 @@ class RetrieveNode(Node):
         if ctx.store is None or ctx.embedder is None or ctx.settings is None:
             from ragpipe.errors import ConfigError
 
+            if not ctx.given:
+                raise ConfigError("the retrieve node ran without a context: use pipe.ask / pipe.arun, or pass "
+                                  "config=with_context(None, pipe.ctx) (from ragpipe.graph.node) to invoke")
             raise ConfigError("the retrieve node needs a retriever, or a context with store, embedder and settings")
         return Retriever(ctx.store, ctx.embedder, ctx.settings.retrieval)
 

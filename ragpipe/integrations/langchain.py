@@ -15,7 +15,6 @@ own coroutines; the sync path runs the same coroutine to completion.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,11 +28,14 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import patch_config
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, PrivateAttr
 
 from ragpipe.context import RunContext
+from ragpipe.errors import ConfigError
+from ragpipe.graph.node import Node
 from ragpipe.graph.state import RunState, coerce_state
 from ragpipe.integrations.convert import chunk_metadata, scored_chunk
+from ragpipe.integrations.nodes import fallbacks, require_llm, run_on_chunks, select_node, verify_node
 from ragpipe.llm.base import run_sync
 from ragpipe.schema import ScoredChunk
 
@@ -74,7 +76,12 @@ def from_documents(documents: Sequence[Document]) -> list[ScoredChunk]:
 
 
 class RagpipeRetriever(BaseRetriever):
-    """Documents for a query from a ragpipe ``Retriever``, or the verified evidence of a ``Pipeline``."""
+    """Documents for a query from a ragpipe ``Retriever``, or the verified evidence of a ``Pipeline``.
+
+    From a pipeline, the retriever's callbacks reach every inner node (they show in
+    ``astream_events``), and a fallback inside the run is warned about and named in each
+    document's ``fallbacks`` metadata.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -83,43 +90,67 @@ class RagpipeRetriever(BaseRetriever):
     k: int | None = None
     filters: Any = None
 
+    def model_post_init(self, __context: Any) -> None:
+        if self.retriever is None and self.pipeline is None:
+            raise ConfigError("RagpipeRetriever needs a retriever or a pipeline")
+
     @classmethod
     def from_pipeline(cls, pipeline: Any, **kwargs: Any) -> RagpipeRetriever:
         return cls(pipeline=pipeline, **kwargs)
 
-    async def _search(self, query: str) -> list[Document]:
+    async def _search(self, query: str, callbacks: Any = None) -> list[Document]:
         if self.pipeline is not None:
-            state = await self.pipeline.aevidence(query, filters=self.filters, top_k=self.k)
+            config = {"callbacks": callbacks} if callbacks else None
+            state = await self.pipeline.aevidence(query, filters=self.filters, top_k=self.k, config=config)
             verdicts = {v.chunk_id: v for v in state.verdicts}
+            notes = fallbacks(state.trace)
             return [
                 to_document(e, verdict=verdicts[e.id].reason if e.id in verdicts else None,
-                            rationales=[r.text for r in state.rationales])
+                            rationales=[r.text for r in state.rationales], fallbacks=notes)
                 for e in state.evidence
             ]
-        if self.retriever is None:
-            raise ValueError("RagpipeRetriever needs a retriever or a pipeline")
         return [to_document(hit) for hit in await self.retriever.aretrieve(query, k=self.k, filters=self.filters)]
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
-        return run_sync(lambda: self._search(query))
+        return run_sync(lambda: self._search(query, run_manager.get_child()))
 
     async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun) -> list[Document]:
-        return await self._search(query)
+        return await self._search(query, run_manager.get_child())
 
 
 class _RagpipeCompressor(BaseDocumentCompressor):
+    """Runs one ragpipe graph node over the documents; ``callbacks`` reach the node."""
+
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     context: Any = Field(default_factory=RunContext)  # a ragpipe RunContext (LLM, prompts)
+    _node: Any = PrivateAttr(default=None)
 
-    async def _compress(self, documents: Sequence[Document], query: str) -> list[Document]:
+    def _build(self) -> Node:
         raise NotImplementedError
 
+    def model_post_init(self, __context: Any) -> None:
+        self._node = self._build()
+        require_llm(self._node, self.context, type(self).__name__)
+
+    def _out(self, state: RunState, documents: Sequence[Document]) -> list[Document]:
+        raise NotImplementedError
+
+    async def _compress(self, documents: Sequence[Document], query: str, callbacks: Callbacks | None) -> list[Document]:
+        if not documents:
+            return []
+        state = await run_on_chunks(self._node, query, from_documents(documents), self.context, callbacks)
+        return self._out(state, documents)
+
     def compress_documents(self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None) -> Sequence[Document]:
-        return run_sync(lambda: self._compress(documents, query))
+        return run_sync(lambda: self._compress(documents, query, callbacks))
 
     async def acompress_documents(self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None) -> Sequence[Document]:
-        return await self._compress(documents, query)
+        return await self._compress(documents, query, callbacks)
+
+
+def _originals(documents: Sequence[Document]) -> dict[str, Document]:
+    return {item.id: doc for item, doc in zip(from_documents(documents), documents)}
 
 
 class RagpipeSelectorCompressor(_RagpipeCompressor):
@@ -129,23 +160,17 @@ class RagpipeSelectorCompressor(_RagpipeCompressor):
     config: dict[str, Any] = Field(default_factory=dict)
     selector: Any = None  # built from the registry when None
 
-    def _selector(self) -> Any:
-        if self.selector is None:
-            from ragpipe.select import get_selector
+    def _build(self) -> Node:
+        return select_node(self.method, self.config, self.selector)
 
-            self.selector = get_selector(self.method, **self.config)
-        return self.selector
-
-    async def _compress(self, documents: Sequence[Document], query: str) -> list[Document]:
-        if not documents:
-            return []
-        selection = await self._selector().select(query, from_documents(documents), self.context)
-        originals = {item.id: doc for item, doc in zip(from_documents(documents), documents)}
-        kept = selection.kept if selection.kept is not None else selection.ranked
+    def _out(self, state: RunState, documents: Sequence[Document]) -> list[Document]:
+        originals, notes = _originals(documents), fallbacks(state.trace)
         out = []
-        for item in kept:
+        for item in state.selected:
             doc = originals[item.id]
             meta = {**doc.metadata, "chunk_id": item.id, "score": item.score, "stage_scores": dict(item.stage_scores)}
+            if notes:
+                meta["fallbacks"] = notes
             out.append(Document(page_content=doc.page_content, metadata=meta, id=doc.id))
         return out
 
@@ -155,26 +180,18 @@ class RagpipeVerifierCompressor(_RagpipeCompressor):
 
     verifier: Any = None  # ragpipe.verify.Verifier; a default one when None
 
-    def _verifier(self) -> Any:
-        if self.verifier is None:
-            from ragpipe.verify import Verifier
+    def _build(self) -> Node:
+        return verify_node(self.verifier)
 
-            self.verifier = Verifier()
-        return self.verifier
-
-    async def _compress(self, documents: Sequence[Document], query: str) -> list[Document]:
-        if not documents:
-            return []
-        items = from_documents(documents)
-        result = self._verifier().verify(query, items, self.context)
-        if inspect.isawaitable(result):
-            result = await result
-        originals = {item.id: doc for item, doc in zip(items, documents)}
-        verdicts = {v.chunk_id: v for v in result.verdicts}
+    def _out(self, state: RunState, documents: Sequence[Document]) -> list[Document]:
+        originals, notes = _originals(documents), fallbacks(state.trace)
+        verdicts = {v.chunk_id: v for v in state.verdicts}
         out = []
-        for item in result.accepted:
+        for item in state.evidence:
             doc = originals[item.id]
             verdict = verdicts.get(item.id)
             meta = {**doc.metadata, "chunk_id": item.id, "verdict": verdict.reason if verdict else None}
+            if notes:
+                meta["fallbacks"] = notes
             out.append(Document(page_content=doc.page_content, metadata=meta, id=doc.id))
         return out

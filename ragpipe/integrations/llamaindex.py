@@ -13,16 +13,19 @@ rather than pushing sync code to a thread.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from ragpipe.context import RunContext
+from ragpipe.errors import ConfigError
+from ragpipe.graph.node import Node
+from ragpipe.graph.state import RunState
 from ragpipe.integrations.convert import chunk_metadata, scored_chunk
+from ragpipe.integrations.nodes import fallbacks, require_llm, run_on_chunks, select_node, verify_node
 from ragpipe.llm.base import run_sync
 from ragpipe.schema import ScoredChunk
 
@@ -46,7 +49,7 @@ class RagpipeLlamaRetriever(BaseRetriever):
     def __init__(self, retriever: Any = None, *, pipeline: Any = None, k: int | None = None, filters: Any = None,
                  **kwargs: Any) -> None:
         if retriever is None and pipeline is None:
-            raise ValueError("RagpipeLlamaRetriever needs a retriever or a pipeline")
+            raise ConfigError("RagpipeLlamaRetriever needs a retriever or a pipeline")
         self._ragpipe_retriever = retriever
         self._pipeline = pipeline
         self._k = k
@@ -56,7 +59,8 @@ class RagpipeLlamaRetriever(BaseRetriever):
     async def _search(self, query: str) -> list[NodeWithScore]:
         if self._pipeline is not None:
             state = await self._pipeline.aevidence(query, filters=self._filters, top_k=self._k)
-            return [to_node(e) for e in state.evidence]
+            notes = fallbacks(state.trace)
+            return [to_node(e, fallbacks="; ".join(notes)) if notes else to_node(e) for e in state.evidence]
         return [to_node(hit) for hit in await self._ragpipe_retriever.aretrieve(query, k=self._k, filters=self._filters)]
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
@@ -67,10 +71,24 @@ class RagpipeLlamaRetriever(BaseRetriever):
 
 
 class _RagpipePostprocessor(BaseNodePostprocessor):
+    """Runs one ragpipe graph node over the nodes; checks for a needed LLM at construction."""
+
     context: Any = Field(default_factory=RunContext, exclude=True)  # a ragpipe RunContext
+    _node: Any = PrivateAttr(default=None)
+
+    def _build(self) -> Node:
+        raise NotImplementedError
+
+    def model_post_init(self, __context: Any) -> None:
+        self._node = self._build()
+        require_llm(self._node, self.context, type(self).__name__)
+
+    def _out(self, state: RunState, nodes: list[NodeWithScore]) -> list[NodeWithScore]:
+        raise NotImplementedError
 
     async def _process(self, nodes: list[NodeWithScore], query: str) -> list[NodeWithScore]:
-        raise NotImplementedError
+        state = await run_on_chunks(self._node, query, from_nodes(nodes), self.context)
+        return self._out(state, nodes)
 
     def _postprocess_nodes(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
         if not nodes or query_bundle is None:
@@ -83,8 +101,32 @@ class _RagpipePostprocessor(BaseNodePostprocessor):
         return await self._process(nodes, query_bundle.query_str)
 
 
+def _with_metadata(original: NodeWithScore, score: float | None, **extra: Any) -> NodeWithScore:
+    """A copy of ``original`` with ``extra`` in its metadata (the caller's node is not changed)."""
+    node = original.node.model_copy()
+    node.metadata = {**original.node.metadata, **extra}
+    hidden = [k for k in extra if k not in node.excluded_llm_metadata_keys]
+    node.excluded_llm_metadata_keys = [*node.excluded_llm_metadata_keys, *hidden]
+    node.excluded_embed_metadata_keys = [*node.excluded_embed_metadata_keys,
+                                         *(k for k in extra if k not in node.excluded_embed_metadata_keys)]
+    return NodeWithScore(node=node, score=score)
+
+
+def _originals(nodes: list[NodeWithScore]) -> dict[str, NodeWithScore]:
+    return {item.id: n for item, n in zip(from_nodes(nodes), nodes)}
+
+
+def _notes(trace: Any) -> dict[str, Any]:
+    notes = fallbacks(trace)
+    return {"fallbacks": "; ".join(notes)} if notes else {}
+
+
 class RagpipeSelectorPostprocessor(_RagpipePostprocessor):
-    """Keeps and reorders nodes with a ragpipe selector (``listwise``, ``meteora``, …)."""
+    """Keeps and reorders nodes with a ragpipe selector (``listwise``, ``meteora``, …).
+
+    The node's score becomes the selection score; the retrieval score stays in the metadata
+    (``retrieval_score``), next to ``selection_score``.
+    """
 
     method: str = "meteora"
     config: dict[str, Any] = Field(default_factory=dict)
@@ -94,20 +136,18 @@ class RagpipeSelectorPostprocessor(_RagpipePostprocessor):
     def class_name(cls) -> str:
         return "RagpipeSelectorPostprocessor"
 
-    async def _process(self, nodes: list[NodeWithScore], query: str) -> list[NodeWithScore]:
-        if self.selector is None:
-            from ragpipe.select import get_selector
+    def _build(self) -> Node:
+        return select_node(self.method, self.config, self.selector)
 
-            self.selector = get_selector(self.method, **self.config)
-        items = from_nodes(nodes)
-        originals = {item.id: n for item, n in zip(items, nodes)}
-        selection = await self.selector.select(query, items, self.context)
-        kept = selection.kept if selection.kept is not None else selection.ranked
-        return [NodeWithScore(node=originals[item.id].node, score=item.score) for item in kept]
+    def _out(self, state: RunState, nodes: list[NodeWithScore]) -> list[NodeWithScore]:
+        originals, notes = _originals(nodes), _notes(state.trace)
+        return [_with_metadata(originals[item.id], item.score, retrieval_score=originals[item.id].score,
+                               selection_score=item.score, **notes)
+                for item in state.selected]
 
 
 class RagpipeVerifierPostprocessor(_RagpipePostprocessor):
-    """Drops nodes the ragpipe verifier rejects; the reason goes into the kept nodes' metadata."""
+    """Drops nodes the ragpipe verifier rejects; the verdict goes into the kept nodes' metadata."""
 
     verifier: Any = Field(default=None, exclude=True)
 
@@ -115,14 +155,15 @@ class RagpipeVerifierPostprocessor(_RagpipePostprocessor):
     def class_name(cls) -> str:
         return "RagpipeVerifierPostprocessor"
 
-    async def _process(self, nodes: list[NodeWithScore], query: str) -> list[NodeWithScore]:
-        if self.verifier is None:
-            from ragpipe.verify import Verifier
+    def _build(self) -> Node:
+        return verify_node(self.verifier)
 
-            self.verifier = Verifier()
-        items = from_nodes(nodes)
-        originals = {item.id: n for item, n in zip(items, nodes)}
-        result = self.verifier.verify(query, items, self.context)
-        if inspect.isawaitable(result):
-            result = await result
-        return [originals[item.id] for item in result.accepted]
+    def _out(self, state: RunState, nodes: list[NodeWithScore]) -> list[NodeWithScore]:
+        originals, notes = _originals(nodes), _notes(state.trace)
+        verdicts = {v.chunk_id: v for v in state.verdicts}
+        out = []
+        for item in state.evidence:
+            verdict = verdicts.get(item.id)
+            meta = {"verdict": verdict.reason if verdict else "", "verdict_flags": ",".join(verdict.flags) if verdict else ""}
+            out.append(_with_metadata(originals[item.id], originals[item.id].score, **meta, **notes))
+        return out

@@ -1,7 +1,7 @@
-"""Cross-cutting LLM behaviour as wrappers around any backend: concurrency limit and metering.
+"""Cross-cutting LLM behaviour as wrappers around any backend: concurrency limit and recording.
 
 Wrappers implement the same protocol as backends, so they stack:
-``Metered(Limited(Cached(backend)), meter, node="listwise")``.
+``Recorded(Limited(Cached(backend)), log, node="listwise")``.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
 
+from ragpipe.errors import redact
 from ragpipe.llm.base import LLM, BaseLLM, Capabilities, ChatRequest, Completion
-from ragpipe.schema import Usage
+from ragpipe.schema import TraceEvent, Usage
 
 
 class Wrapper(BaseLLM):
@@ -68,61 +71,133 @@ class Limited(Wrapper):
                 yield piece
 
 
-class UsageMeter:
-    """Sums usage per node name. Thread-safe; shared by every node of one run."""
+@dataclass(frozen=True)
+class CallRecord:
+    """One LLM call as it happened: who asked, what it cost, and (when kept) what was said."""
 
-    def __init__(self) -> None:
-        self._by_node: dict[str, Usage] = defaultdict(Usage)
+    node: str
+    usage: Usage
+    messages: list[dict[str, str]] | None = None
+    raw: str | None = None
+    error: str | None = None
+    finish_reason: str | None = None
+    model: str = ""
+    max_tokens: int | None = None
+    streamed: bool = False
+
+    @property
+    def cached(self) -> bool:
+        return self.usage.cached_calls > 0
+
+    def event(self) -> TraceEvent:
+        """The ``llm_call`` trace event for this call (what ``ragpipe ask --trace`` prints)."""
+        data: dict[str, Any] = {"messages": self.messages or [], "max_tokens": self.max_tokens,
+                                "prompt_tokens": self.usage.prompt_tokens,
+                                "completion_tokens": self.usage.completion_tokens,
+                                "latency_s": round(self.usage.llm_seconds, 4), "cached": self.cached}
+        if self.error is not None:
+            data["error"] = self.error
+            message = f"failed: {self.error}"
+        else:
+            data["raw"] = self.raw or ""
+            data["finish_reason"] = self.finish_reason
+            message = "streamed" if self.streamed else f"{self.model} finish={self.finish_reason}"
+        return TraceEvent(node=self.node, kind="llm_call", message=message, data=data)
+
+
+class CallLog:
+    """The one record of a run's LLM calls; usage per node and ``llm_call`` traces are read from it.
+
+    Thread-safe and shared by every node of one query. ``keep_text`` keeps prompts and raw
+    outputs (for traces); without it only the cost is kept. A ``child()`` log sees the calls of
+    one component and passes each on to its parent, so a call is recorded once however many
+    views read it.
+    """
+
+    def __init__(self, *, keep_text: bool = False, parent: CallLog | None = None) -> None:
+        self.keep_text = keep_text if parent is None else parent.keep_text
+        self._parent = parent
+        self._records: list[CallRecord] = []
         self._lock = threading.Lock()
 
-    def add(self, node: str, usage: Usage) -> None:
+    def child(self) -> CallLog:
+        return CallLog(parent=self)
+
+    def add(self, record: CallRecord) -> None:
         with self._lock:
-            self._by_node[node] = self._by_node[node] + usage
+            self._records.append(record)
+        if self._parent is not None:
+            self._parent.add(record)
+
+    def records(self) -> list[CallRecord]:
+        with self._lock:
+            return list(self._records)
+
+    def events(self) -> list[TraceEvent]:
+        return [record.event() for record in self.records()]
 
     def by_node(self) -> dict[str, Usage]:
-        with self._lock:
-            return dict(self._by_node)
+        totals: dict[str, Usage] = defaultdict(Usage)
+        for record in self.records():
+            totals[record.node] = totals[record.node] + record.usage
+        return dict(totals)
 
     def total(self) -> Usage:
         total = Usage()
-        for usage in self.by_node().values():
-            total = total + usage
+        for record in self.records():
+            total = total + record.usage
         return total
 
 
-class Metered(Wrapper):
-    """Records every call's usage (and failures) under ``node`` in a ``UsageMeter``."""
+def _messages(request: ChatRequest) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in request.messages]
 
-    def __init__(self, inner: LLM, meter: UsageMeter, node: str) -> None:
+
+class Recorded(Wrapper):
+    """Records every call (cost, latency, cache hit or failure; text when kept) in a ``CallLog``."""
+
+    def __init__(self, inner: LLM, log: CallLog, node: str) -> None:
         super().__init__(inner)
-        self.meter = meter
+        self.log = log
         self.node = node
+
+    def _failed(self, request: ChatRequest, err: Exception, start: float, streamed: bool = False) -> None:
+        self.log.add(CallRecord(
+            node=self.node, usage=Usage(calls=1, failed_calls=1, llm_seconds=time.perf_counter() - start),
+            messages=_messages(request) if self.log.keep_text else None, error=redact(f"{type(err).__name__}: {err}"),
+            max_tokens=request.max_tokens, streamed=streamed, model=f"{self.backend}:{self.model}"))
 
     async def complete(self, request: ChatRequest) -> Completion:
         start = time.perf_counter()
         try:
             completion = await self.inner.complete(request)  # type: ignore[attr-defined]
-        except Exception:
-            self.meter.add(self.node, Usage(calls=1, failed_calls=1, llm_seconds=time.perf_counter() - start))
+        except Exception as err:
+            self._failed(request, err, start)
             raise
         usage = completion.usage.model_copy(update={"calls": 1, "cached_calls": int(completion.cached)})
-        self.meter.add(self.node, usage)
+        keep = self.log.keep_text
+        self.log.add(CallRecord(
+            node=self.node, usage=usage, messages=_messages(request) if keep else None,
+            raw=completion.text if keep else None, finish_reason=completion.finish_reason,
+            model=f"{completion.backend}:{completion.model}", max_tokens=request.max_tokens))
         return completion
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
-        """Meters a streamed call when it ends; token counts come from the backend's tokenizer."""
+        """Records a streamed call when it ends; token counts come from the backend's tokenizer."""
         start = time.perf_counter()
         pieces: list[str] = []
         try:
             async for piece in self.inner.stream(request):  # type: ignore[attr-defined]
                 pieces.append(piece)
                 yield piece
-        except Exception:
-            self.meter.add(self.node, Usage(calls=1, failed_calls=1, llm_seconds=time.perf_counter() - start))
+        except Exception as err:
+            self._failed(request, err, start, streamed=True)
             raise
+        text = "".join(pieces)
         prompt = sum(self.count_tokens(m.content) for m in request.messages)
-        self.meter.add(
-            self.node,
-            Usage(calls=1, prompt_tokens=prompt, completion_tokens=self.count_tokens("".join(pieces)),
-                  llm_seconds=time.perf_counter() - start),
-        )
+        usage = Usage(calls=1, prompt_tokens=prompt, completion_tokens=self.count_tokens(text),
+                      llm_seconds=time.perf_counter() - start)
+        keep = self.log.keep_text
+        self.log.add(CallRecord(
+            node=self.node, usage=usage, messages=_messages(request) if keep else None, raw=text if keep else None,
+            finish_reason="stop", model=f"{self.backend}:{self.model}", max_tokens=request.max_tokens, streamed=True))

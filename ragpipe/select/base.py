@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ragpipe.context import RunContext
 from ragpipe.errors import ConfigError
 from ragpipe.llm.base import LLM, Completion, Message
-from ragpipe.llm.wrappers import Metered, UsageMeter
+from ragpipe.llm.wrappers import CallLog
 from ragpipe.schema import ScoredChunk, TraceEvent, Usage
 from ragpipe.select.cutoff import METHODS as CUTOFF_METHODS
 from ragpipe.select.cutoff import CutoffResult, apply_cutoff
@@ -89,21 +89,21 @@ class LLMSelectorConfig(SelectorConfig):
 
 
 class SelectorRun:
-    """Per-call scratchpad: the trace of one ``select`` call and the LLM metered for it."""
+    """Per-call scratchpad: the trace of one ``select`` call and the LLM recorded for it."""
 
     def __init__(self, node: str, ctx: RunContext) -> None:
         self.node = node
         self.ctx = ctx
         self.trace: list[TraceEvent] = []
-        self.meter = UsageMeter()
+        self.calls: CallLog = ctx.meter.child()  # this call's share of the run's log
         self.reliability = Reliability()
         self._llm: LLM | None = None
 
     @property
     def llm(self) -> LLM:
-        """The context's LLM, metered both for this call and under the node's name in the run."""
+        """The context's LLM; each call is recorded once, for this call and for the run."""
         if self._llm is None:
-            self._llm = Metered(self.ctx.llm_for(self.node), self.meter, self.node)
+            self._llm = self.ctx.llm_for(self.node, self.calls)
         return self._llm
 
     def note(self, kind: str, message: str, **data: Any) -> None:
@@ -114,10 +114,10 @@ class SelectorRun:
         try:
             completion = await self.llm.chat(messages, **options)
         except Exception as err:
-            self.note("llm_call", f"{purpose}: {type(err).__name__}: {err}", error=type(err).__name__)
+            self.note("llm_reply", f"{purpose}: {type(err).__name__}: {err}", error=type(err).__name__)
             raise
         self.note(
-            "llm_call",
+            "llm_reply",
             purpose,
             raw=completion.text[:RAW_TRACE_CHARS],
             prompt_tokens=completion.usage.prompt_tokens,
@@ -130,7 +130,7 @@ class SelectorRun:
 
     @property
     def usage(self) -> Usage:
-        return self.meter.total()
+        return self.calls.total()
 
 
 def dedupe(candidates: Sequence[ScoredChunk], run: SelectorRun) -> list[ScoredChunk]:
@@ -205,7 +205,8 @@ class Selector(ABC):
             run.note("fallback", "empty question: kept the input order")
             scores = input_order_scores(len(unique))
         elif self.needs_llm and ctx.llm is None:
-            run.note("fallback", "no LLM configured: kept the input order")
+            run.note("fallback", "no LLM configured: kept the input order" if getattr(ctx, "given", True)
+                     else "ran without a context (so without an LLM): kept the input order")
             scores = input_order_scores(len(unique))
         else:
             try:

@@ -190,7 +190,7 @@ async def generate_rationales(
         return RationaleOutcome([question_rationale(question)], True, "none", trace, Usage(calls=1, failed_calls=1))
     usage = completion.usage.model_copy(update={"calls": 1})
     trace.append(
-        TraceEvent(node=node, kind="llm_call", message="rationales",
+        TraceEvent(node=node, kind="llm_reply", message="rationales",
                    data={"prompt": prompt, "raw": completion.text, "finish_reason": completion.finish_reason})
     )
     parse = parse_rationales(completion.text, limit=num_rationales)

@@ -114,7 +114,7 @@ async def isolated_answers(
                 data={"chunk_id": chunk.id})
         text = completion.text.strip().strip('"').strip()
         return text, completion.usage.model_copy(update={"calls": 1}), TraceEvent(
-            node=node, kind="llm_call", message=f"isolated answer for {chunk.id}",
+            node=node, kind="llm_reply", message=f"isolated answer for {chunk.id}",
             data={"chunk_id": chunk.id, "raw": completion.text})
 
     results = await asyncio.gather(*(one(c) for c in evidence))

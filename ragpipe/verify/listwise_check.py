@@ -163,7 +163,7 @@ async def check_all(
                              error=f"{type(err).__name__}: {err}", trace=[event], usage=Usage(calls=1, failed_calls=1))
     check = parse_listwise(completion.text, len(evidence))
     check.usage = completion.usage.model_copy(update={"calls": 1})
-    check.trace.append(TraceEvent(node=node, kind="llm_call", message=f"listwise verdict over {len(evidence)} passages",
+    check.trace.append(TraceEvent(node=node, kind="llm_reply", message=f"listwise verdict over {len(evidence)} passages",
                                   data={"raw": completion.text, "parse": check.method, "readable": check.readable,
                                         "finish_reason": completion.finish_reason, "ignored": check.ignored}))
     if completion.truncated:

@@ -149,7 +149,7 @@ async def check_chunk(
     if completion.finish_reason == "stop" and "{" in text and not text.rstrip().endswith("}"):
         text = text + "}"  # the verdict is a flat object: generation stops at its closing brace (saves tokens)
     verdict = parse_verdict(text)
-    trace = [TraceEvent(node=node, kind="llm_call", message=f"verdict for {chunk.id}",
+    trace = [TraceEvent(node=node, kind="llm_reply", message=f"verdict for {chunk.id}",
                         data={"chunk_id": chunk.id, "raw": completion.text, "parse": verdict.method,
                               "finish_reason": completion.finish_reason})]
     if completion.truncated:

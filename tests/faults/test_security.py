@@ -192,14 +192,14 @@ def test_redact_removes_the_registered_key_and_credential_shapes() -> None:
 @pytest.mark.parametrize("action", ["echoauth", "echoauth500"])
 async def test_a_server_that_echoes_the_authorization_header_never_leaks_the_key(
         action: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    from ragpipe.graph.recording import Recorder, Recording
+    from ragpipe.llm.wrappers import CallLog, Recorded
 
     monkeypatch.setenv("FAULTS_KEY", KEY)
     with FakeOpenAIServer([action] * 4) as server:
         llm = OpenAICompatLLM(base_url=server.base_url, model="m", api_key_env="FAULTS_KEY", max_retries=0, timeout_s=5)
-        recorder = Recorder()
+        recorder = CallLog(keep_text=True)
         with caplog.at_level(logging.DEBUG), pytest.raises(LLMError) as raised:
-            await Recording(llm, recorder, "generate").chat([{"role": "user", "content": "q"}], max_tokens=5)
+            await Recorded(llm, recorder, "generate").chat([{"role": "user", "content": "q"}], max_tokens=5)
     assert server.headers[0]["authorization"] == f"Bearer {KEY}"  # the server really had it to echo
     err = raised.value
     assert KEY not in str(err) and KEY not in repr(err) and all(KEY not in str(a) for a in err.args)

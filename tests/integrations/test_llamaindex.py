@@ -75,3 +75,31 @@ async def test_postprocessors_accept_foreign_nodes() -> None:
     kept = await verifier.apostprocess_nodes(nodes, QueryBundle("vpn client"))
     assert [n.node.get_content() for n in kept] == ["Use the corporate client."]
     assert verifier.postprocess_nodes([], QueryBundle("q")) == []
+
+
+def test_postprocessors_that_need_an_llm_fail_at_construction_without_one() -> None:
+    import pytest
+
+    from ragpipe.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="RagpipeSelectorPostprocessor: 'meteora' needs an LLM"):
+        RagpipeSelectorPostprocessor()
+    with pytest.raises(ConfigError, match="RagpipeVerifierPostprocessor: 'verify' needs an LLM"):
+        RagpipeVerifierPostprocessor()
+
+
+async def test_verifier_postprocessor_puts_verdicts_in_the_kept_nodes_metadata() -> None:
+    nodes = [NodeWithScore(node=TextNode(id_=c.id, text=c.text), score=0.9 - i / 10) for i, c in enumerate(CHUNKS)]
+    verifier = RagpipeVerifierPostprocessor(verifier=Verifier(signals=("instruction",)))
+    kept = await verifier.apostprocess_nodes(nodes, QueryBundle("vpn client"))
+    assert [n.node.node_id for n in kept] == ["v1", "v2"]
+    assert all(n.node.metadata["verdict"] for n in kept) and [n.score for n in kept] == [0.9, 0.8]
+    assert "verdict" not in nodes[0].node.metadata  # the caller's nodes are left as they were
+
+
+async def test_selector_postprocessor_keeps_retrieval_scores_next_to_selection_scores() -> None:
+    nodes = [NodeWithScore(node=TextNode(id_=c.id, text=c.text), score=s) for c, s in zip(CHUNKS, (0.71, 0.64, 0.2))]
+    selector = RagpipeSelectorPostprocessor(method="first_two", selector=KeepFirstTwo())
+    kept = await selector.apostprocess_nodes(nodes, QueryBundle("vpn"))
+    assert [n.node.metadata["retrieval_score"] for n in kept] == [0.71, 0.64]
+    assert [n.node.metadata["selection_score"] for n in kept] == [n.score for n in kept]

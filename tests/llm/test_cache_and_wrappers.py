@@ -11,7 +11,7 @@ from ragpipe.errors import LLMTimeout, Truncated
 from ragpipe.llm.base import make_request
 from ragpipe.llm.cache import Cached, cache_key
 from ragpipe.llm.scripted import REFUSAL, ScriptedLLM, logprob_reply, truncated_reply
-from ragpipe.llm.wrappers import Limited, Metered, UsageMeter
+from ragpipe.llm.wrappers import CallLog, Limited, Recorded
 
 Q = [{"role": "user", "content": "what is two plus two"}]
 
@@ -62,10 +62,10 @@ async def test_limited_never_exceeds_its_limit_and_overlaps_up_to_it() -> None:
     assert inner.max_in_flight == 3
 
 
-async def test_meter_sums_usage_per_node_and_counts_failures() -> None:
-    meter = UsageMeter()
+async def test_call_log_sums_usage_per_node_and_counts_failures() -> None:
+    meter = CallLog()
     inner = ScriptedLLM(["one two", LLMTimeout("slow"), "three"])
-    a, b = Metered(inner, meter, "select"), Metered(inner, meter, "verify")
+    a, b = Recorded(inner, meter, "select"), Recorded(inner, meter, "verify")
     await a.chat(Q, max_tokens=5)
     with pytest.raises(LLMTimeout):
         await a.chat(Q, max_tokens=5)
@@ -74,6 +74,19 @@ async def test_meter_sums_usage_per_node_and_counts_failures() -> None:
     assert usage["select"].calls == 2 and usage["select"].failed_calls == 1
     assert usage["select"].completion_tokens == 2 and usage["verify"].completion_tokens == 1
     assert meter.total().prompt_tokens == 3 * 5 - 5  # two answered calls of 5 prompt tokens
+    assert meter.records()[0].messages is None  # without keep_text only the cost is kept
+
+
+async def test_a_child_log_records_each_call_once_for_itself_and_its_parent() -> None:
+    run = CallLog(keep_text=True)
+    part = run.child()
+    inner = ScriptedLLM(["one two", "three"])
+    await Recorded(inner, part, "select").chat(Q, max_tokens=5)
+    await Recorded(inner, run, "generate").chat(Q, max_tokens=5)
+    assert part.total().calls == 1 and run.total().calls == 2
+    events = run.events()
+    assert [e.node for e in events] == ["select", "generate"] and events[0].data["raw"] == "one two"
+    assert events[0].data["messages"][-1]["role"] == "user"
 
 
 async def test_scripted_double_shapes_and_recording() -> None:

@@ -59,7 +59,7 @@ async def test_usage_counts_the_calls_and_trace_keeps_raw_output():
     llm = ScriptedLLM(replies=["3", "2"])
     selection = await LengthSelector().select("q?", make_candidates(2), ctx(llm))
     assert selection.usage.calls == 2 == len(llm.requests)
-    calls = [e for e in selection.trace if e.kind == "llm_call"]
+    calls = [e for e in selection.trace if e.kind == "llm_reply"]
     assert [e.data["raw"] for e in calls] == ["3", "2"]
 
 

@@ -87,7 +87,7 @@ async def test_failure_shapes(name, shape):
     assert "repair" in kinds  # at least the duplicate candidate
     if llm.requests:
         assert kinds & {"repair", "fallback"}
-        raw_or_errors = [e for e in selection.trace if e.kind == "llm_call"]
+        raw_or_errors = [e for e in selection.trace if e.kind == "llm_reply"]
         assert raw_or_errors or name == "meteora"
 
 
