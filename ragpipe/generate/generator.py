@@ -13,6 +13,7 @@ that case. Every retry and fallback is in the trace.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -193,7 +194,7 @@ class Generator:
         if self._degenerate(first, question, evidence) is None:
             return first
         events = first.events
-        fitted, dropped = self._fit(question, evidence, ctx, llm, self.retry_prompt)
+        fitted, dropped = await asyncio.to_thread(self._fit, question, evidence, ctx, llm, self.retry_prompt)
         events.extend(dropped)
         if fitted:
             events.append(TraceEvent(node=self.node, kind="retry",
@@ -242,7 +243,7 @@ class Generator:
         if mode == "extractive":
             return self._extract(question, evidence, ctx, events, because="answer mode is extractive")
         llm = ctx.llm_for(self.node)
-        fitted, events = self._fit(question, evidence, ctx, llm)
+        fitted, events = await asyncio.to_thread(self._fit, question, evidence, ctx, llm)  # tokenizers block
         if not fitted:
             return self._abstain(question, "no evidence fits the context window", events)
         completion = await self._call(llm, self._messages(question, fitted, ctx), ctx)
@@ -273,7 +274,7 @@ class Generator:
             yield generation
             return
         llm = ctx.llm_for(self.node)
-        fitted, events = self._fit(question, evidence, ctx, llm)
+        fitted, events = await asyncio.to_thread(self._fit, question, evidence, ctx, llm)  # tokenizers block
         if not fitted:
             generation = self._abstain(question, "no evidence fits the context window", events)
             yield TokenEvent(generation.answer.text)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -158,16 +159,44 @@ def estimate_tokens(text: str) -> int:
 
 
 def run_sync(coro_factory: Callable[[], Any]) -> Any:
-    """Run a coroutine from sync code, also when called from inside a running event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro_factory())
-    # Inside a loop (e.g. Jupyter): run in a private loop on a worker thread.
-    import concurrent.futures
+    """Run a coroutine from sync code on the one background event loop of this process.
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(lambda: asyncio.run(coro_factory())).result()
+    Every sync call from every thread shares that loop, so per-loop resources (HTTP clients,
+    concurrency limits) are made once and hold across threads. Called from a coroutine running
+    on that loop itself, the coroutine runs on a private loop in a worker thread instead: blocking
+    the shared loop on its own work would deadlock.
+    """
+    loop = _background_loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(lambda: asyncio.run(coro_factory())).result()
+    future = asyncio.run_coroutine_threadsafe(coro_factory(), loop)
+    try:
+        return future.result()
+    except BaseException:  # KeyboardInterrupt in the caller: stop the work too
+        future.cancel()
+        raise
+
+
+_BACKGROUND: asyncio.AbstractEventLoop | None = None
+_BACKGROUND_LOCK = threading.Lock()
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    """The process's background event loop, started on first use in a daemon thread."""
+    global _BACKGROUND
+    with _BACKGROUND_LOCK:
+        if _BACKGROUND is None or _BACKGROUND.is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="ragpipe-loop", daemon=True).start()
+            _BACKGROUND = loop
+        return _BACKGROUND
 
 
 class BaseLLM:

@@ -75,7 +75,9 @@ class LlamaCppLLM(BaseLLM):
         self._scorer: Any = None
         self._formatter: Any = None
         self._special_texts: tuple[str, ...] = ()
+        self._tokenizer: Any = None
         self._lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
         self._scorer_lock = threading.Lock()
 
     # -- loading ---------------------------------------------------------------------------
@@ -122,9 +124,23 @@ class LlamaCppLLM(BaseLLM):
 
     # -- tokens ----------------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:
-        with self._lock:
-            llama = self._ensure_loaded()
-            return len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        """Tokens of ``text`` by the model's vocabulary alone: never waits for a running generation."""
+        return len(self._vocab().tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def _vocab(self) -> Any:
+        """A vocabulary-only handle on the GGUF (no weights, no context), loaded once."""
+        if self._tokenizer is None:
+            with self._tokenizer_lock:
+                if self._tokenizer is None:
+                    llama_cpp = _import_llama_cpp()
+                    if not self.model_path.is_file():
+                        raise LLMUnavailable(f"GGUF model file {self.model_path} does not exist")
+                    try:
+                        self._tokenizer = llama_cpp.Llama(model_path=str(self.model_path), vocab_only=True,
+                                                          verbose=False)
+                    except (ValueError, RuntimeError) as err:
+                        raise LLMUnavailable(f"llama.cpp could not load {self.model_path}: {err}") from err
+        return self._tokenizer
 
     def prompt_tokens(self, messages: Sequence[Any]) -> list[int]:
         """The token ids the model sees for ``messages`` (chat template applied)."""

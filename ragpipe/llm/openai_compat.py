@@ -15,6 +15,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -79,7 +80,7 @@ class OpenAICompatLLM(BaseLLM):
         self.supports_logprobs = logprobs
         self.extra_body = dict(extra_body or {})
         self._api_key = self._read_key()
-        self._clients: dict[int, Any] = {}
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -94,19 +95,23 @@ class OpenAICompatLLM(BaseLLM):
         return key or PLACEHOLDER_KEY
 
     def _client(self) -> Any:
-        """One ``AsyncOpenAI`` per event loop (its HTTP pool is bound to the loop that made it)."""
-        loop_id = id(asyncio.get_running_loop())
+        """One ``AsyncOpenAI`` per event loop (its HTTP pool is bound to the loop that made it).
+
+        Sync calls all run on the one background loop, so they share one client; a finished
+        loop's client goes with the loop (weak keys), and a new loop never inherits it.
+        """
+        loop = asyncio.get_running_loop()
         with self._lock:
-            if loop_id not in self._clients:
+            if loop not in self._clients:
                 from openai import AsyncOpenAI
 
-                self._clients[loop_id] = AsyncOpenAI(
+                self._clients[loop] = AsyncOpenAI(
                     base_url=self.base_url,
                     api_key=self._api_key,
                     timeout=self.timeout_s,
                     max_retries=self.max_retries,
                 )
-            return self._clients[loop_id]
+            return self._clients[loop]
 
     @property
     def capabilities(self) -> Capabilities:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -45,28 +45,75 @@ class Wrapper(BaseLLM):
         return getattr(self.inner, name)
 
 
+class SharedLimit:
+    """A counting semaphore that holds across event loops and threads.
+
+    ``asyncio.Semaphore`` belongs to one loop; a backend shared by an application's loop and by
+    sync calls from threads needs one count for all of them. Waiters are woken on their own loop.
+    """
+
+    def __init__(self, value: int) -> None:
+        self._free = value
+        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
+        self._lock = threading.Lock()
+
+    async def acquire(self) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._free > 0 and not self._waiters:
+                self._free -= 1
+                return
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((loop, waiter))
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            with self._lock:
+                queued = (loop, waiter) in self._waiters
+                if queued:
+                    self._waiters.remove((loop, waiter))
+            if not queued and waiter.done() and not waiter.cancelled():
+                self.release()  # granted, then cancelled before it ran: pass the slot on
+            raise  # granted but not yet delivered: ``_deliver`` sees the cancelled waiter and passes it on
+
+    def release(self) -> None:
+        with self._lock:
+            while self._waiters:
+                loop, waiter = self._waiters.popleft()
+                try:
+                    loop.call_soon_threadsafe(self._deliver, waiter)
+                    return
+                except RuntimeError:  # that loop is closed: its waiter is gone
+                    continue
+            self._free += 1
+
+    def _deliver(self, waiter: asyncio.Future[None]) -> None:
+        if waiter.done():
+            self.release()
+        else:
+            waiter.set_result(None)
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+
 class Limited(Wrapper):
-    """At most ``max_concurrency`` calls in flight, per event loop (one semaphore each)."""
+    """At most ``max_concurrency`` calls in flight, counted across all event loops and threads."""
 
     def __init__(self, inner: LLM, max_concurrency: int) -> None:
         super().__init__(inner)
         self.max_concurrency = max(1, max_concurrency)
-        self._semaphores: dict[int, asyncio.Semaphore] = {}
-        self._lock = threading.Lock()
-
-    def _semaphore(self) -> asyncio.Semaphore:
-        loop_id = id(asyncio.get_running_loop())
-        with self._lock:
-            if loop_id not in self._semaphores:
-                self._semaphores[loop_id] = asyncio.Semaphore(self.max_concurrency)
-            return self._semaphores[loop_id]
+        self._limit = SharedLimit(self.max_concurrency)
 
     async def complete(self, request: ChatRequest) -> Completion:
-        async with self._semaphore():
+        async with self._limit:
             return await self.inner.complete(request)  # type: ignore[attr-defined]
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
-        async with self._semaphore():
+        async with self._limit:
             async for piece in self.inner.stream(request):  # type: ignore[attr-defined]
                 yield piece
 
