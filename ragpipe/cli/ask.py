@@ -12,7 +12,6 @@ from documents or file names is printed through ``printable``.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -22,6 +21,7 @@ from typing import Any
 import typer
 
 from ragpipe.cli import app
+from ragpipe.cli.output import emit_json
 from ragpipe.cli.terminal import markup_safe, printable
 from ragpipe.errors import ConfigError, RagpipeError, redact, redact_data
 from ragpipe.schema import Answer, ScoredChunk, Verdict
@@ -47,7 +47,8 @@ def _verdict(verdicts: dict[str, Verdict], chunk_id: str) -> dict[str, Any] | No
 def _evidence_row(item: ScoredChunk, verdicts: dict[str, Verdict]) -> dict[str, Any]:
     chunk = item.chunk
     return {
-        "id": chunk.id,
+        "chunk_id": chunk.id,
+        "id": chunk.id,  # the former name of chunk_id
         "source": chunk.source,
         "position": chunk.position,
         "text": chunk.text,
@@ -258,9 +259,7 @@ def ask(
 def _json_error(err: RagpipeError, as_json: bool) -> None:
     """With ``--json`` a failed question still prints one JSON document on stdout."""
     if as_json:
-        json.dump(error_to_json(err), sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        sys.stdout.flush()
+        emit_json(error_to_json(err))
 
 
 class StatusLine:
@@ -341,8 +340,7 @@ def _ask(question: str, docs: Path, method: str | None, no_verify: bool, connect
     with StatusLine(budget):
         answer = pipe.ask(question, trace=trace, budget=budget)
     if as_json:
-        json.dump(answer_to_json(answer, method=pipe.method, include_trace=trace), sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
+        emit_json(answer_to_json(answer, method=pipe.method, include_trace=trace))
         return
     from rich.console import Console
 

@@ -7,7 +7,6 @@ tokens from the prompt files and the tokenizer without calling any model.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Any
 import typer
 
 from ragpipe.cli import app
+from ragpipe.cli.output import emit_json
 from ragpipe.cli.terminal import printable
 
 
@@ -68,7 +68,7 @@ def eval_command(
         estimate = estimate_run(cfg, prepared_dataset(cfg), counter)
         estimate["tokenizer"] = how
         if json_out:
-            typer.echo(json.dumps(estimate, indent=1))
+            emit_json(estimate)
             return
         typer.echo(f"{printable(cfg.name, one_line=True)}: {estimate['queries']} queries, counted with the {how}")
         for name, totals in {**estimate["variants"], "judge": estimate["judge"]}.items():
@@ -81,7 +81,7 @@ def eval_command(
     else:
         report = run_config(cfg, resume=resume, progress=progress and sys.stderr.isatty(), command=command)
     if json_out:
-        typer.echo(json.dumps(report["aggregates"], indent=1, default=str))
+        emit_json({"aggregates": report["aggregates"]})
     else:
         typer.echo(printable((cfg.out_dir() / "summary.md").read_text(encoding="utf-8")))
         typer.echo(f"reports in {printable(cfg.out_dir(), one_line=True)}")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from ragpipe.cli import app
+from ragpipe.cli.output import emit_json
 from ragpipe.cli.terminal import markup_safe
 
 
@@ -99,7 +99,7 @@ def index(
     logging.getLogger("ragpipe.ingest").setLevel(logging.ERROR)  # skips are listed in the summary
     if as_json:
         report = index_folder(docs_dir, settings, dry_run=dry_run)
-        typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        emit_json(report.to_dict())
         return
     bars, on_event = _progress_renderer(console)
     with bars:
