@@ -229,6 +229,7 @@ def _retrieve_only(question: str, index: Any, settings: Any, top_k: int | None) 
 def ask(
     question: str = typer.Argument(..., help="The question to answer from the documents."),
     docs: Path = typer.Option(..., "--docs", help="Folder of documents (indexed on first use)."),
+    index: Path = typer.Option(None, "--index", help="Index folder, when not <docs>/.ragpipe."),
     method: str = typer.Option(None, "--method", help="Pipeline preset: fast, listwise, groupwise, meteora (default)."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip the verifier."),
     connector: str = typer.Option(None, "--connector", help="Connector profile (see connectors/)."),
@@ -242,7 +243,8 @@ def ask(
 ) -> None:
     """Answer a question from a folder of documents, with numbered citations and an evidence table."""
     try:
-        _ask(question, docs, method, no_verify, connector, top_k, as_json, trace, config, retrieve_only, answer_mode)
+        _ask(question, docs, method, no_verify, connector, top_k, as_json, trace, config, retrieve_only, answer_mode,
+             index)
     except (typer.Exit, KeyboardInterrupt, BrokenPipeError):
         raise
     except RagpipeError as err:
@@ -316,13 +318,15 @@ class StatusLine:
 
 
 def _ask(question: str, docs: Path, method: str | None, no_verify: bool, connector: str | None, top_k: int | None,
-         as_json: bool, trace: bool, config: Path | None, retrieve_only: bool, answer_mode: str | None = None) -> None:
+         as_json: bool, trace: bool, config: Path | None, retrieve_only: bool, answer_mode: str | None = None,
+         index_path: Path | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     from ragpipe.config import load_settings
 
     settings = load_settings(config, connector=connector, method=method, retrieval__top_k=top_k,
-                             verify=False if no_verify else None, answer=answer_mode)
+                             verify=False if no_verify else None, answer=answer_mode,
+                             store__path=str(index_path.expanduser().resolve()) if index_path else None)
     folder = check_folder(docs)
     from ragpipe.graph import build_graph
 
