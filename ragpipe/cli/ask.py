@@ -22,6 +22,7 @@ import typer
 
 from ragpipe.cli import app
 from ragpipe.cli.output import emit_json
+from ragpipe.cli.terminal import console as cli_console
 from ragpipe.cli.terminal import markup_safe, printable
 from ragpipe.errors import ConfigError, RagpipeError, redact, redact_data
 from ragpipe.schema import Answer, ScoredChunk, Verdict
@@ -181,9 +182,7 @@ def print_answer(answer: Answer, *, console: Any, show_trace: bool = False) -> N
 
 
 def _stderr_console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True)
+    return cli_console(stderr=True)
 
 
 def _has_documents(folder: Path) -> bool:
@@ -346,6 +345,4 @@ def _ask(question: str, docs: Path, method: str | None, no_verify: bool, connect
     if as_json:
         emit_json(answer_to_json(answer, method=pipe.method, include_trace=trace))
         return
-    from rich.console import Console
-
-    print_answer(answer, console=Console(), show_trace=trace)
+    print_answer(answer, console=cli_console(), show_trace=trace)

@@ -8,6 +8,7 @@ import typer
 
 from ragpipe.cli import app
 from ragpipe.cli.output import emit_json
+from ragpipe.cli.terminal import console as cli_console
 from ragpipe.cli.terminal import markup_safe
 
 
@@ -84,8 +85,6 @@ def index(
     """Index DIR: new and changed files are embedded, deleted files removed, unchanged files skipped."""
     import logging
 
-    from rich.console import Console
-
     from ragpipe.config import load_settings
     from ragpipe.ingest import index_folder
 
@@ -95,7 +94,7 @@ def index(
     if exclude:
         overrides["chunking__exclude"] = exclude
     settings = load_settings(config, **overrides)
-    console = Console(stderr=True)
+    console = cli_console(stderr=True)
     logging.getLogger("ragpipe.ingest").setLevel(logging.ERROR)  # skips are listed in the summary
     if as_json:
         report = index_folder(docs_dir, settings, dry_run=dry_run)

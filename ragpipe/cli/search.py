@@ -14,6 +14,7 @@ import typer
 
 from ragpipe.cli import app
 from ragpipe.cli.output import emit_json
+from ragpipe.cli.terminal import console as cli_console
 from ragpipe.cli.terminal import markup_safe
 from ragpipe.errors import ConfigError, StoreError
 from ragpipe.schema import ScoredChunk
@@ -112,7 +113,5 @@ def search(
         doc = {"query": query, "mode": used_mode, "k": k or settings.retrieval.top_k, "results": [hit_to_json(h) for h in hits]}
         emit_json(doc)
         return
-    from rich.console import Console
-
-    print_hits(query, used_mode, hits, Console())
+    print_hits(query, used_mode, hits, cli_console())
 
