@@ -173,6 +173,12 @@ class EmbeddingMismatch(StoreError):
     """The index was built with another embedding model than the one configured."""
 
 
+class Interrupted(RagpipeError):
+    """The user stopped the run (Ctrl-C); the message says what was kept."""
+
+    exit_code = 130
+
+
 class StoreLocked(StoreError):
     """Another process is writing this index."""
 

@@ -14,7 +14,7 @@ import sys
 import typer
 
 from ragpipe import __version__
-from ragpipe.errors import RagpipeError, install_log_redaction
+from ragpipe.errors import Interrupted, RagpipeError, install_log_redaction
 
 app = typer.Typer(
     name="ragpipe",
@@ -52,11 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ragpipe`` script."""
     _register_commands()
     install_log_redaction()
+    from ragpipe.cli.terminal import printable
+
     try:
         result = app(args=argv, standalone_mode=False)
+    except Interrupted as err:
+        typer.secho(f"interrupted: {printable(err, one_line=True)}", err=True)
+        return err.exit_code
     except RagpipeError as err:
-        from ragpipe.cli.terminal import printable
-
         typer.secho(f"error: {printable(err, one_line=True)}", err=True, fg=typer.colors.RED)
         return err.exit_code
     except KeyboardInterrupt:
@@ -74,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         if type(err).__name__ == "Abort":
             return 1
         raise
-    # In non-standalone mode click returns the exit code of ``typer.Exit`` instead of raising it.
+    # In non-standalone mode click returns the exit code of ``typer.Exit`` instead of raising it;
+    # typer turns Ctrl-C into a silent ``Exit(130)``.
+    if result == 130:
+        typer.secho("interrupted", err=True)
     return result if isinstance(result, int) else 0
 
 

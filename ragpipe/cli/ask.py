@@ -12,7 +12,6 @@ from documents or file names is printed through ``printable``.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -22,6 +21,8 @@ from typing import Any
 import typer
 
 from ragpipe.cli import app
+from ragpipe.cli.output import emit_json
+from ragpipe.cli.terminal import console as cli_console
 from ragpipe.cli.terminal import markup_safe, printable
 from ragpipe.errors import ConfigError, RagpipeError, redact, redact_data
 from ragpipe.schema import Answer, ScoredChunk, Verdict
@@ -47,7 +48,8 @@ def _verdict(verdicts: dict[str, Verdict], chunk_id: str) -> dict[str, Any] | No
 def _evidence_row(item: ScoredChunk, verdicts: dict[str, Verdict]) -> dict[str, Any]:
     chunk = item.chunk
     return {
-        "id": chunk.id,
+        "chunk_id": chunk.id,
+        "id": chunk.id,  # the former name of chunk_id
         "source": chunk.source,
         "position": chunk.position,
         "text": chunk.text,
@@ -180,9 +182,7 @@ def print_answer(answer: Answer, *, console: Any, show_trace: bool = False) -> N
 
 
 def _stderr_console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True)
+    return cli_console(stderr=True)
 
 
 def _has_documents(folder: Path) -> bool:
@@ -228,6 +228,7 @@ def _retrieve_only(question: str, index: Any, settings: Any, top_k: int | None) 
 def ask(
     question: str = typer.Argument(..., help="The question to answer from the documents."),
     docs: Path = typer.Option(..., "--docs", help="Folder of documents (indexed on first use)."),
+    index: Path = typer.Option(None, "--index", help="Index folder, when not <docs>/.ragpipe."),
     method: str = typer.Option(None, "--method", help="Pipeline preset: fast, listwise, groupwise, meteora (default)."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip the verifier."),
     connector: str = typer.Option(None, "--connector", help="Connector profile (see connectors/)."),
@@ -244,7 +245,7 @@ def ask(
     """Answer a question from a folder of documents, with numbered citations and an evidence table."""
     try:
         _ask(question, docs, method, no_verify, connector, top_k, as_json, trace, config, retrieve_only, answer_mode,
-             assignments)
+             index, assignments)
     except (typer.Exit, KeyboardInterrupt, BrokenPipeError):
         raise
     except RagpipeError as err:
@@ -261,9 +262,7 @@ def ask(
 def _json_error(err: RagpipeError, as_json: bool) -> None:
     """With ``--json`` a failed question still prints one JSON document on stdout."""
     if as_json:
-        json.dump(error_to_json(err), sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        sys.stdout.flush()
+        emit_json(error_to_json(err))
 
 
 class StatusLine:
@@ -321,14 +320,15 @@ class StatusLine:
 
 def _ask(question: str, docs: Path, method: str | None, no_verify: bool, connector: str | None, top_k: int | None,
          as_json: bool, trace: bool, config: Path | None, retrieve_only: bool, answer_mode: str | None = None,
-         assignments: list[str] | None = None) -> None:
+         index_path: Path | None = None, assignments: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     from ragpipe.config import load_settings
 
     settings = load_settings(config, assignments=assignments or (), overrides_source="command-line option",
                              connector=connector, method=method, retrieval__top_k=top_k,
-                             verify=False if no_verify else None, answer=answer_mode)
+                             verify=False if no_verify else None, answer=answer_mode,
+                             store__path=str(index_path.expanduser().resolve()) if index_path else None)
     folder = check_folder(docs)
     from ragpipe.graph import build_graph
 
@@ -346,9 +346,6 @@ def _ask(question: str, docs: Path, method: str | None, no_verify: bool, connect
     with StatusLine(budget):
         answer = pipe.ask(question, trace=trace, budget=budget)
     if as_json:
-        json.dump(answer_to_json(answer, method=pipe.method, include_trace=trace), sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
+        emit_json(answer_to_json(answer, method=pipe.method, include_trace=trace))
         return
-    from rich.console import Console
-
-    print_answer(answer, console=Console(), show_trace=trace)
+    print_answer(answer, console=cli_console(), show_trace=trace)

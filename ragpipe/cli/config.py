@@ -13,9 +13,6 @@ from ragpipe.cli import app
 config_app = typer.Typer(help="Show the effective settings, or check a settings file.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-SCHEMA_VERSION = 1
-
-
 def effective_settings(settings: Any, layers: Any) -> list[dict[str, Any]]:
     """Every setting as ``{"key", "value", "source"}``, with the active method's and the verifier's options."""
     from ragpipe.config import option_models
@@ -46,7 +43,9 @@ def show(
                                         connector=connector, method=method)
     rows = effective_settings(settings, layers)
     if as_json:
-        typer.echo(json.dumps({"schema_version": SCHEMA_VERSION, "settings": rows}, indent=2))
+        from ragpipe.cli.output import emit_json
+
+        emit_json({"settings": rows})
         return
     width = min(56, max(len(row["key"]) + len(_shown(row["value"])) for row in rows) + 3)
     for row in rows:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import json
 import os
 import socket
 import sqlite3
@@ -15,6 +14,7 @@ from urllib.parse import urlparse
 import typer
 
 from ragpipe.cli import app
+from ragpipe.cli.output import emit_json
 from ragpipe.cli.terminal import printable
 from ragpipe.errors import RagpipeError
 
@@ -151,7 +151,7 @@ def doctor(
     """Check which backends, models and stores are available here, and why not."""
     checks = collect_checks(connector, probe)
     if as_json:
-        typer.echo(json.dumps(checks, indent=2))
+        emit_json({"checks": checks})
     else:
         marks = {"ok": "ok  ", "missing": "MISS", "warn": "warn"}
         width = max(len(c["name"]) for c in checks)

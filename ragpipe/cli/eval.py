@@ -7,7 +7,6 @@ tokens from the prompt files and the tokenizer without calling any model.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -17,7 +16,9 @@ from typing import Any
 import typer
 
 from ragpipe.cli import app
+from ragpipe.cli.output import emit_json
 from ragpipe.cli.terminal import printable
+from ragpipe.errors import Interrupted
 
 
 def _token_counter(settings: Any) -> tuple[Callable[[str], int], str]:
@@ -37,6 +38,22 @@ def _token_counter(settings: Any) -> tuple[Callable[[str], int], str]:
         except Exception:  # no local tokenizer: fall back to the estimate, and say so
             pass
     return estimate_tokens, "3-characters-per-token estimate"
+
+
+def _saved(cfg: Any) -> str:
+    """What an interrupted run kept, and how to go on."""
+    from ragpipe.evaluate.checkpoint import Checkpoint
+
+    checkpoint = Checkpoint(cfg.out_dir(), cfg.fingerprint())
+    try:
+        done = len(checkpoint.rows()) if checkpoint.path.exists() else 0
+    except Exception:  # an unreadable checkpoint must not hide the interrupt
+        done = 0
+    if not done:
+        return "no results saved yet; run the same command again to start"
+    where = printable(checkpoint.path, one_line=True)
+    return (f"{done} (variant, query) results saved in {where}; run the same command again to resume, "
+            "or add --report-only for a report of what is done")
 
 
 @app.command("eval")
@@ -68,7 +85,7 @@ def eval_command(
         estimate = estimate_run(cfg, prepared_dataset(cfg), counter)
         estimate["tokenizer"] = how
         if json_out:
-            typer.echo(json.dumps(estimate, indent=1))
+            emit_json(estimate)
             return
         typer.echo(f"{printable(cfg.name, one_line=True)}: {estimate['queries']} queries, counted with the {how}")
         for name, totals in {**estimate["variants"], "judge": estimate["judge"]}.items():
@@ -79,9 +96,12 @@ def eval_command(
     if report_only:
         report = report_from_checkpoint(cfg, command=command)
     else:
-        report = run_config(cfg, resume=resume, progress=progress and sys.stderr.isatty(), command=command)
+        try:
+            report = run_config(cfg, resume=resume, progress=progress and sys.stderr.isatty(), command=command)
+        except KeyboardInterrupt:
+            raise Interrupted(_saved(cfg)) from None
     if json_out:
-        typer.echo(json.dumps(report["aggregates"], indent=1, default=str))
+        emit_json({"aggregates": report["aggregates"]})
     else:
         typer.echo(printable((cfg.out_dir() / "summary.md").read_text(encoding="utf-8")))
         typer.echo(f"reports in {printable(cfg.out_dir(), one_line=True)}")

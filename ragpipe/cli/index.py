@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from ragpipe.cli import app
+from ragpipe.cli.output import emit_json
+from ragpipe.cli.terminal import console as cli_console
 from ragpipe.cli.terminal import markup_safe
 
 
@@ -86,8 +87,6 @@ def index(
     """Index DIR: new and changed files are embedded, deleted files removed, unchanged files skipped."""
     import logging
 
-    from rich.console import Console
-
     from ragpipe.config import load_settings
     from ragpipe.ingest import index_folder
 
@@ -97,11 +96,11 @@ def index(
     if exclude:
         overrides["chunking__exclude"] = exclude
     settings = load_settings(config, assignments=assignments, overrides_source="command-line option", **overrides)
-    console = Console(stderr=True)
+    console = cli_console(stderr=True)
     logging.getLogger("ragpipe.ingest").setLevel(logging.ERROR)  # skips are listed in the summary
     if as_json:
         report = index_folder(docs_dir, settings, dry_run=dry_run)
-        typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        emit_json(report.to_dict())
         return
     bars, on_event = _progress_renderer(console)
     with bars:

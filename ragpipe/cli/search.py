@@ -6,15 +6,15 @@ snippet — or, with ``--json``, one JSON document. Needs an existing index (``r
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from ragpipe.cli import app
+from ragpipe.cli.output import emit_json
+from ragpipe.cli.terminal import console as cli_console
 from ragpipe.cli.terminal import markup_safe
 from ragpipe.errors import ConfigError, StoreError
 from ragpipe.schema import ScoredChunk
@@ -26,7 +26,8 @@ def hit_to_json(hit: ScoredChunk) -> dict[str, Any]:
     return {
         "rank": hit.rank,
         "score": hit.score,
-        "id": chunk.id,
+        "chunk_id": chunk.id,
+        "id": chunk.id,  # the former name of chunk_id
         "doc_id": chunk.doc_id,
         "source": chunk.source,
         "position": chunk.position,
@@ -112,10 +113,7 @@ def search(
     used_mode = mode or settings.retrieval.mode
     if as_json:
         doc = {"query": query, "mode": used_mode, "k": k or settings.retrieval.top_k, "results": [hit_to_json(h) for h in hits]}
-        json.dump(doc, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
+        emit_json(doc)
         return
-    from rich.console import Console
-
-    print_hits(query, used_mode, hits, Console())
+    print_hits(query, used_mode, hits, cli_console())
 

@@ -10,6 +10,7 @@ escape sequences and control characters become visible ``\\x1b``-style escapes, 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 # C0 controls, DEL, C1 controls, and the Unicode bidi embeddings/overrides/isolates.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
@@ -39,3 +40,14 @@ def markup_safe(text: object, *, one_line: bool = False) -> str:
     from rich.markup import escape
 
     return escape(printable(text, one_line=one_line))
+
+
+def console(*, stderr: bool = False) -> Any:
+    """A rich console for the CLI. Without a terminal (a log, a pipe) rich guesses 80 columns and
+    would hard-wrap every long line there; lines are kept whole instead (tables still fit 80)."""
+    from rich.console import Console
+
+    out = Console(stderr=stderr)
+    if not out.is_terminal:
+        out.soft_wrap = True
+    return out

@@ -98,6 +98,20 @@ class _Mermaid:
                 self.lines.append(f"  {source} --> {target}")
 
 
+def describe(node: Node) -> dict[str, Any]:
+    """The node tree as plain data (``ragpipe graph --json``): the same structure the drawings show."""
+    if isinstance(node, Sequence):
+        return {"type": "sequence", "nodes": [describe(child) for child in node.nodes]}
+    if isinstance(node, Parallel):
+        merge = getattr(node.merge, "__qualname__", "disjoint fields").split(".<locals>")[0]
+        return {"type": "parallel", "merge": merge, "branches": [describe(b) for b in node.branches]}
+    if isinstance(node, Branch):
+        return {"type": "branch", "condition": node.description or "condition", "then": describe(node.then),
+                "else": None if node.otherwise is None else describe(node.otherwise)}
+    return {"type": "node", "label": node.label, "reads": sorted(node.input_fields()),
+            "writes": sorted(node.output_fields())}
+
+
 def draw_mermaid(root: Node) -> str:
     """Mermaid ``flowchart`` text: paste into a Markdown file or mermaid.live."""
     m = _Mermaid()

@@ -189,12 +189,13 @@ class _Run:
     _failed: list[tuple[Source, str, ManifestEntry | None, str]] = field(default_factory=list, init=False)
 
     def run(self, sources: Sequence[Source], *, prune: bool, dry_run: bool = False) -> None:
+        from ragpipe.ingest.server_lock import server_writer_lock
         from ragpipe.ingest.store import writer_lock
 
         if dry_run:
             self._plan_only(sources, prune)
             return
-        with writer_lock(self.index_dir):
+        with writer_lock(self.index_dir), server_writer_lock(self.settings.store, self.index_dir):
             manifest = self._manifest = Manifest(self.index_dir)
             try:
                 self._run_locked(manifest, sources, prune)

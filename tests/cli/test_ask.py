@@ -98,7 +98,7 @@ def test_json_output_has_the_documented_schema(small_index, capsys: pytest.Captu
     assert {"answer", "citations", "evidence", "dropped", "usage", "timings"} <= set(doc)
     assert doc["answer"] == "Rotate them every 90 days [1]. See also."
     evidence = doc["evidence"]
-    assert evidence and set(evidence[0]) == {"id", "source", "position", "text", "score", "verdict"}
+    assert evidence and set(evidence[0]) == {"chunk_id", "id", "source", "position", "text", "score", "verdict"}
     assert doc["citations"][0]["chunk_id"] == evidence[0]["id"]
     assert doc["citations"][0]["source"] == evidence[0]["source"]
     assert doc["usage"]["by_node"]["generate"]["calls"] == 1

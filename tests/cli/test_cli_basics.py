@@ -25,7 +25,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_doctor_reports_every_check_as_json(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["doctor", "--json"])
-    checks = json.loads(capsys.readouterr().out)
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema_version"] == 1
+    checks = doc["checks"]
     names = {c["name"] for c in checks}
     assert {"python", "sqlite3", "chromadb", "prompts", "connector"} <= names
     assert all(c["status"] in {"ok", "missing", "warn"} for c in checks)
@@ -35,7 +37,7 @@ def test_doctor_reports_every_check_as_json(capsys: pytest.CaptureFixture[str]) 
 
 def test_doctor_names_the_extra_for_a_missing_optional_backend(capsys: pytest.CaptureFixture[str]) -> None:
     main(["doctor", "--json"])
-    vllm = next(c for c in json.loads(capsys.readouterr().out) if c["name"] == "vllm")
+    vllm = next(c for c in json.loads(capsys.readouterr().out)["checks"] if c["name"] == "vllm")
     if vllm["status"] == "missing":
         assert "pip install 'ragpipe[vllm]'" in vllm["detail"]
 

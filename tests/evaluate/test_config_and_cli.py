@@ -98,6 +98,8 @@ def test_report_only_rebuilds_reports_from_the_checkpoint(tmp_path: Path, qa_dir
         checkpoint.append({"variant": "fast", "query_id": qid, "question": "?", "status": "ok", "answer": "x",
                            "metrics": {"token_f1": MetricResult.ok(value).model_dump()}, "cost": {}, "curve": {}})
     assert main(["eval", str(path), "--out", str(out), "--report-only", "--json"]) == 0
-    aggregates = json.loads(capsys.readouterr().out)
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema_version"] == 1
+    aggregates = doc["aggregates"]
     assert aggregates["fast"]["metrics"]["token_f1"]["mean"] == 0.5 and aggregates["meteora"]["n_queries"] == 0
     assert (out / "summary.md").is_file() and (out / "score_curves.png").is_file()

@@ -66,3 +66,16 @@ def test_index_and_query_through_a_chroma_server(tmp_path, chroma_server, embedd
     again = index_folder(docs, settings, embedder=embedder)
     assert again.removed == ["doc03.txt"]
     assert "doc03.txt" not in {c.source for c in store.iter_chunks()}
+
+
+def test_two_index_folders_cannot_write_one_server_collection_at_once(tmp_path, chroma_server, embedder):
+    from ragpipe.errors import StoreLocked
+    from ragpipe.ingest.server_lock import server_writer_lock
+
+    docs = write_corpus(tmp_path / "docs", n_files=2)
+    first = load_settings(store__kind="http", store__port=chroma_server, store__path=str(tmp_path / "worker1"))
+    second = load_settings(store__kind="http", store__port=chroma_server, store__path=str(tmp_path / "worker2"))
+    with server_writer_lock(first.store, tmp_path / "worker1"):
+        with pytest.raises(StoreLocked, match="another process is writing the server collection"):
+            index_folder(docs, second, embedder=embedder)
+    assert len(index_folder(docs, second, embedder=embedder).added) == 2  # free again once the first is done
