@@ -108,14 +108,16 @@ class PromptError(RagpipeError):
 
 
 class MissingExtraError(RagpipeError, ImportError):
-    """An optional dependency is not installed; the message names the extra to install."""
+    """A dependency is not installed; the message names the extra (or package) to install.
+
+    ``extra=None`` marks a core dependency: the install is broken, so the fix is the package itself.
+    """
 
     exit_code = 2
 
-    def __init__(self, package: str, extra: str, purpose: str) -> None:
-        super().__init__(
-            f"{purpose} needs the '{package}' package: pip install 'ragpipe[{extra}]'"
-        )
+    def __init__(self, package: str, extra: str | None, purpose: str) -> None:
+        fix = f"pip install 'ragpipe[{extra}]'" if extra else f"pip install '{package}' (a core dependency of ragpipe)"
+        super().__init__(f"{purpose} needs the '{package}' package: {fix}")
         self.package, self.extra = package, extra
 
 
