@@ -141,10 +141,11 @@ class GroupwiseSelector(Selector):
         label = f"group {k + 1}"
         n = len(group)
         ideal = json.dumps({str(i): 10 for i in range(1, n + 1)})
-        max_tokens = run.llm.count_tokens(ideal) + OUTPUT_SLACK_TOKENS
+        prompt = run.ctx.prompts.get(config.prompt)
+        # the answer is sized to the ideal JSON, never past the prompt file's ceiling; reasoning comes on top
+        max_tokens = min(run.llm.count_tokens(ideal) + OUTPUT_SLACK_TOKENS, prompt.max_tokens)
         if config.reasoning:
             max_tokens += config.reasoning_tokens
-        prompt = run.ctx.prompts.get(config.prompt)
         query = neutralise_identifiers(question)
 
         extra = {"reasoning": config.reasoning} if "reasoning" in prompt.spec.variables else {}

@@ -179,7 +179,8 @@ class ListwiseSelector(Selector):
         config: ListwiseConfig = self.config  # type: ignore[assignment]
         n = len(passages)
         ideal = run.llm.count_tokens(ideal_permutation(n))
-        max_tokens = ideal + ideal // 4 + OUTPUT_SLACK_TOKENS
+        # sized to the answer, never past the prompt file's own ceiling
+        max_tokens = min(ideal + ideal // 4 + OUTPUT_SLACK_TOKENS, run.ctx.prompts.get(config.prompt).max_tokens)
         try:
             messages = self._fit(run, self._render(config.prompt, run, query, False), passages, max_tokens, label)
             completion = await run.chat(messages, purpose=f"{label}: generate", max_tokens=max_tokens, temperature=0.0)
@@ -215,10 +216,11 @@ class ListwiseSelector(Selector):
         """(permutation or None, keep using FIRST for later windows, retry this window by generation)."""
         config: ListwiseConfig = self.config  # type: ignore[assignment]
         top = min(20, run.llm.capabilities.max_top_logprobs)
+        max_tokens = min(FIRST_MAX_TOKENS, run.ctx.prompts.get(config.first_prompt).max_tokens)
         try:
             messages = self._fit(run, self._render(config.first_prompt, run, query, True), passages,
-                                 FIRST_MAX_TOKENS, label)
-            completion = await run.chat(messages, purpose=f"{label}: FIRST", max_tokens=FIRST_MAX_TOKENS,
+                                 max_tokens, label)
+            completion = await run.chat(messages, purpose=f"{label}: FIRST", max_tokens=max_tokens,
                                         temperature=0.0, top_logprobs=top)
         except Exception as err:
             run.note("fallback", f"{label}: {type(err).__name__}: {err}; window kept its order",
