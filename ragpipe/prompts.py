@@ -23,7 +23,7 @@ from jinja2 import StrictUndefined, TemplateError, meta
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ragpipe.errors import PromptError
+from ragpipe.errors import PromptError, invalid_field
 from ragpipe.llm.base import Message
 from ragpipe.llm.special_tokens import neutralise_special_tokens
 from ragpipe.resources import data_dir
@@ -168,9 +168,7 @@ class PromptRegistry:
         try:
             spec = PromptFile(**{"name": path.stem, **raw})
         except ValidationError as err:
-            first = err.errors()[0]
-            field = ".".join(str(p) for p in first["loc"])
-            raise PromptError(f"{path}: field '{field}': {first['msg']}") from err
+            raise PromptError(f"{path}: {invalid_field(err)}") from err
         return Prompt(spec, path, self._env)
 
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ragpipe.context import RunContext
-from ragpipe.errors import ConfigError
+from ragpipe.errors import ConfigError, invalid_field
 from ragpipe.llm.base import LLM, Completion, Message
 from ragpipe.llm.wrappers import Metered, UsageMeter
 from ragpipe.schema import ScoredChunk, TraceEvent, Usage
@@ -185,9 +185,7 @@ class Selector(ABC):
         try:
             self.config = self.Config(**config)
         except ValidationError as err:
-            first = err.errors()[0]
-            field = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"selector '{self.name}': setting '{field}': {first['msg']}") from None
+            raise ConfigError(f"selector '{self.name}': {invalid_field(err, label='setting')}") from None
 
     async def score(self, question: str, candidates: list[ScoredChunk], run: SelectorRun) -> list[float]:
         """One score per candidate, higher is better. Raise to fall back (the base records it)."""
