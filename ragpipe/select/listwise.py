@@ -18,6 +18,7 @@ the harm bound.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import model_validator
@@ -29,8 +30,7 @@ from ragpipe.select.base import LLMSelectorConfig, Selector, SelectorRun, input_
 from ragpipe.select.harm_bound import kendall_tau
 from ragpipe.select.budget import fit_prompt
 from ragpipe.select.parsing import (
-    answer_position,
-    bare_token,
+    answer_mass,
     complete_permutation,
     ideal_permutation,
     letter_ids,
@@ -243,15 +243,13 @@ class ListwiseSelector(Selector):
 
 
 def first_letter_logprobs(completion: Completion, n: int) -> dict[int, float]:
-    """Best logprob per identifier letter at the identifier position (after any ``[`` or ``Passage``)."""
+    """Log-probability per identifier letter at the identifier position (after any ``[`` or ``Passage``).
+
+    The spellings of one letter (``"A"``, ``" A"``) add up, as they do for the pointwise answers.
+    """
     letters = {x: i for i, x in enumerate(letter_ids(n))}
-    position = answer_position(completion.logprobs, lambda word: word in letters)
-    found: dict[int, float] = {}
-    for token, logprob in (position.top_dict().items() if position else ()):
-        index = letters.get(bare_token(token))
-        if index is not None and logprob > found.get(index, float("-inf")):
-            found[index] = logprob
-    return found
+    found = answer_mass(completion, letters.get)
+    return {} if found is None else {index: math.log(p) for index, p in found[1].items()}
 
 
 __all__ = ["ListwiseSelector", "ListwiseConfig", "window_spans", "first_letter_logprobs"]

@@ -19,7 +19,6 @@ self-agreement the harm bound checks.
 from __future__ import annotations
 
 import asyncio
-import math
 from itertools import permutations
 from typing import Literal
 
@@ -28,7 +27,7 @@ from ragpipe.llm.base import Completion
 from ragpipe.schema import ScoredChunk
 from ragpipe.select.base import LLMSelectorConfig, Selector, SelectorRun, register_selector
 from ragpipe.select.budget import fit_prompt
-from ragpipe.select.parsing import answer_position, bare_token, parse_ab
+from ragpipe.select.parsing import answer_mass, parse_ab
 
 
 class PairwiseConfig(LLMSelectorConfig):
@@ -46,15 +45,11 @@ def _ab(word: str) -> str | None:
 
 def prob_a(completion: Completion) -> float | None:
     """P("A") / (P("A") + P("B")) at the answer position (after any ``Passage`` or ``[``)."""
-    position = answer_position(completion.logprobs, lambda word: _ab(word) is not None)
-    if position is None:
+    found = answer_mass(completion, _ab)
+    if found is None:
         return None
-    mass = {"A": 0.0, "B": 0.0}
-    for token, logprob in position.top_dict().items():
-        letter = _ab(bare_token(token))
-        if letter:
-            mass[letter] += math.exp(logprob)
-    return mass["A"] / (mass["A"] + mass["B"])
+    mass = found[1]
+    return mass.get("A", 0.0) / (mass.get("A", 0.0) + mass.get("B", 0.0))
 
 
 class Comparisons:

@@ -270,3 +270,11 @@ async def test_the_prompt_files_max_tokens_caps_the_answer(candidates, tmp_path)
     assert llm.requests[0].max_tokens == 4
     # the cut answer "[3] > [1]" still leads, the rest follows in input order
     assert [c.id for c in selection.ranked][:2] == ["c2", "c0"]
+
+
+def test_first_adds_up_the_spellings_of_one_letter():
+    # "B" and " B" together (0.25 + 0.2) outweigh "A" (0.4), as yes/no and A/B spellings do elsewhere
+    completion = logprob_reply({"A": 0.4, "B": 0.25, " B": 0.2, "C": 0.15})
+    found = first_letter_logprobs(completion, 3)
+    assert sorted(found, key=lambda i: -found[i]) == [1, 0, 2]
+    assert math.exp(found[1]) == pytest.approx(0.45)
