@@ -98,14 +98,14 @@ def score_schema(n: int) -> dict:
 
 
 @register_selector("groupwise")
-class GroupwiseSelector(Selector):
+class GroupwiseSelector(Selector[GroupwiseConfig]):
     """GroupRank-style joint 0-10 scoring of shuffled groups, fused with the retriever score."""
 
     name = "groupwise"
     Config = GroupwiseConfig
 
     async def score(self, question: str, candidates: list[ScoredChunk], run: SelectorRun) -> list[float]:
-        config: GroupwiseConfig = self.config  # type: ignore[assignment]
+        config = self.config
         groups = make_groups(len(candidates), config.group_size, config.repeats, config.seed)
         run.note("info", f"{len(groups)} group(s) of up to {config.group_size} ({config.repeats} grouping(s))",
                  seed=config.seed)
@@ -137,7 +137,7 @@ class GroupwiseSelector(Selector):
 
     async def _score_group(self, question: str, group: list[ScoredChunk], run: SelectorRun, k: int
                            ) -> list[float] | None:
-        config: GroupwiseConfig = self.config  # type: ignore[assignment]
+        config = self.config
         label = f"group {k + 1}"
         n = len(group)
         ideal = json.dumps({str(i): 10 for i in range(1, n + 1)})

@@ -81,14 +81,14 @@ class ListwiseConfig(LLMSelectorConfig):
 
 
 @register_selector("listwise")
-class ListwiseSelector(Selector):
+class ListwiseSelector(Selector[ListwiseConfig]):
     """RankGPT-style sliding-window permutation ranking (``mode="first"`` for FIRST)."""
 
     name = "listwise"
     Config = ListwiseConfig
 
     async def score(self, question: str, candidates: list[ScoredChunk], run: SelectorRun) -> list[float]:
-        config: ListwiseConfig = self.config  # type: ignore[assignment]
+        config = self.config
         order = list(range(len(candidates)))
         texts = [neutralise_identifiers(c.chunk.text) for c in candidates]
         query = neutralise_identifiers(question)
@@ -176,7 +176,7 @@ class ListwiseSelector(Selector):
 
     async def _generate_window(self, query: str, passages: list[str], run: SelectorRun, label: str) -> list[int] | None:
         """Ask for ``[a] > [b] > …``; ``None`` (window keeps its order) when the answer is unusable."""
-        config: ListwiseConfig = self.config  # type: ignore[assignment]
+        config = self.config
         n = len(passages)
         ideal = run.llm.count_tokens(ideal_permutation(n))
         # sized to the answer, never past the prompt file's own ceiling
@@ -214,7 +214,7 @@ class ListwiseSelector(Selector):
     async def _first_window(self, query: str, passages: list[str], run: SelectorRun, label: str
                             ) -> tuple[list[int] | None, bool, bool]:
         """(permutation or None, keep using FIRST for later windows, retry this window by generation)."""
-        config: ListwiseConfig = self.config  # type: ignore[assignment]
+        config = self.config
         top = min(20, run.llm.capabilities.max_top_logprobs)
         max_tokens = min(FIRST_MAX_TOKENS, run.ctx.prompts.get(config.first_prompt).max_tokens)
         try:

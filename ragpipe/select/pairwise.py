@@ -78,7 +78,7 @@ class Comparisons:
         return verdict
 
     async def _verdict(self, i: int, j: int) -> float | None:
-        config: PairwiseConfig = self.selector.config  # type: ignore[assignment]
+        config = self.selector.config
         prompt = self.run.ctx.prompts.get(config.prompt)
         label = f"pair ({i + 1}, {j + 1})"
         fitted = fit_prompt(lambda p: prompt.render(question=self.question, passage_a=p[0], passage_b=p[1]),
@@ -126,14 +126,14 @@ class Comparisons:
 
 
 @register_selector("pairwise")
-class PairwiseSelector(Selector):
+class PairwiseSelector(Selector[PairwiseConfig]):
     """PRP with both orders per pair: all pairs (parallel) or heapsort top-k (sequential)."""
 
     name = "pairwise"
     Config = PairwiseConfig
 
     async def score(self, question: str, candidates: list[ScoredChunk], run: SelectorRun) -> list[float]:
-        config: PairwiseConfig = self.config  # type: ignore[assignment]
+        config = self.config
         compare = Comparisons(self, question, [c.chunk.text for c in candidates], run)
         n = len(candidates)
         if config.method == "allpairs":

@@ -31,7 +31,7 @@ class PointwiseConfig(LLMSelectorConfig):
     prompt: str = ""
 
 
-class PointwiseSelector(Selector):
+class PointwiseSelector(Selector[PointwiseConfig]):
     """Shared flow: render, call, read a score from logprobs or text, floor on failure."""
 
     Config = PointwiseConfig
@@ -48,7 +48,7 @@ class PointwiseSelector(Selector):
         return [(floor if r is None else r) + TIE_BREAK * t for r, t in zip(results, tie)]
 
     async def _one(self, question: str, candidate: ScoredChunk, run: SelectorRun, k: int) -> float | None:
-        config: PointwiseConfig = self.config  # type: ignore[assignment]
+        config = self.config
         label = f"candidate {k + 1} ({candidate.id})"
         prompt = run.ctx.prompts.get(config.prompt or self.default_prompt)
         max_tokens = prompt.max_tokens
