@@ -6,6 +6,8 @@ import re
 import threading
 from typing import Any
 
+from pydantic import ValidationError
+
 REDACTED = "[redacted]"
 # Credential shapes that must never be shown: bearer/basic credentials, OpenAI-style keys, and the
 # value of a key-like field (``api_key=…``, ``"authorization": "…"``).
@@ -101,6 +103,18 @@ class ConfigError(RagpipeError):
     exit_code = 2
 
 
+def invalid_field(err: ValidationError, *, label: str = "field") -> str:
+    """``field 'a.b': <what is wrong> (got <value>)`` for the first problem pydantic found.
+
+    One wording for every settings-like model (selector and verifier options, eval and prompt
+    files), so a typo reads the same wherever it was made; callers prefix where it came from.
+    """
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    got = f" (got {first['input']!r})" if first["type"] not in ("missing", "value_error", "extra_forbidden") else ""
+    return f"{label} '{field}': {first['msg']}{got}"
+
+
 class PromptError(RagpipeError):
     """A prompt file is missing, malformed, or was rendered without a declared variable."""
 
@@ -108,14 +122,16 @@ class PromptError(RagpipeError):
 
 
 class MissingExtraError(RagpipeError, ImportError):
-    """An optional dependency is not installed; the message names the extra to install."""
+    """A dependency is not installed; the message names the extra (or package) to install.
+
+    ``extra=None`` marks a core dependency: the install is broken, so the fix is the package itself.
+    """
 
     exit_code = 2
 
-    def __init__(self, package: str, extra: str, purpose: str) -> None:
-        super().__init__(
-            f"{purpose} needs the '{package}' package: pip install 'ragpipe[{extra}]'"
-        )
+    def __init__(self, package: str, extra: str | None, purpose: str) -> None:
+        fix = f"pip install 'ragpipe[{extra}]'" if extra else f"pip install '{package}' (a core dependency of ragpipe)"
+        super().__init__(f"{purpose} needs the '{package}' package: {fix}")
         self.package, self.extra = package, extra
 
 

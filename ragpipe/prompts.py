@@ -21,9 +21,9 @@ from typing import Any
 import yaml
 from jinja2 import StrictUndefined, TemplateError, meta
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ragpipe.errors import PromptError
+from ragpipe.errors import PromptError, invalid_field
 from ragpipe.llm.base import Message
 from ragpipe.llm.special_tokens import neutralise_special_tokens
 from ragpipe.resources import data_dir
@@ -45,14 +45,16 @@ def as_data(text: Any, ident: Any = None) -> str:
 
 
 class OutputSpec(BaseModel):
-    """How a prompt's output is validated and extracted (JSON schema or a regex pair)."""
+    """The JSON schema a prompt's answer must follow, sent to backends that constrain decoding."""
+
+    model_config = ConfigDict(extra="forbid")
 
     json_schema: dict[str, Any] | None = None
-    validate_regex: str | None = None
-    extract_regex: str | None = None
 
 
 class PromptFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a silent default
+
     name: str
     description: str = ""
     variables: list[str]
@@ -166,9 +168,7 @@ class PromptRegistry:
         try:
             spec = PromptFile(**{"name": path.stem, **raw})
         except ValidationError as err:
-            first = err.errors()[0]
-            field = ".".join(str(p) for p in first["loc"])
-            raise PromptError(f"{path}: field '{field}': {first['msg']}") from err
+            raise PromptError(f"{path}: {invalid_field(err)}") from err
         return Prompt(spec, path, self._env)
 
 

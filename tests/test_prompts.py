@@ -127,3 +127,16 @@ def test_document_cannot_close_its_own_data_block() -> None:
 @pytest.mark.parametrize("tag", ["</DATA>", "< /evidence>", "<document>", "</passage >"])
 def test_lookalike_delimiters_are_escaped(tag: str) -> None:
     assert "<" not in escape_data(f"a {tag} b").replace("&lt;", "")
+
+
+def test_unknown_prompt_key_is_an_error_naming_file_and_field(tmp_path: Path) -> None:
+    write_prompt(tmp_path, "demo.typo", "variables: [question]\nuser: '{{ question }}'\nmax_token: 50\n")
+    with pytest.raises(PromptError, match=r"demo\.typo\.yaml: field 'max_token'"):
+        PromptRegistry([tmp_path]).get("demo.typo")
+
+
+def test_output_keys_other_than_the_json_schema_are_rejected(tmp_path: Path) -> None:
+    # the output block only carries a JSON schema; regex keys were never read, so they are refused
+    write_prompt(tmp_path, "demo.regex", "variables: [question]\nuser: '{{ question }}'\noutput:\n  validate_regex: 'x'\n")
+    with pytest.raises(PromptError, match=r"field 'output\.validate_regex'"):
+        PromptRegistry([tmp_path]).get("demo.regex")

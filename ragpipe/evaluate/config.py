@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from ragpipe.errors import ConfigError
+from ragpipe.errors import ConfigError, invalid_field
 from ragpipe.evaluate.datafolder import ENV_VAR, DataError, missing_root_message, resolve_data_root
 
 JUDGED_METRICS: tuple[str, ...] = ("faithfulness", "answer_relevancy", "context_precision", "context_recall",
@@ -158,8 +158,6 @@ def load_eval_config(path: str | Path, *, data: str | Path | None = None, **over
     try:
         config = EvalConfig(**raw)
     except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"eval config {file}: field '{field}': {first['msg']}") from None
+        raise ConfigError(f"eval config {file}: {invalid_field(err)}") from None
     config.dataset.path = expand_path(config.dataset.path, data)
     return config

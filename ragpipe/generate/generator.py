@@ -35,8 +35,8 @@ from ragpipe.generate.repair import (
 )
 from ragpipe.llm.base import LLM, Completion
 from ragpipe.schema import Answer, ScoredChunk, TraceEvent
+from ragpipe.select.budget import fit_leading
 
-PER_ITEM_OVERHEAD_TOKENS = 16
 ANSWER_MODES = ("extractive", "generate", "auto")
 RETRY_PROMPT = "answer.simple"
 
@@ -95,16 +95,10 @@ class Generator:
     def _fit(self, question: str, evidence: list[ScoredChunk], ctx: RunContext, llm: LLM,
              prompt_name: str | None = None) -> tuple[list[ScoredChunk], list[TraceEvent]]:
         """The evidence prefix that fits the context window next to the prompt and the answer."""
-        prompt = ctx.prompts.get(prompt_name or self.prompt)
-        budget = llm.capabilities.context_window - (self.max_tokens or prompt.max_tokens)
-        used = sum(llm.count_tokens(m.content) for m in prompt.render(question=question, evidence=[]))
-        fitted: list[ScoredChunk] = []
-        for item in evidence:
-            cost = llm.count_tokens(item.chunk.text) + PER_ITEM_OVERHEAD_TOKENS
-            if used + cost > budget:
-                break
-            fitted.append(item)
-            used += cost
+        name = prompt_name or self.prompt
+        fit = fit_leading(lambda k: self._messages(question, evidence[:k], ctx, name), len(evidence), llm,
+                          output_tokens=self._max_tokens(ctx, name))
+        fitted = evidence[:fit.kept]
         events = []
         if len(fitted) < len(evidence):
             events.append(

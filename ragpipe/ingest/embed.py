@@ -75,7 +75,7 @@ class SentenceTransformerEmbedder:
             import torch
             from sentence_transformers import SentenceTransformer
         except ImportError as err:  # pragma: no cover - a core dependency
-            raise MissingExtraError("sentence-transformers", "local", "embedding") from err
+            raise MissingExtraError("sentence-transformers", None, "embedding") from err
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # our own progress display reports the run

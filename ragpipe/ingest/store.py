@@ -255,16 +255,6 @@ class ChunkStore:
                 yield _to_chunk(i, d, m)
             offset += len(result["ids"])
 
-    def all_ids(self) -> set[str]:
-        ids: set[str] = set()
-        offset = 0
-        while True:
-            page = self.collection.get(limit=10_000, offset=offset, include=[])["ids"]
-            if not page:
-                return ids
-            ids.update(page)
-            offset += len(page)
-
     @property
     def revision(self) -> str:
         """Changes whenever chunks are written or deleted (BM25 and caches key on it)."""

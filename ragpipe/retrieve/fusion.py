@@ -50,7 +50,7 @@ class FusionConfig:
         return float(self.weights.get(name, 1.0))
 
 
-def rrf(rankings: Mapping[str, Ranking], *, k: int = 60, weights: Mapping[str, float] | None = None) -> dict[str, float]:
+def rrf(rankings: Mapping[str, Ranking], *, k: float = 60, weights: Mapping[str, float] | None = None) -> dict[str, float]:
     """Weighted reciprocal-rank fusion: ``score(d) = Σ_r w_r / (k + rank_r(d))`` (ranks from 1)."""
     fused: dict[str, float] = {}
     for name, ranking in rankings.items():

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from abc import ABC
 from collections.abc import Sequence
-from typing import Any, Callable, ClassVar, Literal, TypeVar
+from typing import Any, Callable, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ragpipe.context import RunContext
-from ragpipe.errors import ConfigError
+from ragpipe.errors import ConfigError, invalid_field
 from ragpipe.llm.base import LLM, Completion, Message
 from ragpipe.llm.wrappers import CallLog
 from ragpipe.schema import ScoredChunk, TraceEvent, Usage
@@ -174,20 +174,26 @@ def retrieval_prior(candidates: Sequence[ScoredChunk]) -> list[float]:
     return minmax(input_slot_scores(candidates)) if len(candidates) > 1 else [1.0] * len(candidates)
 
 
-class Selector(ABC):
-    """Base class: set ``name`` and ``Config``, implement ``score`` (or override ``select``)."""
+ConfigT = TypeVar("ConfigT", bound=SelectorConfig)
+
+
+class Selector(ABC, Generic[ConfigT]):
+    """Base class: set ``name`` and ``Config``, implement ``score`` (or override ``select``).
+
+    ``Selector[MyConfig]`` with ``Config = MyConfig`` types ``self.config`` for the subclass;
+    every config derives from ``SelectorConfig``, so the shared paths read its fields directly.
+    """
 
     name: ClassVar[str] = ""
-    Config: ClassVar[type[BaseModel]] = SelectorConfig
+    Config: ClassVar[type[SelectorConfig]] = SelectorConfig
     needs_llm: ClassVar[bool] = True
+    config: ConfigT
 
     def __init__(self, **config: Any) -> None:
         try:
-            self.config = self.Config(**config)
+            self.config = self.Config(**config)  # type: ignore[assignment]  # Config is ConfigT
         except ValidationError as err:
-            first = err.errors()[0]
-            field = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"selector '{self.name}': setting '{field}': {first['msg']}") from None
+            raise ConfigError(f"selector '{self.name}': {invalid_field(err, label='setting')}") from None
 
     async def score(self, question: str, candidates: list[ScoredChunk], run: SelectorRun) -> list[float]:
         """One score per candidate, higher is better. Raise to fall back (the base records it)."""
@@ -218,7 +224,7 @@ class Selector(ABC):
         return self.finish(unique, scores, run)
 
     def _failed(self, candidates: list[ScoredChunk], run: SelectorRun, err: Exception) -> Selection:
-        policy = getattr(self.config, "fail_policy", "open")
+        policy = self.config.fail_policy
         reason = f"{type(err).__name__}: {err}"
         ranked = ranked_by(candidates, input_order_scores(len(candidates)), self.name)
         if policy == "closed":
@@ -229,7 +235,7 @@ class Selector(ABC):
 
     def finish(self, candidates: list[ScoredChunk], scores: Sequence[float], run: SelectorRun) -> Selection:
         """Rank by ``scores`` (through the harm bound when the config has one) and apply the cutoff."""
-        harm = getattr(self.config, "harm_bound", None)
+        harm = self.config.harm_bound if isinstance(self.config, LLMSelectorConfig) else None
         if harm is None or run.reliability.answers == 0:
             return self._with_cutoff(ranked_by(candidates, scores, self.name), run)
         llm_order = sorted(range(len(candidates)), key=lambda i: (-scores[i], i))
@@ -251,17 +257,17 @@ class Selector(ABC):
                      llm_order: list[str] | None = None) -> Selection:
         """The selection, with ``extras["llm_order"]``: the LLM's own order (ids) before the harm bound."""
         config = self.config
-        method = getattr(config, "cutoff", "none")
+        method = config.cutoff
         extras = {} if llm_order is None else {"llm_order": llm_order}
-        if method == "none" and getattr(config, "max_keep", None) is None:
+        if method == "none" and config.max_keep is None:
             return Selection(ranked=ranked, kept=list(ranked), trace=run.trace, usage=run.usage, extras=extras)
         result = apply_cutoff(
             [c.score for c in ranked],
             method,
-            min_keep=getattr(config, "min_keep", 1),
-            max_keep=getattr(config, "max_keep", None),
-            z_threshold=getattr(config, "z_threshold", 1.0),
-            threshold=getattr(config, "threshold", None),
+            min_keep=config.min_keep,
+            max_keep=config.max_keep,
+            z_threshold=config.z_threshold,
+            threshold=config.threshold,
         )
         run.note("cutoff", f"kept {result.keep} of {result.n}: {result.reason}", method=result.method,
                  elbow_index=result.elbow_index)

@@ -1,6 +1,10 @@
-"""Token budgets for ranking prompts: shorten passages until the prompt fits the model's context.
+"""Token budgets: make a prompt fit the model's context next to the answer it asks for.
 
-Follows rank_llm's approach: render with a per-passage word cap, count the prompt with the
+Two policies share one way of counting (``prompt_tokens``) and one budget
+(``context_window - output_tokens``): ranking prompts shorten every passage (``fit_prompt``),
+answer prompts keep the leading evidence items whole and leave the rest out (``fit_leading``).
+
+``fit_prompt`` follows rank_llm's approach: render with a per-passage word cap, count the prompt with the
 LLM's own tokenizer (the chat-templated prompt itself where the backend can tokenize it), lower
 the cap by the overflow spread over the passages, and repeat. The caller records the resulting
 truncation in its trace and must not send a prompt that does not fit (``FittedPrompt.fits``).
@@ -45,6 +49,11 @@ def prompt_tokens(llm: LLM, messages: Sequence[Message]) -> int:
     return sum(llm.count_tokens(m.content) + MESSAGE_OVERHEAD_TOKENS for m in messages)
 
 
+def prompt_budget(llm: LLM, output_tokens: int) -> int:
+    """What the prompt may use: the context window less the tokens reserved for the answer."""
+    return llm.capabilities.context_window - output_tokens
+
+
 def fit_prompt(
     render: Callable[[list[str]], list[Message]],
     passages: Sequence[str],
@@ -54,7 +63,7 @@ def fit_prompt(
     output_tokens: int,
 ) -> FittedPrompt:
     """Render ``render(truncated_passages)`` so it fits ``context_window - output_tokens``."""
-    budget = llm.capabilities.context_window - output_tokens
+    budget = prompt_budget(llm, output_tokens)
     words = max_words
     while True:
         cut = [truncate_words(p, words) for p in passages]
@@ -66,3 +75,29 @@ def fit_prompt(
         longest = max((len(p.split()) for p in passages), default=0)
         overflow = tokens - budget
         words = max(MIN_WORDS, min(words, longest) - max(1, math.ceil(overflow / max(1, len(passages)))))
+
+
+@dataclass
+class FittedItems:
+    kept: int  # how many leading items the prompt holds
+    messages: list[Message]
+    prompt_tokens: int
+    budget: int
+
+
+def fit_leading(render: Callable[[int], list[Message]], count: int, llm: LLM, *, output_tokens: int) -> FittedItems:
+    """The prompt ``render(k)`` with the largest ``k <= count`` leading items that fits the budget.
+
+    The rendered prompt is counted (not the items alone), so template text around each item is
+    paid for; a prompt grows with ``k``, so a binary search needs about log2(count) renders.
+    """
+    budget = prompt_budget(llm, output_tokens)
+    low, high = 0, count
+    while low < high:  # invariant: k <= low fits or low == 0; k > high does not fit
+        middle = (low + high + 1) // 2
+        if prompt_tokens(llm, render(middle)) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    messages = render(low)
+    return FittedItems(low, messages, prompt_tokens(llm, messages), budget)

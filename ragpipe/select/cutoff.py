@@ -1,6 +1,6 @@
 """Adaptive cutoffs: decide how many of a scored list to keep, instead of a fixed top-k.
 
-The default is METEORA's rule (ALGORITHMS.md §1.4): the first gap between consecutive sorted
+The default is METEORA's elbow rule: the first gap between consecutive sorted
 scores whose z-score exceeds a threshold marks the elbow; if no gap stands out, the largest
 second difference does. Kneedle (through ``kneed``), the largest gap, the point farthest from
 the chord, and a plain score threshold are the alternatives. Every result says why it cut there.

@@ -98,14 +98,14 @@ def score_schema(n: int) -> dict:
 
 
 @register_selector("groupwise")
-class GroupwiseSelector(Selector):
+class GroupwiseSelector(Selector[GroupwiseConfig]):
     """GroupRank-style joint 0-10 scoring of shuffled groups, fused with the retriever score."""
 
     name = "groupwise"
     Config = GroupwiseConfig
 
     async def score(self, question: str, candidates: list[ScoredChunk], run: SelectorRun) -> list[float]:
-        config: GroupwiseConfig = self.config  # type: ignore[assignment]
+        config = self.config
         groups = make_groups(len(candidates), config.group_size, config.repeats, config.seed)
         run.note("info", f"{len(groups)} group(s) of up to {config.group_size} ({config.repeats} grouping(s))",
                  seed=config.seed)
@@ -137,14 +137,15 @@ class GroupwiseSelector(Selector):
 
     async def _score_group(self, question: str, group: list[ScoredChunk], run: SelectorRun, k: int
                            ) -> list[float] | None:
-        config: GroupwiseConfig = self.config  # type: ignore[assignment]
+        config = self.config
         label = f"group {k + 1}"
         n = len(group)
         ideal = json.dumps({str(i): 10 for i in range(1, n + 1)})
-        max_tokens = run.llm.count_tokens(ideal) + OUTPUT_SLACK_TOKENS
+        prompt = run.ctx.prompts.get(config.prompt)
+        # the answer is sized to the ideal JSON, never past the prompt file's ceiling; reasoning comes on top
+        max_tokens = min(run.llm.count_tokens(ideal) + OUTPUT_SLACK_TOKENS, prompt.max_tokens)
         if config.reasoning:
             max_tokens += config.reasoning_tokens
-        prompt = run.ctx.prompts.get(config.prompt)
         query = neutralise_identifiers(question)
 
         extra = {"reasoning": config.reasoning} if "reasoning" in prompt.spec.variables else {}

@@ -24,6 +24,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ragpipe.retrieve.fusion import rrf
+
 
 class HarmBoundConfig(BaseModel):
     """How far an LLM selector is trusted over its input order."""
@@ -78,9 +80,9 @@ def kendall_tau(order: Sequence[int]) -> float:
 
 def fuse_with_input(order: Sequence[int], llm_weight: float, k: float) -> list[int]:
     """Weighted reciprocal rank fusion of ``order`` with the input order; ties keep input order."""
-    rank = {index: position for position, index in enumerate(order)}
-    fused = {i: llm_weight / (k + rank[i] + 1) + (1 - llm_weight) / (k + i + 1) for i in range(len(order))}
-    return sorted(range(len(order)), key=lambda i: (-fused[i], i))
+    fused = rrf({"llm": [(str(i), 0.0) for i in order], "input": [(str(i), 0.0) for i in range(len(order))]},
+                k=k, weights={"llm": llm_weight, "input": 1.0 - llm_weight})
+    return sorted(range(len(order)), key=lambda i: (-fused[str(i)], i))
 
 
 @dataclass

@@ -18,6 +18,7 @@ the harm bound.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import model_validator
@@ -29,8 +30,7 @@ from ragpipe.select.base import LLMSelectorConfig, Selector, SelectorRun, input_
 from ragpipe.select.harm_bound import kendall_tau
 from ragpipe.select.budget import fit_prompt
 from ragpipe.select.parsing import (
-    answer_position,
-    bare_token,
+    answer_mass,
     complete_permutation,
     ideal_permutation,
     letter_ids,
@@ -81,14 +81,14 @@ class ListwiseConfig(LLMSelectorConfig):
 
 
 @register_selector("listwise")
-class ListwiseSelector(Selector):
+class ListwiseSelector(Selector[ListwiseConfig]):
     """RankGPT-style sliding-window permutation ranking (``mode="first"`` for FIRST)."""
 
     name = "listwise"
     Config = ListwiseConfig
 
     async def score(self, question: str, candidates: list[ScoredChunk], run: SelectorRun) -> list[float]:
-        config: ListwiseConfig = self.config  # type: ignore[assignment]
+        config = self.config
         order = list(range(len(candidates)))
         texts = [neutralise_identifiers(c.chunk.text) for c in candidates]
         query = neutralise_identifiers(question)
@@ -176,10 +176,11 @@ class ListwiseSelector(Selector):
 
     async def _generate_window(self, query: str, passages: list[str], run: SelectorRun, label: str) -> list[int] | None:
         """Ask for ``[a] > [b] > …``; ``None`` (window keeps its order) when the answer is unusable."""
-        config: ListwiseConfig = self.config  # type: ignore[assignment]
+        config = self.config
         n = len(passages)
         ideal = run.llm.count_tokens(ideal_permutation(n))
-        max_tokens = ideal + ideal // 4 + OUTPUT_SLACK_TOKENS
+        # sized to the answer, never past the prompt file's own ceiling
+        max_tokens = min(ideal + ideal // 4 + OUTPUT_SLACK_TOKENS, run.ctx.prompts.get(config.prompt).max_tokens)
         try:
             messages = self._fit(run, self._render(config.prompt, run, query, False), passages, max_tokens, label)
             completion = await run.chat(messages, purpose=f"{label}: generate", max_tokens=max_tokens, temperature=0.0)
@@ -213,12 +214,13 @@ class ListwiseSelector(Selector):
     async def _first_window(self, query: str, passages: list[str], run: SelectorRun, label: str
                             ) -> tuple[list[int] | None, bool, bool]:
         """(permutation or None, keep using FIRST for later windows, retry this window by generation)."""
-        config: ListwiseConfig = self.config  # type: ignore[assignment]
+        config = self.config
         top = min(20, run.llm.capabilities.max_top_logprobs)
+        max_tokens = min(FIRST_MAX_TOKENS, run.ctx.prompts.get(config.first_prompt).max_tokens)
         try:
             messages = self._fit(run, self._render(config.first_prompt, run, query, True), passages,
-                                 FIRST_MAX_TOKENS, label)
-            completion = await run.chat(messages, purpose=f"{label}: FIRST", max_tokens=FIRST_MAX_TOKENS,
+                                 max_tokens, label)
+            completion = await run.chat(messages, purpose=f"{label}: FIRST", max_tokens=max_tokens,
                                         temperature=0.0, top_logprobs=top)
         except Exception as err:
             run.note("fallback", f"{label}: {type(err).__name__}: {err}; window kept its order",
@@ -241,15 +243,13 @@ class ListwiseSelector(Selector):
 
 
 def first_letter_logprobs(completion: Completion, n: int) -> dict[int, float]:
-    """Best logprob per identifier letter at the identifier position (after any ``[`` or ``Passage``)."""
+    """Log-probability per identifier letter at the identifier position (after any ``[`` or ``Passage``).
+
+    The spellings of one letter (``"A"``, ``" A"``) add up, as they do for the pointwise answers.
+    """
     letters = {x: i for i, x in enumerate(letter_ids(n))}
-    position = answer_position(completion.logprobs, lambda word: word in letters)
-    found: dict[int, float] = {}
-    for token, logprob in (position.top_dict().items() if position else ()):
-        index = letters.get(bare_token(token))
-        if index is not None and logprob > found.get(index, float("-inf")):
-            found[index] = logprob
-    return found
+    found = answer_mass(completion, letters.get)
+    return {} if found is None else {index: math.log(p) for index, p in found[1].items()}
 
 
 __all__ = ["ListwiseSelector", "ListwiseConfig", "window_spans", "first_letter_logprobs"]

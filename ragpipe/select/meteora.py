@@ -177,42 +177,47 @@ async def _candidate_vectors(candidates: Sequence[ScoredChunk], ctx: RunContext,
     return found.vectors
 
 
+class MeteoraConfig(SelectorConfig):
+    """METEORA's options: rationale writing, pairing, the recall guard and neighbour expansion."""
+
+    cutoff: str = "zscore_gap"  # applied to the pooled-rationale scores
+    num_rationales: int = 8
+    rationales: Literal["llm", "question"] = "llm"  # "question": no LLM call, the question is the rationale
+    prompt: str = "rationale.default"
+    distinct_pairing: bool = True
+    # The question joins the LLM's rationales (first in pairing, one voice in the pooled mean):
+    # a weak or drifting rationale writer can then never lose the chunk closest to the question.
+    anchor_question: bool = True
+    expansion_window: int = 1
+    order: Literal["score", "document"] = "score"
+    seed: int | None = None
+    # The recall guard (module docstring): never keep fewer than min_keep nor more than budget
+    # chunks (expanded neighbours included); follow the elbow only at a pronounced knee.
+    recall_guard: bool = True
+    min_keep: int = 2
+    budget: int = Field(5, ge=1)
+    knee_prominence: float = Field(0.8, ge=0.0, le=1.0)
+    rationale_weight: float = Field(0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _floor_within_budget(self) -> MeteoraConfig:
+        if self.recall_guard and self.min_keep > self.budget:
+            raise ValueError(f"min_keep={self.min_keep} exceeds budget={self.budget}")
+        return self
+
+    def guard(self) -> RecallGuard | None:
+        if not self.recall_guard:
+            return None
+        return RecallGuard(self.budget, self.min_keep, self.knee_prominence, self.rationale_weight)
+
+
 @register_selector(NAME)
-class MeteoraSelector(Selector):
+class MeteoraSelector(Selector[MeteoraConfig]):
     """Rationale-driven evidence selection with an adaptive (elbow) cutoff and neighbour expansion."""
 
     name = NAME
 
-    class Config(SelectorConfig):
-        cutoff: str = "zscore_gap"  # applied to the pooled-rationale scores
-        num_rationales: int = 8
-        rationales: Literal["llm", "question"] = "llm"  # "question": no LLM call, the question is the rationale
-        prompt: str = "rationale.default"
-        distinct_pairing: bool = True
-        # The question joins the LLM's rationales (first in pairing, one voice in the pooled mean):
-        # a weak or drifting rationale writer can then never lose the chunk closest to the question.
-        anchor_question: bool = True
-        expansion_window: int = 1
-        order: Literal["score", "document"] = "score"
-        seed: int | None = None
-        # The recall guard (module docstring): never keep fewer than min_keep nor more than budget
-        # chunks (expanded neighbours included); follow the elbow only at a pronounced knee.
-        recall_guard: bool = True
-        min_keep: int = 2
-        budget: int = Field(5, ge=1)
-        knee_prominence: float = Field(0.8, ge=0.0, le=1.0)
-        rationale_weight: float = Field(0.0, ge=0.0, le=1.0)
-
-        @model_validator(mode="after")
-        def _floor_within_budget(self) -> MeteoraSelector.Config:
-            if self.recall_guard and self.min_keep > self.budget:
-                raise ValueError(f"min_keep={self.min_keep} exceeds budget={self.budget}")
-            return self
-
-        def guard(self) -> RecallGuard | None:
-            if not self.recall_guard:
-                return None
-            return RecallGuard(self.budget, self.min_keep, self.knee_prominence, self.rationale_weight)
+    Config = MeteoraConfig
 
     async def select(self, question: str, candidates: list[ScoredChunk], ctx: RunContext) -> Selection:
         run = SelectorRun(self.name, ctx)
@@ -228,7 +233,7 @@ class MeteoraSelector(Selector):
             return self._failed(unique, run, err)
 
     async def _select(self, question: str, candidates: list[ScoredChunk], ctx: RunContext, run: SelectorRun) -> Selection:
-        cfg: MeteoraSelector.Config = self.config  # type: ignore[assignment]
+        cfg = self.config
         trace = run.trace
         usage = Usage()
         if cfg.rationales == "question" or ctx.llm is None:

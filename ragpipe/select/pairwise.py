@@ -19,7 +19,6 @@ self-agreement the harm bound checks.
 from __future__ import annotations
 
 import asyncio
-import math
 from itertools import permutations
 from typing import Literal
 
@@ -28,7 +27,7 @@ from ragpipe.llm.base import Completion
 from ragpipe.schema import ScoredChunk
 from ragpipe.select.base import LLMSelectorConfig, Selector, SelectorRun, register_selector
 from ragpipe.select.budget import fit_prompt
-from ragpipe.select.parsing import answer_position, bare_token, parse_ab
+from ragpipe.select.parsing import answer_mass, parse_ab
 
 
 class PairwiseConfig(LLMSelectorConfig):
@@ -46,15 +45,11 @@ def _ab(word: str) -> str | None:
 
 def prob_a(completion: Completion) -> float | None:
     """P("A") / (P("A") + P("B")) at the answer position (after any ``Passage`` or ``[``)."""
-    position = answer_position(completion.logprobs, lambda word: _ab(word) is not None)
-    if position is None:
+    found = answer_mass(completion, _ab)
+    if found is None:
         return None
-    mass = {"A": 0.0, "B": 0.0}
-    for token, logprob in position.top_dict().items():
-        letter = _ab(bare_token(token))
-        if letter:
-            mass[letter] += math.exp(logprob)
-    return mass["A"] / (mass["A"] + mass["B"])
+    mass = found[1]
+    return mass.get("A", 0.0) / (mass.get("A", 0.0) + mass.get("B", 0.0))
 
 
 class Comparisons:
@@ -83,7 +78,7 @@ class Comparisons:
         return verdict
 
     async def _verdict(self, i: int, j: int) -> float | None:
-        config: PairwiseConfig = self.selector.config  # type: ignore[assignment]
+        config = self.selector.config
         prompt = self.run.ctx.prompts.get(config.prompt)
         label = f"pair ({i + 1}, {j + 1})"
         fitted = fit_prompt(lambda p: prompt.render(question=self.question, passage_a=p[0], passage_b=p[1]),
@@ -131,14 +126,14 @@ class Comparisons:
 
 
 @register_selector("pairwise")
-class PairwiseSelector(Selector):
+class PairwiseSelector(Selector[PairwiseConfig]):
     """PRP with both orders per pair: all pairs (parallel) or heapsort top-k (sequential)."""
 
     name = "pairwise"
     Config = PairwiseConfig
 
     async def score(self, question: str, candidates: list[ScoredChunk], run: SelectorRun) -> list[float]:
-        config: PairwiseConfig = self.config  # type: ignore[assignment]
+        config = self.config
         compare = Comparisons(self, question, [c.chunk.text for c in candidates], run)
         n = len(candidates)
         if config.method == "allpairs":

@@ -12,9 +12,12 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from ragpipe.errors import OutputParseError
-from ragpipe.llm.base import TokenLogprob
+from ragpipe.llm.base import Completion, TokenLogprob
+
+Label = TypeVar("Label")
 
 # Digits that small models emit instead of ASCII ones: superscripts, subscripts, circled, full-width.
 _FAKE_DIGITS = str.maketrans(
@@ -303,3 +306,22 @@ def answer_position(positions: Sequence[TokenLogprob] | None, is_answer: Callabl
         if word.lower() not in _OPENERS:
             return None
     return None
+
+
+def answer_mass(completion: Completion, label: Callable[[str], Label | None]
+                ) -> tuple[TokenLogprob, dict[Label, float]] | None:
+    """The answer position and the probability mass per answer among its top alternatives.
+
+    ``label`` maps a bare token to the answer it spells (``"yes"``, ``"A"``, ``7``) or ``None``;
+    every spelling of an answer (``"A"``, ``" A"``, ``"[A"``) adds to that answer's mass. ``None``
+    when the model chose something other than an answer first.
+    """
+    position = answer_position(completion.logprobs, lambda word: label(word) is not None)
+    if position is None:
+        return None
+    mass: dict[Label, float] = {}
+    for token, logprob in position.top_dict().items():
+        key = label(bare_token(token))
+        if key is not None:
+            mass[key] = mass.get(key, 0.0) + math.exp(logprob)
+    return position, mass

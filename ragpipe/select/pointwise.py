@@ -19,7 +19,7 @@ from ragpipe.llm.base import Completion
 from ragpipe.schema import ScoredChunk
 from ragpipe.select.base import LLMSelectorConfig, Selector, SelectorRun, register_selector, retrieval_prior
 from ragpipe.select.budget import fit_prompt
-from ragpipe.select.parsing import answer_position, bare_token, parse_int_score, parse_yes_no
+from ragpipe.select.parsing import answer_mass, bare_token, parse_int_score, parse_yes_no
 
 TIE_BREAK = 1e-6  # weight of the input order (0-1): orders equal LLM scores only
 
@@ -31,7 +31,7 @@ class PointwiseConfig(LLMSelectorConfig):
     prompt: str = ""
 
 
-class PointwiseSelector(Selector):
+class PointwiseSelector(Selector[PointwiseConfig]):
     """Shared flow: render, call, read a score from logprobs or text, floor on failure."""
 
     Config = PointwiseConfig
@@ -48,7 +48,7 @@ class PointwiseSelector(Selector):
         return [(floor if r is None else r) + TIE_BREAK * t for r, t in zip(results, tie)]
 
     async def _one(self, question: str, candidate: ScoredChunk, run: SelectorRun, k: int) -> float | None:
-        config: PointwiseConfig = self.config  # type: ignore[assignment]
+        config = self.config
         label = f"candidate {k + 1} ({candidate.id})"
         prompt = run.ctx.prompts.get(config.prompt or self.default_prompt)
         max_tokens = prompt.max_tokens
@@ -93,17 +93,11 @@ class PointwiseSelector(Selector):
 
 def yes_mass(completion: Completion) -> float | None:
     """P(yes) / (P(yes) + P(no)) over the spellings of yes/no at the answer position."""
-    position = answer_position(completion.logprobs, lambda word: word.lower() in ("yes", "no"))
-    if position is None:
+    found = answer_mass(completion, lambda word: word.lower() if word.lower() in ("yes", "no") else None)
+    if found is None:
         return None
-    yes = no = 0.0
-    for token, logprob in position.top_dict().items():
-        word = bare_token(token).lower()
-        if word == "yes":
-            yes += math.exp(logprob)
-        elif word == "no":
-            no += math.exp(logprob)
-    return yes / (yes + no)
+    mass = found[1]
+    return mass.get("yes", 0.0) / (mass.get("yes", 0.0) + mass.get("no", 0.0))
 
 
 def _score_token(word: str, high: int) -> int | None:
@@ -118,14 +112,10 @@ def expected_score(completion: Completion, high: int = 10) -> float | None:
     model actually chose "1"; otherwise the "1" mass is read as 1 (its usual meaning).
     """
     positions = completion.logprobs or []
-    position = answer_position(positions, lambda word: _score_token(word, high) is not None)
-    if position is None:
+    found = answer_mass(completion, lambda word: _score_token(word, high))
+    if found is None:
         return None
-    mass: dict[int, float] = {}
-    for token, logprob in position.top_dict().items():
-        value = _score_token(bare_token(token), high)
-        if value is not None:
-            mass[value] = mass.get(value, 0.0) + math.exp(logprob)
+    position, mass = found
     if high >= 10 and bare_token(position.token) == "1" and 1 in mass:
         at = next(i for i, p in enumerate(positions) if p is position)
         following = positions[at + 1] if at + 1 < len(positions) else None

@@ -6,11 +6,11 @@ Useful as the reference row of every benchmark and as the selector of pipelines 
 from __future__ import annotations
 
 from ragpipe.schema import ScoredChunk
-from ragpipe.select.base import Selector, SelectorRun, input_order_scores, register_selector
+from ragpipe.select.base import Selector, SelectorConfig, SelectorRun, input_order_scores, register_selector
 
 
 @register_selector("retrieval_order")
-class RetrievalOrderSelector(Selector):
+class RetrievalOrderSelector(Selector[SelectorConfig]):
     """Ranks by the incoming order; with ``cutoff`` set, the elbow runs on the retriever scores."""
 
     name = "retrieval_order"

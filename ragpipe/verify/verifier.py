@@ -37,7 +37,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ragpipe.context import RunContext
-from ragpipe.errors import ConfigError
+from ragpipe.errors import ConfigError, invalid_field
 from ragpipe.retrieve.vectors import chunk_vectors
 from ragpipe.schema import DroppedEvidence, Rationale, ScoredChunk, TraceEvent, Usage, Verdict
 from ragpipe.verify.isolation import ANSWER_CONSISTENCY, ISOLATED_PROMPT, answer_consistency_signal, isolated_answers
@@ -120,8 +120,7 @@ def _config_of(base: VerifierConfig | None, overrides: dict[str, object]) -> Ver
     try:
         return VerifierConfig.model_validate({**(base or VerifierConfig()).model_dump(), **overrides})
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'verifier'}: {e['msg']}" for e in err.errors())
-        raise ConfigError(f"invalid verifier setting ({problems}); see VerifierConfig for the fields") from None
+        raise ConfigError(f"verifier: {invalid_field(err, label='setting')}; see VerifierConfig for the fields") from None
 
 
 class Verifier:

@@ -6,7 +6,7 @@ from ragpipe.context import RunContext
 from ragpipe.generate import NOT_FOUND_TEXT, Generator, TokenEvent
 from ragpipe.generate.generator import Generation
 from ragpipe.llm.base import Capabilities
-from ragpipe.llm.scripted import REFUSAL, ScriptedLLM, truncated_reply
+from ragpipe.llm.scripted import ScriptedLLM, truncated_reply
 from ragpipe.schema import Chunk, ScoredChunk
 
 QUESTION = "Which river flows through Paris?"
@@ -92,7 +92,7 @@ async def test_a_truncated_answer_keeps_its_partial_text_and_is_traced() -> None
 
 
 async def test_evidence_that_does_not_fit_the_context_window_is_left_out() -> None:
-    small = Capabilities(context_window=320)  # 200 answer + 91 prompt + 21 first chunk; the second needs 24 more
+    small = Capabilities(context_window=320)  # 200 for the answer: the prompt holds the first chunk, not the second
     llm = ScriptedLLM(["The Seine [1] [2]."], capabilities=small)
     result = await generate(llm)
     user = llm.requests[0].messages[-1].content

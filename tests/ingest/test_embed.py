@@ -71,3 +71,16 @@ def test_batch_size_defaults_to_small_batches_on_cpu_and_keeps_an_explicit_one(m
     remote = OpenAIEmbedder(EmbeddingSettings(backend="openai", model="m", base_url="http://127.0.0.1:9/v1"))
     assert remote.batch_size == ACCELERATOR_BATCH_SIZE
     assert openai_embedder().batch_size == 2
+
+
+def test_missing_sentence_transformers_names_the_package_not_an_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from ragpipe.errors import MissingExtraError
+    from ragpipe.ingest.embed import SentenceTransformerEmbedder
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import -> ImportError
+    with pytest.raises(MissingExtraError) as err:
+        SentenceTransformerEmbedder(EmbeddingSettings())
+    assert "pip install 'sentence-transformers'" in str(err.value)
+    assert "ragpipe[" not in str(err.value)  # no extra carries it: it is a core dependency

@@ -126,3 +126,14 @@ def test_helpers():
     assert [c.id for c in ranked] == ["c1", "c2", "c0"]  # ties keep input order
     assert minmax([2.0, 4.0, 3.0]) == [0.0, 1.0, 0.5]
     assert minmax([5.0, 5.0]) == [0.0, 0.0] and minmax([]) == []
+
+
+@pytest.mark.parametrize("bad, wording", [
+    ({"max_keep": "lots"}, r"selector 'retrieval_order': setting 'max_keep': .*integer.* \(got 'lots'\)"),
+    ({"max_kep": 3}, r"selector 'retrieval_order': setting 'max_kep': Extra inputs are not permitted$"),
+])
+def test_a_bad_selector_setting_names_the_field_and_the_value(bad, wording):
+    from ragpipe.select import get_selector
+
+    with pytest.raises(ConfigError, match=wording):
+        get_selector("retrieval_order", **bad)

@@ -34,3 +34,21 @@ def test_passages_are_cut_until_the_real_prompt_fits():
     fitted = fit_prompt(render, passages, llm, max_words=300, output_tokens=50)
     assert fitted.fits and fitted.truncated == 4
     assert len(llm.prompt_tokens(fitted.messages)) <= 400 - 50
+
+
+def test_fit_leading_keeps_the_longest_prefix_whose_rendered_prompt_fits():
+    from ragpipe.llm.base import Capabilities, Message
+    from ragpipe.llm.scripted import ScriptedLLM
+    from ragpipe.select.budget import MESSAGE_OVERHEAD_TOKENS, fit_leading
+
+    items = ["one two three four five"] * 6  # five words each, counted as five tokens
+    llm = ScriptedLLM(capabilities=Capabilities(context_window=100))
+
+    def render(k: int) -> list[Message]:
+        return [Message(role="user", content="Evidence: " + " | ".join(items[:k]))]
+
+    # budget 100 - 60 = 40 tokens: 8 message overhead + "Evidence:" + 5 per item + 1 per separator
+    fitted = fit_leading(render, len(items), llm, output_tokens=60)
+    assert fitted.prompt_tokens <= fitted.budget == 40
+    assert fitted.kept == max(k for k in range(7) if MESSAGE_OVERHEAD_TOKENS + 1 + 5 * k + max(0, k - 1) <= 40)
+    assert fit_leading(render, len(items), llm, output_tokens=95).kept == 0  # not even the frame fits

@@ -165,3 +165,13 @@ async def test_groups_run_concurrently_under_the_limit():
     assert overlapping >= 2
     total = max(e for _, e in spans) - min(s for s, _ in spans)
     assert total < 6 * 0.2  # not one after another
+
+
+async def test_the_prompt_files_max_tokens_caps_the_answer(tmp_path):
+    from tests.select.test_listwise import _capped_prompts
+
+    llm = ScriptedLLM(['{"1": 2, "2": 9, "3": 1}'])
+    ctx = RunContext(llm=llm, prompts=_capped_prompts(tmp_path, "groupwise.default", 5))
+    await get_selector("groupwise", group_size=3, repeats=1, reasoning=False, **RAW).select(
+        "q?", make_candidates(3), ctx)
+    assert llm.requests[0].max_tokens == 5

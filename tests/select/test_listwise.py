@@ -249,3 +249,32 @@ async def test_reversed_check_averages_the_two_answers_and_feeds_the_harm_bound(
     harm = next(e for e in selection.trace if e.kind == "harm_bound")
     assert harm.data["self_agreement"] == 0.0 and harm.data["trusted"] == "input"
     assert [c.id for c in selection.ranked] == ["c0", "c1", "c2", "c3"]
+
+
+def _capped_prompts(tmp_path, base: str, max_tokens: int):
+    """A user prompt folder whose copy of ``base`` lowers the prompt file's max_tokens."""
+    import yaml
+
+    from ragpipe.prompts import PromptRegistry, default_registry
+
+    spec = default_registry().get(base).spec.model_dump(exclude={"name"}, exclude_none=True)
+    spec["max_tokens"] = max_tokens
+    (tmp_path / f"{base}.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return PromptRegistry([tmp_path])
+
+
+async def test_the_prompt_files_max_tokens_caps_the_answer(candidates, tmp_path):
+    llm = ScriptedLLM(["[3] > [1] > [2] > [4] > [5] > [6]"])
+    ctx = RunContext(llm=llm, prompts=_capped_prompts(tmp_path, "listwise.default", 4))
+    selection = await get_selector("listwise", **RAW).select("q?", candidates(6), ctx)
+    assert llm.requests[0].max_tokens == 4
+    # the cut answer "[3] > [1]" still leads, the rest follows in input order
+    assert [c.id for c in selection.ranked][:2] == ["c2", "c0"]
+
+
+def test_first_adds_up_the_spellings_of_one_letter():
+    # "B" and " B" together (0.25 + 0.2) outweigh "A" (0.4), as yes/no and A/B spellings do elsewhere
+    completion = logprob_reply({"A": 0.4, "B": 0.25, " B": 0.2, "C": 0.15})
+    found = first_letter_logprobs(completion, 3)
+    assert sorted(found, key=lambda i: -found[i]) == [1, 0, 2]
+    assert math.exp(found[1]) == pytest.approx(0.45)
