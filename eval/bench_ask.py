@@ -15,6 +15,9 @@ on the baseline: the tree of ``--baseline-ref`` unpacked with ``git archive`` un
 * ``wall_s``: process start to exit, median over the questions.
 * ``first_answer_s``: process start to the first byte of the answer on stdout (``ragpipe ask``
   writes nothing else there before the answer), median.
+* ``printed_s``: process start to the usage line, the end of the printout. Without streaming
+  ``ragpipe ask`` printed nothing before this point, so it is also the first answer text of a
+  checkout that does not stream (``--no-baseline`` reports it as ``first_answer_s_unstreamed``).
 * per run: the LLM calls, tokens and per-node seconds from the usage line.
 
 ``--check-data`` checks the folder and the questions and exits. Prints a table and writes
@@ -59,10 +62,12 @@ def timed_ask(code: Path, question: str, docs: Path, timeout: float) -> dict[str
     assert proc.stdout is not None
     first: float | None = None
     out = bytearray()
+    arrivals: list[tuple[int, float]] = []  # (bytes on stdout so far, seconds) after each read
     while chunk := os.read(proc.stdout.fileno(), 4096):
         if first is None:
             first = time.perf_counter() - start
         out.extend(chunk)
+        arrivals.append((len(out), time.perf_counter() - start))
     try:
         stderr = proc.communicate(timeout=timeout)[1]
     except subprocess.TimeoutExpired:
@@ -73,6 +78,8 @@ def timed_ask(code: Path, question: str, docs: Path, timeout: float) -> dict[str
     run: dict[str, Any] = {"question": question, "rc": proc.returncode, "wall_s": round(wall, 3),
                            "first_answer_s": round(first, 3) if first is not None else None,
                            "answer": text.strip().splitlines()[0] if text.strip() else ""}
+    usage_at = out.find(b" LLM call(s), ")
+    run["printed_s"] = next((round(t, 3) for n, t in arrivals if n > usage_at), None) if usage_at >= 0 else None
     if proc.returncode != 0:
         run["stderr"] = stderr.decode("utf-8", "replace")[-500:]
     if match := USAGE.search(text):
@@ -103,6 +110,8 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     if ok:
         out["wall_s_median"] = round(statistics.median(r["wall_s"] for r in ok), 2)
         out["first_answer_s_median"] = round(statistics.median(firsts), 2) if firsts else None
+        printed = [r["printed_s"] for r in ok if r.get("printed_s") is not None]
+        out["first_answer_s_unstreamed_median"] = round(statistics.median(printed), 2) if printed else None
         nodes: dict[str, list[float]] = {}
         for r in ok:
             for name, secs in r.get("nodes", {}).items():
@@ -166,12 +175,13 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print("| variant | questions | failed | wall s median (goal <= 10) | first answer s median (goal <= 4) | nodes s median |")
-    print("|---|---|---|---|---|---|")
+    print("| variant | questions | failed | wall s median (goal <= 10) | first answer s median (goal <= 4) "
+          "| printout complete s median | nodes s median |")
+    print("|---|---|---|---|---|---|---|")
     for name, s in result["summary"].items():
         nodes = ", ".join(f"{k} {v}" for k, v in s.get("node_s_median", {}).items())
         print(f"| {name} | {s['questions']} | {s['failed']} | {s.get('wall_s_median')} | "
-              f"{s.get('first_answer_s_median')} | {nodes} |")
+              f"{s.get('first_answer_s_median')} | {s.get('first_answer_s_unstreamed_median')} | {nodes} |")
     print(f"wrote {out}")
 
 
