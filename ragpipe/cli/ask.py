@@ -1,8 +1,8 @@
 """``ragpipe ask "question" --docs DIR``: index on first use, answer with numbered citations.
 
-Prints the answer, its citations and an evidence table (or, with ``--json``, one JSON document
-with ``answer``, ``citations``, ``evidence``, ``dropped``, ``fallbacks``, ``usage`` and
-``timings``). When a node fell back (an LLM call failed, timed out or answered garbage) a line
+Prints the answer as the model writes it, then its citations and an evidence table (or, with
+``--json``, one JSON document with ``answer``, ``citations``, ``evidence``, ``dropped``,
+``fallbacks``, ``usage`` and ``timings``). When a node fell back (an LLM call failed, timed out or answered garbage) a line
 says so, as does a line for an answer that cites no evidence. Progress, a status line while the
 LLM is slow, and errors go to stderr, so ``--json`` output stays machine-readable. Any failure
 ends with one line on stderr and a non-zero exit code (with ``--json``, also a JSON error document

@@ -218,6 +218,7 @@ def test_text_output_streams_the_answer_before_it_is_complete(tmp_path: Path) ->
         answer, streamed = asyncio.run(stream_answer(pipe, "How often are API keys rotated?", trace=False,
                                                      budget=pipe.new_budget(), out=out, status=status))
     assert llm.seen[0] == "" and llm.seen[1] == "Rotate " and llm.seen[3] == "Rotate them every "
+    assert status._stop.is_set()  # the first word ended the status line
     assert out.getvalue() == "Rotate them every 90 days [1]. See also [9]. \n"
     assert streamed.strip() == "Rotate them every 90 days [1]. See also [9]."
     assert answer.text == "Rotate them every 90 days [1]. See also."  # [9] cites nothing: removed afterwards
@@ -254,3 +255,21 @@ def test_streamed_control_characters_are_escaped(tmp_path: Path) -> None:
     answer, streamed = asyncio.run(stream_answer(OneShot(), "q", trace=False, budget=None, out=out))
     assert "\x1b" not in out.getvalue() and "\\x1b[31m" in out.getvalue()
     assert answer.text == "red text" and streamed == "red \x1b[31m text"
+
+
+def test_status_line_clears_itself_once_on_a_terminal() -> None:
+    import io
+
+    from ragpipe.cli.ask import StatusLine
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    term = Terminal()
+    status = StatusLine(SimpleNamespace(waiting=lambda: None), stream=term)
+    with status:
+        status._shown = True
+        status.stop()
+        status.stop()
+    assert term.getvalue() == "\r\x1b[K"
