@@ -93,7 +93,8 @@ def _llamaindex_rows(doc: dict[str, Any]) -> list[list[Any]]:
     ]
 
 
-def latency(doc: dict[str, Any], startup: dict[str, Any] | None, llm: dict[str, Any] | None) -> str:
+def latency(doc: dict[str, Any], startup: dict[str, Any] | None, llm: dict[str, Any] | None,
+            ask: dict[str, Any] | None = None) -> str:
     rows = [["cold start: `ragpipe ask` process → first retrieved chunk, s (goal ≤ 3)",
              f"{doc['cold_start_s']:.2f} on {doc['indexed_chunks']} chunks"]]
     for method, w in doc["warm"].items():
@@ -108,9 +109,25 @@ def latency(doc: dict[str, Any], startup: dict[str, Any] | None, llm: dict[str, 
             sizes = sorted(b["first_token_s"], key=int)
             ttft = ", ".join(f"{b['prompt_tokens'][s]} tok {b['first_token_s'][s]['p50']:.2f} s" for s in sizes)
             rows.append([f"first token, {backend} (p50)", f"{ttft}; decode {b['decode_tokens_per_s']['p50']:.0f} tok/s"])
+    if ask:
+        rows += ask_rows(ask)
     commands = f"`{doc['command']}`" + (", `python eval/bench_startup.py`, `python eval/bench_llm.py`" if llm else "")
+    if ask:
+        commands += ", `python eval/bench_ask.py`"
     return f"**Latency and memory** ({commands}; load average at start {doc['load_average_at_start'][0]:.1f})\n\n" + \
         _table(["measure", "value"], rows)
+
+
+def ask_rows(doc: dict[str, Any]) -> list[list[Any]]:
+    """``ragpipe ask`` wall and first answer text per variant (``after`` is this checkout)."""
+    rows = []
+    for name, s in doc["summary"].items():
+        where = f"npm docs, embedded defaults, median of {s['questions'] - s['failed']} questions"
+        label = "" if name == "after" else f" ({name}: {doc.get('baseline_ref')})"
+        rows.append([f"`ragpipe ask` wall, s{label} ({where}; goal ≤ 10)", s.get("wall_s_median")])
+        rows.append([f"`ragpipe ask` first answer text on stdout, s{label} (goal ≤ 4); without streaming",
+                     f"{s.get('first_answer_s_median')}; {s.get('first_answer_s_unstreamed_median')}"])
+    return rows
 
 
 def selectors(doc: dict[str, Any]) -> str:
@@ -214,7 +231,7 @@ def render() -> str:
     sections: list[tuple[str, Callable[..., str], tuple[Any, ...]]] = [
         ("retrieval.json", retrieval, ()),
         ("ingest.json", ingest, ()),
-        ("latency.json", latency, (_load("startup.json"), _load("llm.json"))),
+        ("latency.json", latency, (_load("startup.json"), _load("llm.json"), _load("ask.json"))),
         ("selectors.json", selectors, ()),
         ("selection.json", selection, ()),
         ("poisoning.json", poisoning, ()),

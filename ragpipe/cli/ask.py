@@ -1,8 +1,8 @@
 """``ragpipe ask "question" --docs DIR``: index on first use, answer with numbered citations.
 
-Prints the answer, its citations and an evidence table (or, with ``--json``, one JSON document
-with ``answer``, ``citations``, ``evidence``, ``dropped``, ``fallbacks``, ``usage`` and
-``timings``). When a node fell back (an LLM call failed, timed out or answered garbage) a line
+Prints the answer as the model writes it, then its citations and an evidence table (or, with
+``--json``, one JSON document with ``answer``, ``citations``, ``evidence``, ``dropped``,
+``fallbacks``, ``usage`` and ``timings``). When a node fell back (an LLM call failed, timed out or answered garbage) a line
 says so, as does a line for an answer that cites no evidence. Progress, a status line while the
 LLM is slow, and errors go to stderr, so ``--json`` output stays machine-readable. Any failure
 ends with one line on stderr and a non-zero exit code (with ``--json``, also a JSON error document
@@ -119,11 +119,19 @@ def fallback_lines(answer: Answer) -> list[str]:
     return lines
 
 
-def print_answer(answer: Answer, *, console: Any, show_trace: bool = False) -> None:
-    """Answer, fallback notes, numbered citations, evidence and dropped tables, usage line (and the trace)."""
+def print_answer(answer: Answer, *, console: Any, show_trace: bool = False, streamed: str | None = None) -> None:
+    """Answer, fallback notes, numbered citations, evidence and dropped tables, usage line (and the trace).
+
+    ``streamed`` is the raw text already written as it was generated; the answer is printed again
+    only when checking its citations changed it (a marker removed or renumbered, a retried answer).
+    """
     from rich.table import Table
 
-    console.print(f"[bold]{markup_safe(answer.text)}[/bold]")
+    if streamed is None:
+        console.print(f"[bold]{markup_safe(answer.text)}[/bold]")
+    elif streamed.strip() != answer.text.strip():
+        console.print("[dim]answer with checked citations:[/dim]")
+        console.print(f"[bold]{markup_safe(answer.text)}[/bold]")
     if answer.mode == "extracted":
         console.print("[dim](quoted from the documents; no model wrote this answer)[/dim]")
     for line in fallback_lines(answer):
@@ -281,8 +289,15 @@ class StatusLine:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop and clear the line (safe to call twice); the answer text may follow on the terminal."""
+        if self._stop.is_set():
+            return
         self._stop.set()
-        self._thread.join(timeout=2)
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
         if self._shown and self.tty:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
@@ -343,9 +358,42 @@ def _ask(question: str, docs: Path, method: str | None, no_verify: bool, connect
 
     pipe = Pipeline.from_settings(index=index, settings=settings)
     budget = pipe.new_budget()
-    with StatusLine(budget):
-        answer = pipe.ask(question, trace=trace, budget=budget)
     if as_json:
+        with StatusLine(budget):
+            answer = pipe.ask(question, trace=trace, budget=budget)
         emit_json(answer_to_json(answer, method=pipe.method, include_trace=trace))
         return
-    print_answer(answer, console=cli_console(), show_trace=trace)
+    from ragpipe.llm.base import run_sync
+
+    with StatusLine(budget) as status:
+        answer, streamed = run_sync(lambda: stream_answer(pipe, question, trace=trace, budget=budget,
+                                                          out=sys.stdout, status=status))
+    print_answer(answer, console=cli_console(), show_trace=trace, streamed=streamed)
+
+
+async def stream_answer(pipe: Any, question: str, *, trace: bool, budget: Any, out: Any,
+                        status: StatusLine | None = None) -> tuple[Answer, str]:
+    """Write the answer to ``out`` as the model generates it; returns the final answer and the raw text.
+
+    The first piece of text ends the status line, so the two never share a terminal line.
+    """
+    from ragpipe.generate.generator import AnswerEvent
+
+    pieces: list[str] = []
+    answer: Answer | None = None
+    async for event in pipe.astream(question, trace=trace, budget=budget):
+        if isinstance(event, AnswerEvent):
+            answer = event.answer
+            continue
+        if not event.text:
+            continue
+        if status is not None and not pieces:
+            status.stop()
+        pieces.append(event.text)
+        out.write(printable(event.text))
+        out.flush()
+    if pieces:
+        out.write("\n")
+        out.flush()
+    assert answer is not None, "the answer stream ended without its answer"
+    return answer, "".join(pieces)

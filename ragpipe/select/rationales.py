@@ -20,6 +20,9 @@ from ragpipe.verify.lenient_json import parse_json_lenient
 
 DEFAULT_PROMPT = "rationale.default"
 NODE = "meteora"
+# Output budget per rationale asked for: a label, one or two sentences and a flag rule, as JSON.
+TOKENS_PER_RATIONALE = 96
+REPLY_FRAME_TOKENS = 16  # the {"rationales": [...]} around them
 
 _TEXT_KEYS = ("text", "rationale", "strategy", "search", "facet", "description", "content")
 _FLAG_KEYS = ("flag_instructions", "flag_instruction", "flag", "flags", "reject_if", "flag_rule")
@@ -178,9 +181,11 @@ async def generate_rationales(
     schema = template.output.json_schema if llm.capabilities.json_schema else None
     trace: list[TraceEvent] = []
     usage = Usage()
+    # Decoding dominates on a CPU: stop near the count asked for, not at the prompt's ceiling.
+    max_tokens = min(template.max_tokens, num_rationales * TOKENS_PER_RATIONALE + REPLY_FRAME_TOKENS)
     try:
         completion = await llm.chat(
-            messages, max_tokens=template.max_tokens, temperature=temperature, seed=seed, json_schema=schema
+            messages, max_tokens=max_tokens, temperature=temperature, seed=seed, json_schema=schema
         )
     except LLMError as err:
         trace.append(

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, AsyncIterator
 
 import pytest
 
@@ -173,3 +174,102 @@ def test_unknown_model_is_one_line_and_non_zero(indexed_docs: Path) -> None:
                    RAGPIPE_LLM__MODEL_PATH=str(indexed_docs / "missing.gguf"))
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in proc.stderr
+
+
+class PiecewiseLLM(ScriptedLLM):
+    """A scripted model that streams its reply word by word, recording what was on stdout at each word."""
+
+    def __init__(self, reply: str, stdout: Any) -> None:
+        super().__init__(fn=lambda request: reply)
+        self.stdout = stdout
+        self.seen: list[str] = []
+
+    async def stream(self, request: Any) -> AsyncIterator[str]:
+        completion = await self.complete(request)
+        for word in completion.text.split(" "):
+            self.seen.append(self.stdout.getvalue())
+            yield word + " "
+
+
+def test_text_output_streams_the_answer_before_it_is_complete(tmp_path: Path) -> None:
+    """Each piece is on stdout before the model writes the next; a changed final text is printed once more."""
+    import asyncio
+    import io
+
+    from ragpipe.cli.ask import StatusLine, stream_answer
+    from ragpipe.ingest.testing import HashingEmbedder
+    from ragpipe.pipeline import Pipeline
+    from ragpipe.retrieve.memory import MemoryStore
+
+    embedder = HashingEmbedder()
+    store = MemoryStore(tmp_path / "index")
+    chunks = [Chunk(id=f"c-{name}", doc_id=name, position=0, text=text, source=name, start_char=0,
+                    end_char=len(text)) for name, text in DOCS.items()]
+    store.add(chunks, embedder.embed([c.text for c in chunks]))
+    out = io.StringIO()
+    llm = PiecewiseLLM("Rotate them every 90 days [1]. See also [9].", out)
+    from ragpipe.config import load_settings
+
+    settings = load_settings(None, method="fast", verify=False)
+    pipe = Pipeline.from_settings(index=SimpleNamespace(store=store, embedder=embedder, dir=tmp_path, partial=None),
+                                  settings=settings, llm=llm)
+    status = StatusLine(pipe.new_budget(), stream=io.StringIO())
+    with status:
+        answer, streamed = asyncio.run(stream_answer(pipe, "How often are API keys rotated?", trace=False,
+                                                     budget=pipe.new_budget(), out=out, status=status))
+    assert llm.seen[0] == "" and llm.seen[1] == "Rotate " and llm.seen[3] == "Rotate them every "
+    assert status._stop.is_set()  # the first word ended the status line
+    assert out.getvalue() == "Rotate them every 90 days [1]. See also [9]. \n"
+    assert streamed.strip() == "Rotate them every 90 days [1]. See also [9]."
+    assert answer.text == "Rotate them every 90 days [1]. See also."  # [9] cites nothing: removed afterwards
+
+    from rich.console import Console
+
+    from ragpipe.cli.ask import print_answer
+
+    console_out = io.StringIO()
+    print_answer(answer, console=Console(file=console_out, width=200), streamed=streamed)
+    printed = console_out.getvalue()
+    assert "answer with checked citations:" in printed and printed.count("See also.") == 1
+    console_out = io.StringIO()
+    print_answer(answer, console=Console(file=console_out, width=200), streamed=answer.text)
+    assert "checked citations" not in console_out.getvalue() and "See also." not in console_out.getvalue()
+
+
+def test_streamed_control_characters_are_escaped(tmp_path: Path) -> None:
+    """Model text goes to the terminal through ``printable``: an escape sequence is shown, not run."""
+    import asyncio
+    import io
+
+    from ragpipe.cli.ask import stream_answer
+
+    class OneShot:
+        async def astream(self, question: str, **kwargs: Any) -> AsyncIterator[Any]:
+            from ragpipe.generate.generator import AnswerEvent, TokenEvent
+            from ragpipe.schema import Answer
+
+            yield TokenEvent("red \x1b[31m text")
+            yield AnswerEvent(Answer(question=question, text="red text"))
+
+    out = io.StringIO()
+    answer, streamed = asyncio.run(stream_answer(OneShot(), "q", trace=False, budget=None, out=out))
+    assert "\x1b" not in out.getvalue() and "\\x1b[31m" in out.getvalue()
+    assert answer.text == "red text" and streamed == "red \x1b[31m text"
+
+
+def test_status_line_clears_itself_once_on_a_terminal() -> None:
+    import io
+
+    from ragpipe.cli.ask import StatusLine
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    term = Terminal()
+    status = StatusLine(SimpleNamespace(waiting=lambda: None), stream=term)
+    with status:
+        status._shown = True
+        status.stop()
+        status.stop()
+    assert term.getvalue() == "\r\x1b[K"

@@ -107,7 +107,8 @@ SCRIPTS = {
 }
 RESULTS = {"bench_retrieval": "retrieval.json", "bench_ingest": "ingest.json", "bench_latency": "latency.json",
            "bench_selection": "selection.json", "bench_selectors": "selectors.json", "bench_poisoning": "poisoning.json",
-           "ragas_parity": "ragas_parity.json", "bench_startup": "startup.json", "bench_llm": "llm.json"}
+           "ragas_parity": "ragas_parity.json", "bench_startup": "startup.json", "bench_llm": "llm.json",
+           "bench_ask": "ask.json"}
 
 
 def expected_count(dataset: str, file: str) -> int:
@@ -159,7 +160,7 @@ def test_every_benchmark_help_states_what_it_measures_the_data_and_the_json(scri
     help_text = " ".join(proc.stdout.split())
     assert f"eval/results/{RESULTS[script]}" in help_text
     assert "Data" in help_text
-    if script in ("bench_startup", "bench_llm"):
+    if script in ("bench_startup", "bench_llm", "bench_ask"):
         assert "no evaluation data" in help_text
     elif script != "bench_latency":  # its data flags are on the prepare/run sub-commands
         assert "--data DIR" in help_text and "--check-data" in help_text and "eval/datasets.md" in help_text
@@ -266,3 +267,12 @@ def test_ragpipe_eval_with_a_data_folder_lacking_the_dataset_names_it(config: Pa
     assert main(["eval", str(config), "--data", str(tmp_path), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert str(tmp_path / "hotpotqa_hipporag_train100") in err and "eval/datasets.md" in err
+
+
+def test_bench_ask_check_data_names_a_missing_docs_folder_and_passes_a_real_one(tmp_path: Path) -> None:
+    proc = run_script(["eval/bench_ask.py", "--check-data", "--docs", str(tmp_path / "nowhere")])
+    assert proc.returncode != 0 and f"documentation folder {tmp_path / 'nowhere'} does not exist" in proc.stderr
+    (tmp_path / "docs").mkdir()
+    proc = run_script(["eval/bench_ask.py", "--check-data", "--docs", str(tmp_path / "docs"), "--questions", "10"])
+    assert proc.returncode == 0, proc.stderr
+    assert "10 questions" in proc.stdout

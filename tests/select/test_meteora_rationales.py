@@ -140,3 +140,18 @@ async def test_short_prompt_asks_for_one_sentence_facets_within_a_small_budget()
     assert [r.text for r in out.rationales] == ["founding year of Arthur's Magazine",
                                                 "founding year of First for Women"]
     assert not out.fallback and any(e.kind == "truncation" and "kept them all" in e.message for e in out.trace)
+
+
+async def test_output_cap_follows_the_number_of_rationales_asked_for() -> None:
+    """A model that keeps writing rationales past the count asked for is cut near that count."""
+    facet = {"label": "ranking", "text": "Look for rankings of developed countries by housing quality and cost.",
+             "flag_instructions": "Reject if it contradicts the ranking already verified."}
+    rambling = json.dumps({"rationales": [dict(facet, label=f"facet {i}", text=f"{facet['text']} Aspect {i}.")
+                                          for i in range(12)]})
+    llm = ScriptedLLM([rambling, rambling])
+    out = await generate_rationales(QUESTION, RunContext(llm=llm), num_rationales=2)
+    few, many = llm.requests[0].max_tokens, None
+    assert few < 300 and len(out.rationales) == 2 and not out.fallback
+    await generate_rationales(QUESTION, RunContext(llm=llm), num_rationales=8)
+    many = llm.requests[1].max_tokens
+    assert few < many <= 768  # the prompt's max_tokens stays the ceiling

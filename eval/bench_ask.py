@@ -1,0 +1,189 @@
+"""``ragpipe ask`` as a user sees it: wall time and time to the first answer text, before and after.
+
+    python eval/bench_ask.py [--docs FOLDER] [--questions 10] [--baseline-ref main] [--no-baseline] [--check-data]
+
+Data: no evaluation data. Documentation folder: npm's "using npm" HTML pages as installed with
+Node.js (``--docs``, default ``/usr/lib/node_modules/npm/docs/output/using-npm``), read in place;
+the questions are the first ``--questions`` of ``eval/answers_npm_docs.json``. The index is built
+once under ``eval/work/ask/index`` (``RAGPIPE_STORE__PATH``), never inside the folder.
+
+Each question runs ``python -m ragpipe ask QUESTION --docs FOLDER`` in a fresh process on the
+embedded defaults (SmolLM2 through llama.cpp, the default method), once on this checkout and once
+on the baseline: the tree of ``--baseline-ref`` unpacked with ``git archive`` under
+``eval/work/ask/baseline`` (both run in the same pass, alternating, so machine load hits both).
+
+* ``wall_s``: process start to exit, median over the questions.
+* ``first_answer_s``: process start to the first byte of the answer on stdout (``ragpipe ask``
+  writes nothing else there before the answer), median.
+* ``printed_s``: process start to the usage line, the end of the printout. Without streaming
+  ``ragpipe ask`` printed nothing before this point, so it is also the first answer text of a
+  checkout that does not stream (``--no-baseline`` reports it as ``first_answer_s_unstreamed``).
+* per run: the LLM calls, tokens and per-node seconds from the usage line.
+
+``--check-data`` checks the folder and the questions and exits. Prints a table and writes
+eval/results/ask.json (goals: median wall <= 10 s, first answer text <= 4 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results" / "ask.json"
+WORK = ROOT / "eval" / "work" / "ask"
+DEFAULT_DOCS = Path("/usr/lib/node_modules/npm/docs/output/using-npm")
+QUESTIONS = ROOT / "eval" / "answers_npm_docs.json"
+GOALS = {"wall_s_median": 10.0, "first_answer_s_median": 4.0}
+USAGE = re.compile(r"(\d+) LLM call\(s\), (\d+) prompt \+ (\d+) completion tokens, ([\d.]+) s \((.*)\)")
+
+
+def child_env(code: Path) -> dict[str, str]:
+    """The environment of one ``ragpipe ask``: the checkout under test first on the path, a wide terminal."""
+    return {**os.environ, "PYTHONPATH": str(code), "RAGPIPE_STORE__PATH": str(WORK / "index"),
+            "COLUMNS": "400", "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
+
+
+def timed_ask(code: Path, question: str, docs: Path, timeout: float) -> dict[str, Any]:
+    """Run one ask; wall seconds, seconds to the first stdout byte, and its usage line."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "ragpipe", "ask", question, "--docs", str(docs)], cwd=code,
+                            env=child_env(code), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    first: float | None = None
+    out = bytearray()
+    arrivals: list[tuple[int, float]] = []  # (bytes on stdout so far, seconds) after each read
+    while chunk := os.read(proc.stdout.fileno(), 4096):
+        if first is None:
+            first = time.perf_counter() - start
+        out.extend(chunk)
+        arrivals.append((len(out), time.perf_counter() - start))
+    try:
+        stderr = proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stderr = proc.communicate()[1]
+    wall = time.perf_counter() - start
+    text = out.decode("utf-8", "replace")
+    run: dict[str, Any] = {"question": question, "rc": proc.returncode, "wall_s": round(wall, 3),
+                           "first_answer_s": round(first, 3) if first is not None else None,
+                           "answer": text.strip().splitlines()[0] if text.strip() else ""}
+    usage_at = out.find(b" LLM call(s), ")
+    run["printed_s"] = next((round(t, 3) for n, t in arrivals if n > usage_at), None) if usage_at >= 0 else None
+    if proc.returncode != 0:
+        run["stderr"] = stderr.decode("utf-8", "replace")[-500:]
+    if match := USAGE.search(text):
+        run.update(calls=int(match[1]), prompt_tokens=int(match[2]), completion_tokens=int(match[3]),
+                   nodes={name: float(secs) for name, secs in
+                          (part.rsplit(" ", 1) for part in match[5].split(", ") if " " in part)})
+    return run
+
+
+def unpack_baseline(ref: str) -> tuple[Path, str]:
+    """The tree of ``ref`` as plain files (no worktree, no checkout change); returns it and its commit."""
+    commit = subprocess.run(["git", "rev-parse", ref], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    target = WORK / "baseline"
+    stamp = target / ".commit"
+    if not (stamp.exists() and stamp.read_text() == commit):
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+        stamp.write_text(commit)
+    return target, commit
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in runs if r["rc"] == 0]
+    firsts = [r["first_answer_s"] for r in ok if r["first_answer_s"] is not None]
+    out: dict[str, Any] = {"questions": len(runs), "failed": len(runs) - len(ok)}
+    if ok:
+        out["wall_s_median"] = round(statistics.median(r["wall_s"] for r in ok), 2)
+        out["first_answer_s_median"] = round(statistics.median(firsts), 2) if firsts else None
+        printed = [r["printed_s"] for r in ok if r.get("printed_s") is not None]
+        out["first_answer_s_unstreamed_median"] = round(statistics.median(printed), 2) if printed else None
+        nodes: dict[str, list[float]] = {}
+        for r in ok:
+            for name, secs in r.get("nodes", {}).items():
+                nodes.setdefault(name, []).append(secs)
+        out["node_s_median"] = {name: round(statistics.median(v), 2) for name, v in nodes.items()}
+        out["completion_tokens_median"] = statistics.median(r.get("completion_tokens", 0) for r in ok)
+    return out
+
+
+def check_data(docs: Path, count: int) -> list[str]:
+    """The questions to ask; exits with a one-line error naming what is missing."""
+    if not docs.is_dir():
+        raise SystemExit(f"error: documentation folder {docs} does not exist; pass --docs DIR")
+    questions = [q["question"] for q in json.loads(QUESTIONS.read_text(encoding="utf-8"))["questions"]]
+    if len(questions) < count:
+        raise SystemExit(f"error: {QUESTIONS} has {len(questions)} questions; --questions asks for {count}")
+    return questions[:count]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", default=str(DEFAULT_DOCS), help="documentation folder (read in place)")
+    parser.add_argument("--questions", type=int, default=10)
+    parser.add_argument("--baseline-ref", default="main", help="git ref measured as the baseline")
+    parser.add_argument("--no-baseline", action="store_true", help="measure this checkout only")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds one ask may take")
+    parser.add_argument("--check-data", action="store_true", help="check the folder and questions, then exit")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+    docs = Path(args.docs).resolve()
+    questions = check_data(docs, args.questions)
+    if args.check_data:
+        print(f"ok: {docs} ({sum(1 for _ in docs.iterdir())} entries), {len(questions)} questions from {QUESTIONS}")
+        return
+    WORK.mkdir(parents=True, exist_ok=True)
+    variants: dict[str, Path] = {"after": ROOT}
+    baseline_commit = None
+    if not args.no_baseline:
+        variants["before"], baseline_commit = unpack_baseline(args.baseline_ref)
+    # Index once (the first ask indexes), so no timed run pays for it.
+    subprocess.run([sys.executable, "-m", "ragpipe", "index", str(docs)], cwd=ROOT, env=child_env(ROOT), check=True,
+                   stdout=subprocess.DEVNULL)
+    load = os.getloadavg()[0]
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    for i, question in enumerate(questions):
+        order = list(variants) if i % 2 == 0 else list(reversed(variants))
+        for name in order:
+            run = timed_ask(variants[name], question, docs, args.timeout)
+            runs[name].append(run)
+            print(f"  {name:6} q{i + 1:<2} wall {run['wall_s']:6.2f} s  first answer {run['first_answer_s']} s",
+                  file=sys.stderr)
+    result = {
+        "description": "ragpipe ask on the embedded defaults over a folder of real documentation: wall seconds and "
+                       "seconds to the first answer text on stdout, fresh process per question, index built",
+        "docs": str(docs), "questions_file": str(QUESTIONS.relative_to(ROOT)), "goals": GOALS,
+        "baseline_ref": None if args.no_baseline else args.baseline_ref, "baseline_commit": baseline_commit,
+        "load_average_start": round(load, 2), "load_average_end": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(), "python": platform.python_version(),
+        "summary": {name: summary(r) for name, r in runs.items()}, "runs": runs,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print("| variant | questions | failed | wall s median (goal <= 10) | first answer s median (goal <= 4) "
+          "| printout complete s median | nodes s median |")
+    print("|---|---|---|---|---|---|---|")
+    for name, s in result["summary"].items():
+        nodes = ", ".join(f"{k} {v}" for k, v in s.get("node_s_median", {}).items())
+        print(f"| {name} | {s['questions']} | {s['failed']} | {s.get('wall_s_median')} | "
+              f"{s.get('first_answer_s_median')} | {s.get('first_answer_s_unstreamed_median')} | {nodes} |")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
