@@ -363,6 +363,11 @@ def _ask(question: str, docs: Path, method: str | None, no_verify: bool, connect
             answer = pipe.ask(question, trace=trace, budget=budget)
         emit_json(answer_to_json(answer, method=pipe.method, include_trace=trace))
         return
+    if not sys.stdout.isatty():  # a pipe cannot take back streamed text that checking then rejects
+        with StatusLine(budget):
+            answer = pipe.ask(question, trace=trace, budget=budget)
+        print_answer(answer, console=cli_console(), show_trace=trace)
+        return
     from ragpipe.llm.base import run_sync
 
     with StatusLine(budget) as status:

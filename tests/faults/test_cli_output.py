@@ -166,7 +166,7 @@ def test_json_failure_prints_a_json_error_document(tmp_path: Path, monkeypatch: 
     captured = capsys.readouterr()
     assert code == 3
     doc = json.loads(captured.out)
-    assert doc == {"error": {"type": "LLMUnavailable", "exit_code": 3,
+    assert doc == {"schema_version": 1, "error": {"type": "LLMUnavailable", "exit_code": 3,
                              "message": "cannot reach http://127.0.0.1:9/v1: is the server running?"}}
     assert captured.err.strip().startswith("error: cannot reach")
 
