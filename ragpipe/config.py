@@ -25,7 +25,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from ragpipe.errors import ConfigError
 from ragpipe.resources import data_dir
@@ -142,7 +149,9 @@ class Settings(Section):
     verifier: dict[str, Any] = Field(default_factory=dict)  # VerifierConfig fields
 
     @model_validator(mode="after")
-    def _options_valid(self) -> Settings:
+    def _options_valid(self, info: ValidationInfo) -> Settings:
+        if info.context and info.context.get("options_checked"):  # resolve_settings checked them
+            return self
         problems = option_problems(self.select, self.verifier)
         if problems:
             raise ValueError(describe(problems, None, valid_keys))
@@ -280,14 +289,12 @@ def resolve_settings(
         leaves = list(flatten({key[-1]: value}, key[:-1])) if isinstance(value, Mapping) else [(key, value)]
         for leaf, leaf_value in leaves:
             layers.add_key(leaf, leaf_value, source)
-    if "connector" not in layers.sources:
-        layers.values["connector"] = connector
 
     problems = option_problems(layers.values.get("select"), layers.values.get("verifier"))
     if problems:
         raise ConfigError(describe(problems, layers, valid_keys))
     try:
-        return Settings.model_validate(layers.values), layers
+        return Settings.model_validate(layers.values, context={"options_checked": True}), layers
     except ValidationError as err:
         raise ConfigError(describe([Problem.from_pydantic(e) for e in err.errors()], layers, valid_keys)) from None
 

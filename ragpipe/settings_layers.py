@@ -57,9 +57,9 @@ class Layers:
     values: dict[str, Any] = field(default_factory=dict)
     sources: dict[Key, str] = field(default_factory=dict)
 
-    def add(self, values: Mapping[str, Any], source: str | Callable[[Key], str]) -> None:
+    def add(self, values: Mapping[str, Any], source: str) -> None:
         for key, value in flatten(values):
-            self.add_key(key, value, source(key) if callable(source) else source)
+            self.add_key(key, value, source)
 
     def add_key(self, key: Key, value: Any, source: str) -> None:
         _set_path(self.values, key, value)

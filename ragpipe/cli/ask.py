@@ -21,6 +21,7 @@ from typing import Any
 import typer
 
 from ragpipe.cli import app
+from ragpipe.cli.options import SET_OPTION
 from ragpipe.cli.output import emit_json
 from ragpipe.cli.terminal import console as cli_console
 from ragpipe.cli.terminal import markup_safe, printable
@@ -247,8 +248,7 @@ def ask(
     answer_mode: str = typer.Option(None, "--answer",
                                     help="extractive (quote the evidence, no LLM), generate, or auto (default)."),
     retrieve_only: bool = typer.Option(False, "--retrieve-only", hidden=True, help="Stop after retrieval."),
-    assignments: list[str] = typer.Option([], "--set", metavar="SECTION.KEY=VALUE",
-                                          help="Set any setting (repeatable), e.g. --set retrieval.top_k=10."),
+    assignments: list[str] = SET_OPTION,
 ) -> None:
     """Answer a question from a folder of documents, with numbered citations and an evidence table."""
     try:

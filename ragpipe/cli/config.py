@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from ragpipe.cli import app
+from ragpipe.cli.options import SET_OPTION
 
 config_app = typer.Typer(help="Show the effective settings, or check a settings file.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -32,8 +33,7 @@ def show(
     config: Path = typer.Option(None, "--config", help="TOML settings file."),
     connector: str = typer.Option(None, "--connector", help="Connector profile (see connectors/)."),
     method: str = typer.Option(None, "--method", help="Show this method's options (default: the method setting)."),
-    assignments: list[str] = typer.Option([], "--set", metavar="SECTION.KEY=VALUE",
-                                          help="Set any setting (repeatable), e.g. --set retrieval.top_k=10."),
+    assignments: list[str] = SET_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print one machine-readable JSON document."),
 ) -> None:
     """Print every effective setting, its value and its source (default, profile, file, env var, flag)."""

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ragpipe.cli import app
+from ragpipe.cli.options import SET_OPTION
 from ragpipe.cli.output import emit_json
 from ragpipe.cli.terminal import console as cli_console
 from ragpipe.cli.terminal import markup_safe
@@ -81,8 +82,7 @@ def index(
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
     config: Path | None = typer.Option(None, "--config", help="TOML config file."),
     connector: str | None = typer.Option(None, "--connector", help="Connector profile (e.g. chroma-server)."),
-    assignments: list[str] = typer.Option([], "--set", metavar="SECTION.KEY=VALUE",
-                                          help="Set any setting (repeatable), e.g. --set retrieval.top_k=10."),
+    assignments: list[str] = SET_OPTION,
 ) -> None:
     """Index DIR: new and changed files are embedded, deleted files removed, unchanged files skipped."""
     import logging

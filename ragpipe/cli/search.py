@@ -13,6 +13,7 @@ from typing import Any
 import typer
 
 from ragpipe.cli import app
+from ragpipe.cli.options import SET_OPTION
 from ragpipe.cli.output import emit_json
 from ragpipe.cli.terminal import console as cli_console
 from ragpipe.cli.terminal import markup_safe
@@ -92,8 +93,7 @@ def search(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one machine-readable JSON document."),
     config: Path = typer.Option(None, "--config", help="TOML settings file."),
-    assignments: list[str] = typer.Option([], "--set", metavar="SECTION.KEY=VALUE",
-                                          help="Set any setting (repeatable), e.g. --set retrieval.top_k=10."),
+    assignments: list[str] = SET_OPTION,
 ) -> None:
     """Show what retrieval returns for a query: scores, dense/BM25 ranks, sources, snippets."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
