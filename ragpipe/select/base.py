@@ -15,13 +15,21 @@ from abc import ABC
 from collections.abc import Sequence
 from typing import Any, Callable, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from typing_extensions import TypedDict
 
 from ragpipe.context import RunContext
 from ragpipe.errors import ConfigError, invalid_field
 from ragpipe.llm.base import LLM, Completion, Message
 from ragpipe.llm.wrappers import CallLog
-from ragpipe.schema import ScoredChunk, TraceEvent, Usage
+from ragpipe.schema import Rationale, ScoredChunk, TraceEvent, Usage
 from ragpipe.select.cutoff import METHODS as CUTOFF_METHODS
 from ragpipe.select.cutoff import CutoffResult, apply_cutoff
 from ragpipe.select.harm_bound import HarmBoundConfig, Reliability, bound
@@ -41,6 +49,26 @@ def register_selector(name: str) -> Callable[[SelectorClass], SelectorClass]:
     return decorate
 
 
+class RationalePair(TypedDict):
+    rationale: int  # 1-based rationale number
+    chunk_id: str
+    cosine: float
+
+
+class SelectionExtras(TypedDict, total=False):
+    """What a selector reports beyond the ranking; every key is optional, unknown keys are refused."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
+    llm_order: list[str]  # LLM selectors: the model's own order (ids) before the harm bound
+    rationales: list[Rationale]  # METEORA: the rationales used, with the chunks each picked
+    pairs: list[RationalePair]
+    pooled_scores: dict[str, float]
+    fused_scores: dict[str, float] | None
+    elbow_index: int | None
+    stages: dict[str, list[str]]  # METEORA: chunk ids after pairing, pooling and expansion
+
+
 class Selection(BaseModel):
     """A selector's output: everything ranked, what survived the cutoff, and how it got there."""
 
@@ -51,7 +79,7 @@ class Selection(BaseModel):
     cutoff: CutoffResult | None = None
     trace: list[TraceEvent] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
-    extras: dict[str, Any] = Field(default_factory=dict)
+    extras: SelectionExtras = Field(default_factory=lambda: SelectionExtras())
 
 
 class SelectorConfig(BaseModel):
@@ -258,7 +286,7 @@ class Selector(ABC, Generic[ConfigT]):
         """The selection, with ``extras["llm_order"]``: the LLM's own order (ids) before the harm bound."""
         config = self.config
         method = config.cutoff
-        extras = {} if llm_order is None else {"llm_order": llm_order}
+        extras = SelectionExtras() if llm_order is None else SelectionExtras(llm_order=llm_order)
         if method == "none" and config.max_keep is None:
             return Selection(ranked=ranked, kept=list(ranked), trace=run.trace, usage=run.usage, extras=extras)
         result = apply_cutoff(

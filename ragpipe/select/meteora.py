@@ -41,6 +41,7 @@ from ragpipe.retrieve.vectors import chunk_vectors, embed_texts
 from ragpipe.schema import Rationale, ScoredChunk, TraceEvent, Usage
 from ragpipe.select.base import (
     Selection,
+    SelectionExtras,
     Selector,
     SelectorConfig,
     SelectorRun,
@@ -277,7 +278,7 @@ class MeteoraSelector(Selector[MeteoraConfig]):
         if cfg.order == "document":
             kept = sorted(kept, key=lambda c: (c.chunk.doc_id, c.chunk.position))
         kept = [c.model_copy(update={"rank": i + 1}) for i, c in enumerate(kept)]
-        extras: dict[str, Any] = {
+        extras: SelectionExtras = {
             "rationales": rationales,
             "pairs": [{"rationale": r + 1, "chunk_id": candidates[c].id, "cosine": round(s, 4)}
                       for r, c, s in result.pairs],

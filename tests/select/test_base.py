@@ -137,3 +137,16 @@ def test_a_bad_selector_setting_names_the_field_and_the_value(bad, wording):
 
     with pytest.raises(ConfigError, match=wording):
         get_selector("retrieval_order", **bad)
+
+
+def test_selection_extras_are_a_typed_contract():
+    from pydantic import ValidationError
+
+    from ragpipe.select.base import Selection
+
+    ok = Selection(ranked=[], kept=[], extras={"llm_order": ["c1", "c0"], "elbow_index": 2})
+    assert ok.extras == {"llm_order": ["c1", "c0"], "elbow_index": 2}
+    with pytest.raises(ValidationError, match="llm_ordr"):  # a misspelt key is refused, not carried along
+        Selection(ranked=[], kept=[], extras={"llm_ordr": ["c1"]})
+    with pytest.raises(ValidationError, match="llm_order"):
+        Selection(ranked=[], kept=[], extras={"llm_order": "c1 > c0"})
