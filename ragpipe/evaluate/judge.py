@@ -15,7 +15,7 @@ from ragpipe.errors import LLMError, LLMTimeout, PromptError
 from ragpipe.llm.base import LLM
 from ragpipe.prompts import PromptRegistry, default_registry
 from ragpipe.schema import TraceEvent
-from ragpipe.verify.lenient_json import parse_json_lenient
+from ragpipe.llm.json_reply import parse_json_lenient
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from ragpipe.errors import OutputParseError
 from ragpipe.llm.base import Completion, TokenLogprob
+from ragpipe.llm.json_reply import parse_json_lenient
 
 Label = TypeVar("Label")
 
@@ -140,68 +141,23 @@ def parse_permutation(text: str, n: int) -> PermutationParse:
 
 # ---------------------------------------------------------------- JSON score maps
 
-_FENCED = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
 _ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNORECASE)
 
 
-def _last_object(text: str) -> str | None:
-    """The last balanced ``{…}`` in ``text``, or an unclosed trailing one."""
-    end = text.rfind("}")
-    if end >= 0:
-        depth = 0
-        for i in range(end, -1, -1):
-            if text[i] == "}":
-                depth += 1
-            elif text[i] == "{":
-                depth -= 1
-                if depth == 0:
-                    return text[i : end + 1]
-    start = text.rfind("{")
-    return text[start:] if start >= 0 else None
-
-
-def _repair_json(snippet: str) -> tuple[str, list[str]]:
-    repairs = []
-    fixed = re.sub(r"\]\]\s*\"", ']"', snippet)
-    fixed = re.sub(r"(?<=[{,\s])'([^']*)'\s*:", r'"\1":', fixed)  # single-quoted keys
-    fixed = re.sub(r"(?<=[{,\s])(\[?\d+\]?)\s*:", r'"\1":', fixed)  # bare keys 1: or [1]:
-    fixed = re.sub(r",\s*}", "}", fixed)
-    if fixed.count("{") > fixed.count("}"):
-        fixed = fixed.rstrip().rstrip(",") + "}" * (fixed.count("{") - fixed.count("}"))
-        repairs.append("closed an unterminated JSON object")
-    if fixed != snippet and not repairs:
-        repairs.append("repaired JSON syntax (quotes, keys or trailing comma)")
-    return fixed, repairs
-
-
 def extract_json_object(text: str) -> tuple[dict, list[str]]:
-    """The JSON object in a model answer: ``<answer>`` body, last fenced block, else last ``{…}``."""
-    repairs: list[str] = []
+    """The JSON object in a model answer: ``<answer>`` body, last fenced block, else last ``{…}``.
+
+    Rankers that reason first put their answer last, so the last object is read; what the
+    reader repaired comes back as the list of repairs.
+    """
     body = strip_thinking(text)
     answer = _ANSWER.search(body)
     if answer:
         body = answer.group(1)
-    fenced = _FENCED.findall(body)
-    if fenced:
-        body = fenced[-1]
-        repairs.append("read the JSON from a fenced block")
-    snippet = _last_object(body)
-    if snippet is None:
-        raise OutputParseError(f"no JSON object in the output: {text[:200]!r}", raw=text)
-    if snippet.strip() != body.strip():
-        repairs.append("ignored text around the JSON object")
-    try:
-        value = json.loads(snippet)
-    except json.JSONDecodeError:
-        fixed, fixes = _repair_json(snippet)
-        try:
-            value = json.loads(fixed)
-        except json.JSONDecodeError as err:
-            raise OutputParseError(f"malformed JSON ({err.msg}): {snippet[:200]!r}", raw=text) from None
-        repairs.extend(fixes)
-    if not isinstance(value, dict):
-        raise OutputParseError(f"expected a JSON object, got {type(value).__name__}", raw=text)
-    return value, repairs
+    parsed = parse_json_lenient(body, last=True, want=(dict,))
+    if parsed is None:
+        raise OutputParseError(f"no usable JSON object in the output: {text[:200]!r}", raw=text)
+    return parsed.value, list(parsed.repairs)
 
 
 def _as_number(value: object) -> float | None:

@@ -16,7 +16,7 @@ from typing import Any
 from ragpipe.context import RunContext
 from ragpipe.errors import LLMError
 from ragpipe.schema import Rationale, TraceEvent, Usage
-from ragpipe.verify.lenient_json import parse_json_lenient
+from ragpipe.llm.json_reply import parse_json_lenient
 
 DEFAULT_PROMPT = "rationale.default"
 NODE = "meteora"

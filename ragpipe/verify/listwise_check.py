@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ragpipe.context import RunContext
 from ragpipe.errors import LLMError
 from ragpipe.schema import ScoredChunk, TraceEvent, Usage
-from ragpipe.verify.lenient_json import parse_json_lenient
+from ragpipe.llm.json_reply import parse_json_lenient
 from ragpipe.verify.llm_check import normalise_flag
 
 LISTWISE_PROMPT = "verifier.listwise"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ragpipe.context import RunContext
 from ragpipe.errors import LLMError
 from ragpipe.schema import Rationale, ScoredChunk, TraceEvent, Usage
-from ragpipe.verify.lenient_json import parse_json_lenient
+from ragpipe.llm.json_reply import parse_json_lenient
 
 DEFAULT_PROMPT = "verifier.default"
 _TRUE = {"true", "yes", "1", "keep", "accept", "accepted", "valid"}
