@@ -71,6 +71,30 @@ class ScoredChunk(BaseModel):
     def id(self) -> str:
         return self.chunk.id
 
+    def flat(self, *fields: str) -> dict[str, Any]:
+        """The named fields of the hit and its chunk side by side, in the order named.
+
+        This is how a hit leaves ragpipe (``--json`` output, framework metadata), so every
+        outlet spells a field the same way; ``id`` is the former name of ``chunk_id``.
+        """
+        chunk = self.chunk
+        every: dict[str, Any] = {
+            "rank": self.rank,
+            "score": self.score,
+            "chunk_id": chunk.id,
+            "id": chunk.id,
+            "doc_id": chunk.doc_id,
+            "source": chunk.source,
+            "position": chunk.position,
+            "start_char": chunk.start_char,
+            "end_char": chunk.end_char,
+            "stage_scores": dict(self.stage_scores),
+            "stage_ranks": dict(self.stage_ranks),
+            "metadata": dict(chunk.metadata),
+            "text": chunk.text,
+        }
+        return {name: every[name] for name in fields}
+
     def with_stage(self, stage: str, score: float, rank: int) -> ScoredChunk:
         """A copy scored by ``stage``: becomes the current score and is kept in the history."""
         return self.model_copy(

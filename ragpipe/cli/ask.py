@@ -46,17 +46,11 @@ def _verdict(verdicts: dict[str, Verdict], chunk_id: str) -> dict[str, Any] | No
     return {"keep": verdict.keep, "reason": verdict.reason, "flags": list(verdict.flags)}
 
 
+EVIDENCE_FIELDS = ("chunk_id", "id", "source", "position", "text", "score")
+
+
 def _evidence_row(item: ScoredChunk, verdicts: dict[str, Verdict]) -> dict[str, Any]:
-    chunk = item.chunk
-    return {
-        "chunk_id": chunk.id,
-        "id": chunk.id,  # the former name of chunk_id
-        "source": chunk.source,
-        "position": chunk.position,
-        "text": chunk.text,
-        "score": item.score,
-        "verdict": _verdict(verdicts, chunk.id),
-    }
+    return {**item.flat(*EVIDENCE_FIELDS), "verdict": _verdict(verdicts, item.chunk.id)}
 
 
 def fallbacks(answer: Answer) -> list[dict[str, str]]:

@@ -21,22 +21,13 @@ from ragpipe.errors import ConfigError, StoreError
 from ragpipe.schema import ScoredChunk
 
 
+HIT_FIELDS = ("rank", "score", "chunk_id", "id", "doc_id", "source", "position", "stage_scores", "stage_ranks",
+              "metadata", "text")
+
+
 def hit_to_json(hit: ScoredChunk) -> dict[str, Any]:
     """One result of ``ragpipe search --json`` (keys are a stable contract)."""
-    chunk = hit.chunk
-    return {
-        "rank": hit.rank,
-        "score": hit.score,
-        "chunk_id": chunk.id,
-        "id": chunk.id,  # the former name of chunk_id
-        "doc_id": chunk.doc_id,
-        "source": chunk.source,
-        "position": chunk.position,
-        "stage_scores": hit.stage_scores,
-        "stage_ranks": hit.stage_ranks,
-        "metadata": chunk.metadata,
-        "text": chunk.text,
-    }
+    return hit.flat(*HIT_FIELDS)
 
 
 def _snippet(text: str, width: int = 120) -> str:

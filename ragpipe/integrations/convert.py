@@ -16,19 +16,7 @@ PROVENANCE_KEYS = ("chunk_id", "doc_id", "source", "position", "start_char", "en
 
 def chunk_metadata(item: ScoredChunk, **extra: Any) -> dict[str, Any]:
     """The metadata ragpipe attaches to an outgoing document."""
-    chunk = item.chunk
-    return {
-        **chunk.metadata,
-        "chunk_id": chunk.id,
-        "doc_id": chunk.doc_id,
-        "source": chunk.source,
-        "position": chunk.position,
-        "start_char": chunk.start_char,
-        "end_char": chunk.end_char,
-        "score": item.score,
-        "stage_scores": dict(item.stage_scores),
-        **extra,
-    }
+    return {**item.chunk.metadata, **item.flat(*PROVENANCE_KEYS, "score", "stage_scores"), **extra}
 
 
 def scored_chunk(text: str, metadata: dict[str, Any] | None, index: int, *, ident: str | None = None,
