@@ -110,13 +110,14 @@ class Parallel(Node):
 
 def fuse_rrf(field: str, k: int = 60) -> Merge:
     """A merge that fuses the branches' ranked ``field`` lists by reciprocal rank fusion."""
+    from ragpipe.retrieve.fusion import rrf  # on use: the retrieval package is slow to import
 
     def merge(state: RunState, patches: list[dict[str, Any]]) -> dict[str, Any]:
-        scores: dict[str, float] = {}
+        lists = [patch.get(field, []) for patch in patches]
+        scores = rrf({str(i): [(item.id, item.score) for item in items] for i, items in enumerate(lists)}, k=k)
         first: dict[str, ScoredChunk] = {}
-        for patch in patches:
-            for rank, item in enumerate(patch.get(field, []), start=1):
-                scores[item.id] = scores.get(item.id, 0.0) + 1.0 / (k + rank)
+        for items in lists:
+            for item in items:
                 first.setdefault(item.id, item)
         order = sorted(scores, key=lambda cid: -scores[cid])
         fused = [first[cid].with_stage("fused", scores[cid], rank) for rank, cid in enumerate(order, start=1)]
