@@ -44,6 +44,7 @@ from ragpipe.settings_layers import (
     env_assignments,
     flatten,
     keyword_key,
+    model_keys,
     parse_assignment,
 )
 
@@ -226,11 +227,7 @@ def valid_keys(table: Key) -> list[str] | None:
         from ragpipe.verify.verifier import VerifierConfig
 
         model, rest = VerifierConfig, table[1:]
-    for part in rest:
-        field = model.model_fields.get(part) if model is not None else None
-        annotation = field.annotation if field is not None else None
-        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-    return list(model.model_fields) if model is not None else None
+    return model_keys(model, rest)
 
 
 def connector_names() -> list[str]:

@@ -6,8 +6,6 @@ import re
 import threading
 from typing import Any
 
-from pydantic import ValidationError
-
 REDACTED = "[redacted]"
 # Credential shapes that must never be shown: bearer/basic credentials, OpenAI-style keys, and the
 # value of a key-like field (``api_key=…``, ``"authorization": "…"``).
@@ -101,18 +99,6 @@ class ConfigError(RagpipeError):
     """A setting, connector profile or config file is wrong; the message names it."""
 
     exit_code = 2
-
-
-def invalid_field(err: ValidationError, *, label: str = "field") -> str:
-    """``field 'a.b': <what is wrong> (got <value>)`` for the first problem pydantic found.
-
-    One wording for every settings-like model (selector and verifier options, eval and prompt
-    files), so a typo reads the same wherever it was made; callers prefix where it came from.
-    """
-    first = err.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    got = f" (got {first['input']!r})" if first["type"] not in ("missing", "value_error", "extra_forbidden") else ""
-    return f"{label} '{field}': {first['msg']}{got}"
 
 
 class PromptError(RagpipeError):

@@ -23,10 +23,11 @@ from jinja2 import StrictUndefined, TemplateError, meta
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ragpipe.errors import PromptError, invalid_field
+from ragpipe.errors import PromptError
 from ragpipe.llm.base import Message
 from ragpipe.llm.special_tokens import neutralise_special_tokens
 from ragpipe.resources import data_dir
+from ragpipe.settings_layers import invalid_field
 
 DATA_TAG = "data"
 _LOOKALIKE = re.compile(r"<\s*(/?)\s*(data|evidence|document|passage)\b", re.IGNORECASE)
@@ -168,7 +169,7 @@ class PromptRegistry:
         try:
             spec = PromptFile(**{"name": path.stem, **raw})
         except ValidationError as err:
-            raise PromptError(f"{path}: {invalid_field(err)}") from err
+            raise PromptError(f"{path}: {invalid_field(err, PromptFile)}") from err
         return Prompt(spec, path, self._env)
 
 

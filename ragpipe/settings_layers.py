@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from ragpipe.errors import ConfigError
 
 Key = tuple[str, ...]
@@ -144,20 +146,45 @@ class Problem:
         return cls((*prefix, *(str(p) for p in error["loc"])), error["type"], message, error.get("input"))
 
 
-def describe(problems: Iterable[Problem], layers: Layers | None,
-             valid_keys: Callable[[Key], list[str] | None]) -> str:
-    """One message naming each problem's key, its source and (for a typo) the closest valid key."""
+def describe(problems: Iterable[Problem], layers: Layers | None = None,
+             valid_keys: Callable[[Key], list[str] | None] | None = None, *, label: str = "setting") -> str:
+    """One message naming each problem's key, its source and the fix.
+
+    The one wording for every settings-like input (settings, selector and verifier options,
+    eval and prompt files): an unknown key gets the closest valid key (or the valid keys), a bad
+    value says what is wrong with it and the value given.
+    """
     lines = []
     for problem in problems:
         source = layers.source_of(problem.key) if layers is not None else None
         where = f" ({source})" if source else ""
-        name = dotted(problem.key)
+        name = dotted(problem.key) or "(top level)"
         if problem.kind == "extra_forbidden":
-            lines.append(f"unknown setting '{name}'{where}{_suggestion(problem.key, valid_keys)}")
+            hint = _suggestion(problem.key, valid_keys) if valid_keys is not None else ""
+            lines.append(f"unknown {label} '{name}'{where}{hint}")
         else:
             shown = "" if problem.kind in ("missing", "value_error") else f" (got {problem.value!r})"
-            lines.append(f"setting '{name}'{where}: {problem.message}{shown}")
+            lines.append(f"{label} '{name}'{where}: {problem.message}{shown}")
     return "; ".join(lines)
+
+
+def invalid_field(err: ValidationError, model: type[BaseModel] | None = None, *, label: str = "field") -> str:
+    """``describe`` for a model validated on its own (selector options, a prompt or eval file).
+
+    Keys are named relative to ``model``, whose fields give the "did you mean" hint; callers
+    prefix where the values came from.
+    """
+    problems = [Problem.from_pydantic(e) for e in err.errors()]
+    return describe(problems, None, (lambda table: model_keys(model, table)) if model else None, label=label)
+
+
+def model_keys(model: type[BaseModel] | None, table: Key) -> list[str] | None:
+    """The keys allowed in ``table`` (a path of nested fields) of ``model``; None where it is no model."""
+    for part in table:
+        field_info = model.model_fields.get(part) if model is not None else None
+        annotation = field_info.annotation if field_info is not None else None
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return list(model.model_fields) if model is not None else None
 
 
 def _suggestion(key: Key, valid_keys: Callable[[Key], list[str] | None]) -> str:

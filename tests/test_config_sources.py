@@ -18,8 +18,10 @@ from ragpipe.graph.state import RunState
 from ragpipe.llm.scripted import ScriptedLLM
 from ragpipe.pipeline import graph_from_settings
 from ragpipe.retrieve.retriever import Retriever
+from ragpipe.select import get_selector
 from ragpipe.select.listwise import window_spans
 from ragpipe.settings_layers import parse_value
+from ragpipe.verify.verifier import Verifier
 from tests.select.conftest import make_candidates
 
 SOURCES = ("toml", "env", "set")
@@ -187,6 +189,22 @@ def test_bad_option_values_name_the_option_and_the_source(tmp_path, monkeypatch)
         load_settings(assignments=["verifier.fail_policy=maybe"])
     with pytest.raises(ConfigError, match=r"setting 'select.fast.budget' .*greater than or equal to 1"):
         load_settings(assignments=["select.fast.budget=0"])
+
+
+@pytest.mark.parametrize("make, wording", [
+    (lambda: get_selector("listwise", windw=3),
+     r"^selector 'listwise': unknown setting 'windw': did you mean 'window'\?$"),
+    (lambda: Verifier(fail_polcy="fail_open"),
+     r"^verifier: unknown setting 'fail_polcy': did you mean 'fail_policy'\?$"),
+    (lambda: Verifier(harm_bound=True),
+     r"^verifier: unknown setting 'harm_bound'; valid keys in the top level: signals, .*fail_policy"),
+    (lambda: Verifier(fail_policy="closed"),
+     r"^verifier: setting 'fail_policy': Input should be 'fail_open' or 'fail_closed' \(got 'closed'\)$"),
+])
+def test_python_api_options_are_explained_in_the_settings_wording(make, wording) -> None:
+    """A typo passed as a keyword reads like the same typo in TOML: key, closest key or what is wrong."""
+    with pytest.raises(ConfigError, match=wording):
+        make()
 
 
 def test_unknown_ragpipe_variables_are_errors_but_tool_variables_are_not(monkeypatch) -> None:

@@ -131,7 +131,7 @@ def test_lookalike_delimiters_are_escaped(tag: str) -> None:
 
 def test_unknown_prompt_key_is_an_error_naming_file_and_field(tmp_path: Path) -> None:
     write_prompt(tmp_path, "demo.typo", "variables: [question]\nuser: '{{ question }}'\nmax_token: 50\n")
-    with pytest.raises(PromptError, match=r"demo\.typo\.yaml: field 'max_token'"):
+    with pytest.raises(PromptError, match=r"demo\.typo\.yaml: unknown field 'max_token': did you mean 'max_tokens'\?"):
         PromptRegistry([tmp_path]).get("demo.typo")
 
 

@@ -41,8 +41,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from ragpipe.errors import ConfigError, invalid_field
+from ragpipe.errors import ConfigError
 from ragpipe.evaluate.datafolder import ENV_VAR, DataError, missing_root_message, resolve_data_root
+from ragpipe.settings_layers import invalid_field
 
 JUDGED_METRICS: tuple[str, ...] = ("faithfulness", "answer_relevancy", "context_precision", "context_recall",
                                    "correctness")
@@ -158,6 +159,6 @@ def load_eval_config(path: str | Path, *, data: str | Path | None = None, **over
     try:
         config = EvalConfig(**raw)
     except ValidationError as err:
-        raise ConfigError(f"eval config {file}: {invalid_field(err)}") from None
+        raise ConfigError(f"eval config {file}: {invalid_field(err, EvalConfig)}") from None
     config.dataset.path = expand_path(config.dataset.path, data)
     return config

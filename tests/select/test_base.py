@@ -130,7 +130,7 @@ def test_helpers():
 
 @pytest.mark.parametrize("bad, wording", [
     ({"max_keep": "lots"}, r"selector 'retrieval_order': setting 'max_keep': .*integer.* \(got 'lots'\)"),
-    ({"max_kep": 3}, r"selector 'retrieval_order': setting 'max_kep': Extra inputs are not permitted$"),
+    ({"max_kep": 3}, r"selector 'retrieval_order': unknown setting 'max_kep': did you mean 'max_keep'\?$"),
 ])
 def test_a_bad_selector_setting_names_the_field_and_the_value(bad, wording):
     from ragpipe.select import get_selector
