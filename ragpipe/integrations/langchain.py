@@ -35,7 +35,7 @@ from ragpipe.errors import ConfigError
 from ragpipe.graph.node import Node
 from ragpipe.graph.state import RunState, coerce_state
 from ragpipe.integrations.convert import chunk_metadata, scored_chunk
-from ragpipe.integrations.nodes import fallbacks, require_llm, run_on_chunks, select_node, verify_node
+from ragpipe.integrations.nodes import NodeAdapter, fallbacks, run_on_chunks, select_node, verify_node
 from ragpipe.llm.base import run_sync
 from ragpipe.schema import ScoredChunk
 
@@ -118,20 +118,13 @@ class RagpipeRetriever(BaseRetriever):
         return await self._search(query, run_manager.get_child())
 
 
-class _RagpipeCompressor(BaseDocumentCompressor):
+class _RagpipeCompressor(NodeAdapter, BaseDocumentCompressor):
     """Runs one ragpipe graph node over the documents; ``callbacks`` reach the node."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     context: Any = Field(default_factory=RunContext)  # a ragpipe RunContext (LLM, prompts)
     _node: Any = PrivateAttr(default=None)
-
-    def _build(self) -> Node:
-        raise NotImplementedError
-
-    def model_post_init(self, __context: Any) -> None:
-        self._node = self._build()
-        require_llm(self._node, self.context, type(self).__name__)
 
     def _out(self, state: RunState, documents: Sequence[Document]) -> list[Document]:
         raise NotImplementedError
@@ -168,7 +161,7 @@ class RagpipeSelectorCompressor(_RagpipeCompressor):
         out = []
         for item in state.selected:
             doc = originals[item.id]
-            meta = {**doc.metadata, "chunk_id": item.id, "score": item.score, "stage_scores": dict(item.stage_scores)}
+            meta = {**doc.metadata, **item.flat("chunk_id", "score", "stage_scores")}
             if notes:
                 meta["fallbacks"] = notes
             out.append(Document(page_content=doc.page_content, metadata=meta, id=doc.id))

@@ -25,7 +25,7 @@ from ragpipe.errors import ConfigError
 from ragpipe.graph.node import Node
 from ragpipe.graph.state import RunState
 from ragpipe.integrations.convert import chunk_metadata, scored_chunk
-from ragpipe.integrations.nodes import fallbacks, require_llm, run_on_chunks, select_node, verify_node
+from ragpipe.integrations.nodes import NodeAdapter, fallbacks, run_on_chunks, select_node, verify_node
 from ragpipe.llm.base import run_sync
 from ragpipe.schema import ScoredChunk
 
@@ -70,18 +70,11 @@ class RagpipeLlamaRetriever(BaseRetriever):
         return await self._search(query_bundle.query_str)
 
 
-class _RagpipePostprocessor(BaseNodePostprocessor):
+class _RagpipePostprocessor(NodeAdapter, BaseNodePostprocessor):
     """Runs one ragpipe graph node over the nodes; checks for a needed LLM at construction."""
 
     context: Any = Field(default_factory=RunContext, exclude=True)  # a ragpipe RunContext
     _node: Any = PrivateAttr(default=None)
-
-    def _build(self) -> Node:
-        raise NotImplementedError
-
-    def model_post_init(self, __context: Any) -> None:
-        self._node = self._build()
-        require_llm(self._node, self.context, type(self).__name__)
 
     def _out(self, state: RunState, nodes: list[NodeWithScore]) -> list[NodeWithScore]:
         raise NotImplementedError

@@ -56,6 +56,21 @@ def require_llm(node: Node, context: RunContext, adapter: str) -> None:
             "(e.g. retrieval_order; for the verifier, signals without 'llm')")
 
 
+class NodeAdapter:
+    """The construction every adapter shares: build its one graph node, then check it has its LLM.
+
+    Mixed in before the framework's base class (a pydantic model with a ``context`` field and a
+    private ``_node``), so a missing LLM fails when the adapter is made, in every framework.
+    """
+
+    def _build(self) -> Node:
+        raise NotImplementedError
+
+    def model_post_init(self, __context: Any) -> None:
+        self._node = self._build()
+        require_llm(self._node, self.context, type(self).__name__)  # type: ignore[attr-defined]
+
+
 async def run_on_chunks(node: Node, question: str, items: list[ScoredChunk], context: RunContext,
                         callbacks: Any = None) -> RunState:
     """Run one selector or verifier node over converted chunks, in a per-call context."""
