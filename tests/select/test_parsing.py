@@ -84,6 +84,9 @@ JSON_CASES = [
     ('{"1": 7, "2": 3', {0: 7.0, 1: 3.0}),  # truncated: closing brace added
     ('{"1": 14, "2": -2}', {0: 10.0, 1: 0.0}),  # clamped
     ('{"1": {"score": 6}, "doc 2": 4}', {0: 6.0, 1: 4.0}),
+    ('{[1]: 7, [2]: 3}', {0: 7.0, 1: 3.0}),  # bracketed ids as bare keys
+    ('{"1": 7 "2": 3}', {0: 7.0, 1: 3.0}),  # a missing comma
+    ('Example: {"1": 0}\nAnswer: {"1": 9, "2": 4}', {0: 9.0, 1: 4.0}),  # the answer comes last
 ]
 
 
