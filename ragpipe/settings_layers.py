@@ -14,7 +14,7 @@ import json
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -181,8 +181,12 @@ def invalid_field(err: ValidationError, model: type[BaseModel] | None = None, *,
 def model_keys(model: type[BaseModel] | None, table: Key) -> list[str] | None:
     """The keys allowed in ``table`` (a path of nested fields) of ``model``; None where it is no model."""
     for part in table:
+        if part.isdigit():  # an entry of a list of tables, e.g. variants.0
+            continue
         field_info = model.model_fields.get(part) if model is not None else None
         annotation = field_info.annotation if field_info is not None else None
+        if get_origin(annotation) is list:
+            annotation = get_args(annotation)[0]
         model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
     return list(model.model_fields) if model is not None else None
 

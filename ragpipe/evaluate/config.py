@@ -39,7 +39,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ragpipe.errors import ConfigError
 from ragpipe.evaluate.datafolder import ENV_VAR, DataError, missing_root_message, resolve_data_root
@@ -51,7 +51,13 @@ JUDGED_METRICS: tuple[str, ...] = ("faithfulness", "answer_relevancy", "context_
 INDEX_SECTIONS: tuple[str, ...] = ("embedding", "chunking", "store")
 
 
-class VariantConfig(BaseModel):
+class _Table(BaseModel):
+    """An eval-config table: unknown keys are errors, so a misspelt option never passes silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class VariantConfig(_Table):
     name: str
     method: str = "fast"
     verify: bool = False
@@ -68,13 +74,13 @@ class VariantConfig(BaseModel):
         return value
 
 
-class DatasetConfig(BaseModel):
+class DatasetConfig(_Table):
     path: str
     kind: Literal["beir", "qa", "poisoning"] | None = None
     corpus: Literal["all", "queries"] = "all"
 
 
-class MetricsConfig(BaseModel):
+class MetricsConfig(_Table):
     ir: list[str] = Field(default_factory=lambda: ["ndcg@10", "recall@10", "mrr"])
     rel_lvl: int = 1
     answers: bool = True
@@ -91,7 +97,7 @@ class MetricsConfig(BaseModel):
         return value
 
 
-class EvalConfig(BaseModel):
+class EvalConfig(_Table):
     name: str
     dataset: DatasetConfig
     variants: list[VariantConfig]

@@ -56,6 +56,20 @@ def test_invalid_configs_are_one_line_config_errors(tmp_path: Path, extra: str) 
         load_eval_config(write_config(tmp_path, extra))
 
 
+@pytest.mark.parametrize(("text", "hint"), [
+    ('limt = 3\n[dataset]\npath = "x"\n[[variants]]\nname = "a"\n', "did you mean 'limit'"),
+    ('[dataset]\npath = "x"\nkid = "qa"\n[[variants]]\nname = "a"\n', "did you mean 'dataset.kind'"),
+    ('[dataset]\npath = "x"\n[metrics]\nstrictnes = 2\n[[variants]]\nname = "a"\n', "did you mean 'metrics.strictness'"),
+    ('[dataset]\npath = "x"\n[[variants]]\nname = "a"\nverfy = true\n', "did you mean 'variants.0.verify'"),
+])
+def test_a_typo_in_an_eval_config_is_an_error_naming_the_key(tmp_path: Path, text: str, hint: str) -> None:
+    path = tmp_path / "typo.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match="typo.toml") as err:
+        load_eval_config(path)
+    assert hint in str(err.value)
+
+
 def test_unknown_judged_metric_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('[dataset]\npath = "x"\n[metrics]\njudged = ["vibes"]\n[[variants]]\nname = "a"\n')
