@@ -21,13 +21,13 @@ from typing import Any
 import yaml
 from jinja2 import StrictUndefined, TemplateError, meta
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ragpipe.errors import PromptError
 from ragpipe.llm.base import Message
 from ragpipe.llm.special_tokens import neutralise_special_tokens
 from ragpipe.resources import data_dir
-from ragpipe.settings_layers import invalid_field
+from ragpipe.settings_layers import validate_table
 
 DATA_TAG = "data"
 _LOOKALIKE = re.compile(r"<\s*(/?)\s*(data|evidence|document|passage)\b", re.IGNORECASE)
@@ -166,10 +166,7 @@ class PromptRegistry:
             raise PromptError(f"{path}: cannot read prompt file: {err}") from err
         if not isinstance(raw, Mapping):
             raise PromptError(f"{path}: a prompt file must be a YAML mapping with 'variables' and 'user'")
-        try:
-            spec = PromptFile(**{"name": path.stem, **raw})
-        except ValidationError as err:
-            raise PromptError(f"{path}: {invalid_field(err, PromptFile)}") from err
+        spec = validate_table(PromptFile, {"name": path.stem, **raw}, str(path), error=PromptError)
         return Prompt(spec, path, self._env)
 
 

@@ -14,7 +14,7 @@ import json
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, get_args, get_origin
+from typing import Any, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -168,14 +168,22 @@ def describe(problems: Iterable[Problem], layers: Layers | None = None,
     return "; ".join(lines)
 
 
-def invalid_field(err: ValidationError, model: type[BaseModel] | None = None, *, label: str = "field") -> str:
-    """``describe`` for a model validated on its own (selector options, a prompt or eval file).
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
-    Keys are named relative to ``model``, whose fields give the "did you mean" hint; callers
-    prefix where the values came from.
+
+def validate_table(model: type[ModelT], data: Mapping[str, Any], where: str, *, label: str = "field",
+                   error: type[Exception] = ConfigError) -> ModelT:
+    """``model`` built from ``data`` (selector options, a prompt or eval file), or one ``error``.
+
+    The message starts with ``where`` (what the values came from) and names each bad key
+    relative to ``model``, whose fields give the "did you mean" hint.
     """
-    problems = [Problem.from_pydantic(e) for e in err.errors()]
-    return describe(problems, None, (lambda table: model_keys(model, table)) if model else None, label=label)
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        problems = [Problem.from_pydantic(e) for e in err.errors()]
+        message = describe(problems, None, lambda table: model_keys(model, table), label=label)
+        raise error(f"{where}: {message}") from None
 
 
 def model_keys(model: type[BaseModel] | None, table: Key) -> list[str] | None:

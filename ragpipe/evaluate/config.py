@@ -39,11 +39,11 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ragpipe.errors import ConfigError
 from ragpipe.evaluate.datafolder import ENV_VAR, DataError, missing_root_message, resolve_data_root
-from ragpipe.settings_layers import invalid_field
+from ragpipe.settings_layers import validate_table
 
 JUDGED_METRICS: tuple[str, ...] = ("faithfulness", "answer_relevancy", "context_precision", "context_recall",
                                    "correctness")
@@ -162,9 +162,6 @@ def load_eval_config(path: str | Path, *, data: str | Path | None = None, **over
             raw.setdefault("dataset", {})["path"] = value
         else:
             raw[key] = value
-    try:
-        config = EvalConfig(**raw)
-    except ValidationError as err:
-        raise ConfigError(f"eval config {file}: {invalid_field(err, EvalConfig)}") from None
+    config = validate_table(EvalConfig, raw, f"eval config {file}")
     config.dataset.path = expand_path(config.dataset.path, data)
     return config

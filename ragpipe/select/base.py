@@ -19,21 +19,19 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 from typing_extensions import TypedDict
 
 from ragpipe.context import RunContext
-from ragpipe.errors import ConfigError
 from ragpipe.llm.base import LLM, Completion, Message
 from ragpipe.llm.wrappers import CallLog
 from ragpipe.schema import Rationale, ScoredChunk, TraceEvent, Usage
 from ragpipe.select.cutoff import METHODS as CUTOFF_METHODS
 from ragpipe.select.cutoff import CutoffResult, apply_cutoff
 from ragpipe.select.harm_bound import HarmBoundConfig, Reliability, bound
-from ragpipe.settings_layers import invalid_field
+from ragpipe.settings_layers import validate_table
 
 _REGISTRY: dict[str, type[Selector]] = {}
 RAW_TRACE_CHARS = 500
@@ -219,10 +217,8 @@ class Selector(ABC, Generic[ConfigT]):
     config: ConfigT
 
     def __init__(self, **config: Any) -> None:
-        try:
-            self.config = self.Config(**config)  # type: ignore[assignment]  # Config is ConfigT
-        except ValidationError as err:
-            raise ConfigError(f"selector '{self.name}': {invalid_field(err, self.Config, label='setting')}") from None
+        self.config = validate_table(self.Config, config, f"selector '{self.name}'",  # type: ignore[assignment]
+                                     label="setting")
 
     async def score(self, question: str, candidates: list[ScoredChunk], run: SelectorRun) -> list[float]:
         """One score per candidate, higher is better. Raise to fall back (the base records it)."""

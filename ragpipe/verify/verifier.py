@@ -34,13 +34,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ragpipe.context import RunContext
 from ragpipe.errors import ConfigError
 from ragpipe.retrieve.vectors import chunk_vectors
 from ragpipe.schema import DroppedEvidence, Rationale, ScoredChunk, TraceEvent, Usage, Verdict
-from ragpipe.settings_layers import invalid_field
+from ragpipe.settings_layers import validate_table
 from ragpipe.verify.isolation import ANSWER_CONSISTENCY, ISOLATED_PROMPT, answer_consistency_signal, isolated_answers
 from ragpipe.verify.listwise_check import LISTWISE_PROMPT, check_all
 from ragpipe.verify.llm_check import DEFAULT_PROMPT, check_chunk
@@ -118,10 +118,8 @@ class Verification:
 
 
 def _config_of(base: VerifierConfig | None, overrides: dict[str, object]) -> VerifierConfig:
-    try:
-        return VerifierConfig.model_validate({**(base or VerifierConfig()).model_dump(), **overrides})
-    except ValidationError as err:
-        raise ConfigError(f"verifier: {invalid_field(err, VerifierConfig, label='setting')}") from None
+    return validate_table(VerifierConfig, {**(base or VerifierConfig()).model_dump(), **overrides}, "verifier",
+                          label="setting")
 
 
 class Verifier:
