@@ -305,6 +305,7 @@ def main() -> None:
         idle = asyncio.run(_idle())
         rows, first_burst = [], {}
         collections: dict[str, dict] = {}
+        objects = len(gc.get_objects())  # before freezing: frozen objects are no longer listed
         for gc_mode, paths in (("default", ("llm", "aask", "ask")), ("frozen", ("aask", "ask"))):
             if gc_mode == "frozen":
                 gc.freeze()  # what a server does once after start-up: later collections skip these objects
@@ -322,7 +323,6 @@ def main() -> None:
             gc.callbacks.remove(full)
             collections[gc_mode] = full.summary()
         chunks = pipe.index.store.count()
-        objects = len(gc.get_objects())
     print_table(rows)
     worst = max(r["worst_loop_stall_ms"] for r in rows if r["path"] != "llm" and r["gc"] == "default")
     frozen = max(r["worst_loop_stall_ms"] for r in rows if r["gc"] == "frozen")
