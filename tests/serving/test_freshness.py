@@ -119,3 +119,36 @@ async def test_a_pipeline_sees_a_cli_reindex_with_the_real_embedder(tmp_path: Pa
     assert Path(after.evidence[0].chunk.source).name == "zeta.txt"
     for mode in ("dense", "bm25"):
         assert _top_sources(retriever, mode) == ["zeta.txt"], mode
+
+
+def test_a_write_after_another_process_wrote_keeps_both_writes(tmp_path: Path) -> None:
+    docs = _docs(tmp_path)
+    settings = load_settings()
+    embedder = HashingEmbedder()
+    index_folder(docs, settings, embedder=embedder)
+    store = ChunkStore.open(docs / ".ragpipe", settings.store, embedding_model=embedder.name)
+    Retriever(store, embedder, settings.retrieval).retrieve("Kingfishers", k=1, mode="dense")
+
+    (docs / NEW[0]).write_text(NEW[1])
+    _in_other_process(f"""
+        from ragpipe.config import load_settings
+        from ragpipe.ingest.indexer import index_folder
+        from ragpipe.ingest.testing import HashingEmbedder
+        index_folder({str(docs)!r}, load_settings(), embedder=HashingEmbedder())
+    """)
+    (docs / "owls.txt").write_text("Barn owls hunt voles at dusk over open meadows.")
+    index_folder(docs, settings, embedder=embedder)  # this process writes next, through its older client
+
+    _in_other_process(f"""
+        from pathlib import Path
+        from ragpipe.config import load_settings
+        from ragpipe.ingest.store import ChunkStore
+        from ragpipe.ingest.testing import HashingEmbedder
+        from ragpipe.retrieve import Retriever
+        embedder = HashingEmbedder()
+        store = ChunkStore.open(Path({str(docs / ".ragpipe")!r}), load_settings().store, embedding_model=embedder.name)
+        retriever = Retriever(store, embedder)
+        for question, wanted in (({QUESTION!r}, "zeta.txt"), ("barn owls voles dusk", "owls.txt")):
+            top = [Path(h.chunk.source).name for h in retriever.retrieve(question, k=1, mode="dense")]
+            assert top == [wanted], (question, top)
+    """)
