@@ -3,9 +3,9 @@
     python eval/bench_serving.py [--requests 32] [--llm-latency-ms 200] [--levels 1,2,4,8,16]
 
 One pipeline is built once over a small temporary index (synthetic notes, all-MiniLM-L6-v2,
-the embedded Chroma store) with a scripted LLM that answers after a fixed ``asyncio.sleep`` (a
-remote model's latency, with no CPU cost), so the figures show what the pipeline adds around
-its LLM calls. For each concurrency level ``c``, ``c`` clients send ``--requests`` questions in
+the embedded Chroma store; indexed by ``ragpipe index`` in a subprocess, as a deployment does)
+with a scripted LLM that answers after a fixed ``asyncio.sleep`` (a remote model's latency, with
+no CPU cost), so the figures show what the pipeline adds around its LLM calls. For each concurrency level ``c``, ``c`` clients send ``--requests`` questions in
 all, each client one at a time, through two paths:
 
 * ``aask``: coroutines on one long-lived event loop;
@@ -15,8 +15,8 @@ all, each client one at a time, through two paths:
 Each path first serves one burst at the highest level (``first_burst``: thread pools start,
 caches fill), reported apart, not in the levels. Then ``gc.freeze()`` and both paths again (rows
 ``gc: frozen``): a full pass of Python's garbage collector walks every object the process holds
-(all loaded modules and models, about half a million here) with the GIL held, stalling the loop
-for a few hundred ms now and then; frozen objects are skipped.
+(every loaded module and model: ``objects_tracked_by_gc``) with the GIL held, stalling the loop
+for tens to hundreds of ms now and then; frozen objects are skipped.
 
 The baseline, in the same run, is the LLM alone (path ``llm``): the same scripted model called
 directly by ``c`` coroutines, with no retrieval or pipeline around it; ``ideal_rps`` is the
@@ -38,6 +38,7 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -151,9 +152,14 @@ def build_pipeline(folder: Path, latency_s: float, max_concurrency: int, method:
     docs.mkdir()
     for name, text in NOTES:
         (docs / name).write_text(f"# {name[:-3].title()}\n\n{text}\n", encoding="utf-8")
-    settings = load_settings(store__path=str(folder / "index"), llm__max_concurrency=max_concurrency)
+    index = folder / "index"
+    # Indexed by another process, as a deployment does: the server never loads the indexing stack.
+    subprocess.run([sys.executable, "-m", "ragpipe", "index", str(docs), "--set", f"store.path={index}"],
+                   cwd=ROOT, check=True, capture_output=True)
+    settings = load_settings(store__path=str(index), llm__max_concurrency=max_concurrency)
     llm = Limited(ScriptedLLM(fn=cited_reply, delay_s=latency_s), max_concurrency)
-    return Pipeline.from_settings(docs, settings=settings, llm=llm, method=method, verify=False, answer="generate")
+    return Pipeline.from_settings(docs, settings=settings, llm=llm, method=method, verify=False, answer="generate",
+                                  auto_index=False)
 
 
 Level = tuple[list[float], list[int], float, dict]  # latencies, LLM calls per request, wall seconds, stalls
