@@ -226,12 +226,33 @@ def ragas_parity(doc: dict[str, Any]) -> str:
             + _table(["metric", "ours valid (statuses)", "ragas valid", "both valid", "mean abs diff"], rows))
 
 
+def serving(doc: dict[str, Any]) -> str:
+    """Throughput, latency and the event loop's worst stall per path, garbage-collector mode and concurrency."""
+    setup = doc["setup"]
+    rows = [[r["path"], r.get("gc", "default"), r["concurrency"], r["throughput_rps"], r["ideal_rps"],
+             f"{r['efficiency']:.2f}", r["latency_ms_p50"], r["latency_ms_p95"], r["worst_loop_stall_ms"],
+             r["loop_stall_ms_p99"]] for r in doc["levels"]]
+    header = ["path", "gc", "concurrency", "req/s", "ideal req/s", "efficiency", "p50 ms", "p95 ms",
+              "worst loop stall ms", "p99 stall ms"]
+    burst = ", ".join(f"{p} {_num(v['worst_loop_stall_ms'])} ms" for p, v in (doc.get("first_burst") or {}).items())
+    full = "; ".join(f"{mode}: {c['full_gc_passes']}, longest {_num(c['full_gc_ms_max'])} ms"
+                     for mode, c in (doc.get("full_gc") or {}).items())
+    return (f"**Serving** one `Pipeline`, LLM {setup['llm']}, method `{setup['method']}` ({_commands(doc)}): "
+            f"`llm` is the LLM alone (baseline), `aask` coroutines, `ask` threads. Worst loop stall "
+            f"{_num(doc['worst_loop_stall_ms'])} ms, after `gc.freeze()` "
+            f"{_num(doc.get('worst_loop_stall_ms_gc_frozen'))} ms (goal < {_num(doc['goal']['worst_loop_stall_ms'])} ms; "
+            f"idle loop {_num(doc['idle_loop']['worst_loop_stall_ms'])} ms). First burst, pools cold: {burst}. "
+            f"Full garbage collections ({full}) stall the loop for as long as they take.\n\n"
+            + _table(header, rows))
+
+
 def render() -> str:
     blocks: list[str] = []
     sections: list[tuple[str, Callable[..., str], tuple[Any, ...]]] = [
         ("retrieval.json", retrieval, ()),
         ("ingest.json", ingest, ()),
         ("latency.json", latency, (_load("startup.json"), _load("llm.json"), _load("ask.json"))),
+        ("serving.json", serving, ()),
         ("selectors.json", selectors, ()),
         ("selection.json", selection, ()),
         ("poisoning.json", poisoning, ()),

@@ -240,7 +240,8 @@ def open_or_build_index(docs: str | Path, settings: Settings, *, auto_index: boo
                         progress: Callable[..., Any] | None = None) -> Any:
     """Open the index of ``docs``; index the folder first when it has no index yet.
 
-    An existing index is used as it is (``ragpipe index`` refreshes it), so asking stays fast.
+    An existing index is used as it is (``ragpipe index`` refreshes it), so asking stays fast;
+    a pipeline that stays up sees such a refresh, even by another process, from its next query on.
     """
     from ragpipe.errors import ConfigError, EmbeddingMismatch, StoreError
     from ragpipe.ingest.indexer import index_folder, open_index

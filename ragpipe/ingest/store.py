@@ -5,7 +5,8 @@ Rules learnt the hard way by Chroma users, all enforced here:
 - cosine space, and similarity reported as ``1 - cosine distance``;
 - writes batched to the client's maximum batch size, with ``upsert`` on content-hash ids;
 - the embedding model and dimension recorded in the collection and checked on every open/add;
-- one client per process per path, and a file lock so only one process writes an index.
+- one client per process per path (reopened when another process has changed the index), and
+  a file lock so only one process writes an index.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from ragpipe.schema import Chunk
 REVISION_FILE = "revision"
 LOCK_FILE = "write.lock"
 _PAGE = 1000
-_CLIENTS: dict[str, Any] = {}
+_CLIENTS: dict[str, _Opened] = {}
 _CLIENTS_LOCK = threading.Lock()
 
 
@@ -38,23 +40,57 @@ def _chroma_settings() -> Any:
     return chromadb.Settings(anonymized_telemetry=False)
 
 
+@dataclass
+class _Opened:
+    """A client and the index revision it shows (``None`` for a server, which is always current)."""
+
+    client: Any
+    revision: str | None
+
+
+def read_revision(index_dir: Path) -> str:
+    """The index's revision: a token rewritten whenever chunks are written or deleted."""
+    try:
+        return (index_dir / REVISION_FILE).read_text().strip()
+    except FileNotFoundError:
+        return "empty"
+
+
 def chroma_client(settings: StoreSettings, index_dir: Path) -> Any:
     """The one client this process uses for this index (Chroma clients must not be duplicated)."""
+    return _current_client(settings, index_dir).client
+
+
+def _current_client(settings: StoreSettings, index_dir: Path) -> _Opened:
+    """The cached client for this index, replaced when another process has changed the index.
+
+    An embedded Chroma client keeps its vector index in memory and never sees another process's
+    writes, and Chroma hands a new client for the same path the same in-memory system; so a stale
+    client is replaced by one on a fresh system (``clear_system_cache`` forgets the cached
+    systems; clients already handed out keep working on theirs until dropped).
+    """
     import chromadb
 
     key = f"http://{settings.host}:{settings.port}" if settings.kind == "http" else str(index_dir.resolve())
     with _CLIENTS_LOCK:
-        if key not in _CLIENTS:
-            try:
-                if settings.kind == "http":
-                    _CLIENTS[key] = chromadb.HttpClient(
-                        host=settings.host, port=settings.port, settings=_chroma_settings()
-                    )
-                else:
-                    _CLIENTS[key] = chromadb.PersistentClient(str(index_dir / "chroma"), settings=_chroma_settings())
-            except Exception as err:  # chromadb raises plain ValueError/ConnectionError types
-                where = key if settings.kind == "http" else index_dir
-                raise StoreError(f"cannot open the Chroma store at {where}: {err}") from None
+        cached = _CLIENTS.get(key)
+        # Read before opening: a write in between costs one more reopen, never a stale client.
+        revision = None if settings.kind == "http" else read_revision(index_dir)
+        if cached is not None and cached.revision == revision:
+            return cached
+        if cached is not None:
+            from chromadb.api.shared_system_client import SharedSystemClient
+
+            SharedSystemClient.clear_system_cache()
+        try:
+            if settings.kind == "http":
+                client = chromadb.HttpClient(host=settings.host, port=settings.port, settings=_chroma_settings())
+            else:
+                client = chromadb.PersistentClient(str(index_dir / "chroma"), settings=_chroma_settings())
+        except Exception as err:  # chromadb raises plain ValueError/ConnectionError types
+            where = key if settings.kind == "http" else index_dir
+            raise StoreError(f"cannot open the Chroma store at {where}: {err}") from None
+        _CLIENTS[key] = _Opened(client, revision)
         return _CLIENTS[key]
 
 
@@ -113,10 +149,12 @@ def _to_chunk(chunk_id: str, text: str | None, meta: dict[str, Any] | None) -> C
 class ChunkStore:
     """Chunks and their vectors in one Chroma collection, plus sidecar files in ``index_dir``."""
 
-    def __init__(self, collection: Any, client: Any, index_dir: Path) -> None:
+    def __init__(self, collection: Any, opened: _Opened, index_dir: Path, settings: StoreSettings) -> None:
         self.collection = collection
-        self.client = client
         self.index_dir = index_dir
+        self._opened = opened
+        self._settings = settings
+        self._reopen_lock = threading.Lock()
         meta = collection.metadata or {}
         self.embedding_model: str = str(meta.get("embedding_model", ""))
         self.dim: int = int(meta.get("dim", 0))
@@ -133,7 +171,8 @@ class ChunkStore:
     ) -> ChunkStore:
         """Open (or with ``create``, create) the collection and check its embedding model."""
         index_dir.mkdir(parents=True, exist_ok=True) if create else None
-        client = chroma_client(settings, index_dir)
+        opened = _current_client(settings, index_dir)
+        client = opened.client
         try:
             if create:
                 if dim is None:
@@ -153,7 +192,7 @@ class ChunkStore:
                     f"no index at {index_dir} (collection '{settings.collection}'): run `ragpipe index DIR` first"
                 ) from None
             raise StoreError(f"cannot open collection '{settings.collection}': {err}") from None
-        store = cls(collection, client, index_dir)
+        store = cls(collection, opened, index_dir, settings)
         store.check_embedder(embedding_model, dim)
         return store
 
@@ -162,10 +201,36 @@ class ChunkStore:
         if self.embedding_model and (name != self.embedding_model or (dim and self.dim and dim != self.dim)):
             raise _mismatch(self.index_dir, self.embedding_model, self.dim, name, dim)
 
+    @property
+    def client(self) -> Any:
+        return self._opened.client
+
+    def _live(self) -> Any:
+        """The collection, reopened first when another process has changed the index.
+
+        When nothing changed this costs one read of the small revision file; a long-lived reader
+        (a server answering questions) thus sees a re-index without a restart.
+        """
+        opened = self._opened
+        if opened.revision is None or opened.revision == self.revision:
+            return self.collection
+        with self._reopen_lock:
+            if self._opened is opened:  # no other thread reopened it meanwhile
+                current = _current_client(self._settings, self.index_dir)
+                try:
+                    self.collection = current.client.get_collection(self._settings.collection, embedding_function=None)
+                except Exception:  # chromadb's NotFoundError / ValueError differ by version
+                    raise StoreError(
+                        f"the index at {self.index_dir} no longer has collection '{self._settings.collection}' "
+                        f"(another process removed it): run `ragpipe index DIR` to rebuild it"
+                    ) from None
+                self._opened = current
+        return self.collection
+
     # -- reading ---------------------------------------------------------------------------
 
     def count(self) -> int:
-        return int(self.collection.count())
+        return int(self._live().count())
 
     def query(self, vector: Sequence[float] | np.ndarray, k: int, where: dict | None = None) -> list[tuple[Chunk, float]]:
         """The ``k`` nearest chunks with cosine similarity, best first."""
@@ -187,17 +252,18 @@ class ChunkStore:
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         if self.dim and vector.shape[0] != self.dim:
             raise _mismatch(self.index_dir, self.embedding_model, self.dim, "the query embedder", vector.shape[0])
-        n = min(k, self.count())
+        collection = self._live()
+        n = min(k, int(collection.count()))
         if n <= 0:
             return None
-        return self.collection.query(query_embeddings=[vector.tolist()], n_results=n, where=where or None,
+        return collection.query(query_embeddings=[vector.tolist()], n_results=n, where=where or None,
                                      include=include)
 
     def get(self, ids: Sequence[str]) -> list[Chunk]:
         """Chunks by id, in the order asked (missing ids are left out)."""
         if not ids:
             return []
-        result = self.collection.get(ids=list(ids), include=["documents", "metadatas"])
+        result = self._live().get(ids=list(ids), include=["documents", "metadatas"])
         found = {i: _to_chunk(i, d, m) for i, d, m in zip(result["ids"], result["documents"], result["metadatas"])}
         return [found[i] for i in ids if i in found]
 
@@ -221,7 +287,7 @@ class ChunkStore:
         if not docs:
             return {}
         where = {"doc_id": docs[0]} if len(docs) == 1 else {"doc_id": {"$in": docs}}
-        rows = self.collection.get(where=where, include=["metadatas"])
+        rows = self._live().get(where=where, include=["metadatas"])
         by_doc: dict[str, dict[int, str]] = {}
         for cid, meta in zip(rows["ids"], rows["metadatas"]):
             meta = meta or {}
@@ -238,7 +304,7 @@ class ChunkStore:
         """Stored vectors of ``ids`` in the order asked, so selectors need not re-embed candidates."""
         if not ids:
             return np.zeros((0, self.dim), dtype=np.float32)
-        result = self.collection.get(ids=list(ids), include=["embeddings"])
+        result = self._live().get(ids=list(ids), include=["embeddings"])
         found = dict(zip(result["ids"], result["embeddings"]))
         missing = [i for i in ids if i not in found]
         if missing:
@@ -246,9 +312,9 @@ class ChunkStore:
         return np.asarray([found[i] for i in ids], dtype=np.float32)
 
     def iter_chunks(self, batch: int = _PAGE) -> Iterator[Chunk]:
-        offset = 0
+        collection, offset = self._live(), 0  # one snapshot: pages of a reopened collection could skip rows
         while True:
-            result = self.collection.get(limit=batch, offset=offset, include=["documents", "metadatas"])
+            result = collection.get(limit=batch, offset=offset, include=["documents", "metadatas"])
             if not result["ids"]:
                 return
             for i, d, m in zip(result["ids"], result["documents"], result["metadatas"]):
@@ -258,10 +324,7 @@ class ChunkStore:
     @property
     def revision(self) -> str:
         """Changes whenever chunks are written or deleted (BM25 and caches key on it)."""
-        try:
-            return (self.index_dir / REVISION_FILE).read_text().strip()
-        except FileNotFoundError:
-            return "empty"
+        return read_revision(self.index_dir)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -277,10 +340,10 @@ class ChunkStore:
         self.check_embedder(embedding_model, int(vectors.shape[1]) if len(vectors) else None)
         if len(chunks) != len(vectors):
             raise StoreError(f"{len(chunks)} chunks but {len(vectors)} vectors")
-        step = self.max_batch
+        collection, step = self._live(), self.max_batch
         for start in range(0, len(chunks), step):
             part = chunks[start : start + step]
-            self.collection.upsert(
+            collection.upsert(
                 ids=[c.id for c in part],
                 embeddings=np.asarray(vectors[start : start + step], dtype=np.float32),
                 documents=[c.text for c in part],
@@ -291,17 +354,22 @@ class ChunkStore:
 
     def delete(self, ids: Sequence[str]) -> None:
         ids = list(ids)
-        step = self.max_batch
+        collection, step = self._live(), self.max_batch
         for start in range(0, len(ids), step):
-            self.collection.delete(ids=ids[start : start + step])
+            collection.delete(ids=ids[start : start + step])
         if ids:
             self._bump_revision()
 
     def _bump_revision(self) -> None:
+        """A new revision; this process's client already shows its own writes, so it stays current."""
         self.index_dir.mkdir(parents=True, exist_ok=True)
+        revision = uuid.uuid4().hex
         tmp = self.index_dir / f".{REVISION_FILE}.{os.getpid()}.tmp"
-        tmp.write_text(uuid.uuid4().hex)
-        os.replace(tmp, self.index_dir / REVISION_FILE)
+        tmp.write_text(revision)
+        with _CLIENTS_LOCK:
+            os.replace(tmp, self.index_dir / REVISION_FILE)
+            if self._opened.revision is not None:
+                self._opened.revision = revision
 
 
 def writer_lock(index_dir: Path) -> Any:
