@@ -131,10 +131,11 @@ def warm_overhead(qs: list[str], method: str, limit: int) -> dict:
     index = open_index(DOCS, settings)
     def instant_reply(request) -> str:  # noqa: ANN001 - a plausible reply per task, at zero latency
         system = request.messages[0].content
-        if "evidence searches" in system:
-            return "1. What the question asks\n2. Background facts"
-        if "evidence auditor" in system:
-            return '{"keep": true, "reason": "consistent with the question"}'
+        if "evidence searches" in system:  # rationales
+            return ('{"rationales": [{"label": "topic", "text": "What the question asks about", "flag_instructions": '
+                    '"reject unsupported claims"}, {"label": "background", "text": "Background facts"}]}')
+        if "audit evidence" in system:  # the verifier's one listwise pass
+            return '{"suspicious": []}'
         return "The answer is in [1]."
 
     llm = ScriptedLLM(fn=instant_reply)
