@@ -14,7 +14,8 @@ on the baseline: the tree of ``--baseline-ref`` unpacked with ``git archive`` un
 
 * ``wall_s``: process start to exit, median over the questions.
 * ``first_answer_s``: process start to the first byte of the answer on stdout (``ragpipe ask``
-  writes nothing else there before the answer), median.
+  writes nothing else there before the answer), median. stdout is a pseudo-terminal, as on a
+  user's screen, so the answer streams as it is generated.
 * ``printed_s``: process start to the usage line, the end of the printout. Without streaming
   ``ragpipe ask`` printed nothing before this point, so it is also the first answer text of a
   checkout that does not stream (``--no-baseline`` reports it as ``first_answer_s_unstreamed``).
@@ -49,6 +50,7 @@ WORK = ROOT / "eval" / "work" / "ask"
 DEFAULT_DOCS = Path("/usr/lib/node_modules/npm/docs/output/using-npm")
 QUESTIONS = ROOT / "eval" / "answers_npm_docs.json"
 GOALS = {"wall_s_median": 10.0, "first_answer_s_median": 4.0, "peak_rss_mb_first_ask": 1000, "peak_rss_mb_later_ask": 600}
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 USAGE = re.compile(r"(\d+) LLM call\(s\), (\d+) prompt \+ (\d+) completion tokens, ([\d.]+) s \((.*)\)")
 
 
@@ -61,9 +63,12 @@ def child_env(code: Path, index: Path | None = None) -> dict[str, str]:
 def timed_ask(code: Path, question: str, docs: Path, timeout: float, index: Path | None = None) -> dict[str, Any]:
     """Run one ask; wall seconds, seconds to the first stdout byte, its usage line and its peak RSS."""
     start = time.perf_counter()
+    # stdout is a terminal, as for a user: ``ragpipe ask`` streams the answer only to one.
+    screen, terminal = os.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "ragpipe", "ask", question, "--docs", str(docs)], cwd=code,
-                            env=child_env(code, index), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
+                            env=child_env(code, index), stdout=terminal, stderr=subprocess.PIPE)
+    os.close(terminal)
+    assert proc.stderr is not None
     errors = bytearray()
     drain = threading.Thread(target=lambda: errors.extend(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
     drain.start()
@@ -72,18 +77,19 @@ def timed_ask(code: Path, question: str, docs: Path, timeout: float, index: Path
     first: float | None = None
     out = bytearray()
     arrivals: list[tuple[int, float]] = []  # (bytes on stdout so far, seconds) after each read
-    while chunk := os.read(proc.stdout.fileno(), 4096):
+    while chunk := _read(screen):
         if first is None:
             first = time.perf_counter() - start
         out.extend(chunk)
         arrivals.append((len(out), time.perf_counter() - start))
+    os.close(screen)
     drain.join()
     _, status, rusage = os.wait4(proc.pid, 0)  # this child's own peak memory
     killer.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
     stderr = bytes(errors)
-    text = out.decode("utf-8", "replace")
+    text = _ANSI.sub("", out.decode("utf-8", "replace")).replace("\r", "")
     run: dict[str, Any] = {"question": question, "rc": proc.returncode, "wall_s": round(wall, 3),
                            "first_answer_s": round(first, 3) if first is not None else None,
                            "peak_rss_mb": round(rusage.ru_maxrss / 1024, 1),
@@ -97,6 +103,14 @@ def timed_ask(code: Path, question: str, docs: Path, timeout: float, index: Path
                    nodes={name: float(secs) for name, secs in
                           (part.rsplit(" ", 1) for part in match[5].split(", ") if " " in part)})
     return run
+
+
+def _read(fd: int) -> bytes:
+    """The next bytes from a terminal; empty once the child has closed it (Linux reports EIO)."""
+    try:
+        return os.read(fd, 4096)
+    except OSError:
+        return b""
 
 
 def unpack_baseline(ref: str) -> tuple[Path, str]:
