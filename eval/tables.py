@@ -112,7 +112,8 @@ def latency(doc: dict[str, Any], startup: dict[str, Any] | None, llm: dict[str, 
                      value])
     later = goals.get("peak_rss_mb_later_ask")
     rows.append([f"peak RSS of a real `ragpipe ask` on the indexed folder (embedded defaults), MB"
-                 f"{f' (goal ≤ {later})' if later else ''}", f"{doc['peak_rss_mb']:.0f}"])
+                 f"{f' (goal ≤ {later})' if later else ''}",
+                 "not measured" if doc["peak_rss_mb"] is None else f"{doc['peak_rss_mb']:.0f}"])
     first = (ask or {}).get("first_ask")
     if first:
         rows.append([f"peak RSS of the first `ragpipe ask` (it indexes the npm docs), MB (goal ≤ "
@@ -123,6 +124,11 @@ def latency(doc: dict[str, Any], startup: dict[str, Any] | None, llm: dict[str, 
                          f"{ask['goals'].get('peak_rss_mb_later_ask')})", f"{later_ask:.0f}"])
     if startup:
         rows.append(["`import ragpipe`, s (net of interpreter start; goal < 0.5)", f"{startup['import_ragpipe_net_s']:.3f}"])
+        small = startup.get("cold_start")
+        if small:
+            rows.append(["cold start on the project's own docs (`bench_startup.py`), s: process wall / steps to the "
+                         f"first hit (load average {startup['load_average'][0]:.1f})",
+                         f"{small['process_wall_s']:.2f} / {small['to_first_hit_s']:.2f}"])
     if llm:
         run = llm["runs"].get("threads=2") or next(iter(llm["runs"].values()))
         for backend, b in run["backends"].items():
