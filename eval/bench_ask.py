@@ -5,7 +5,8 @@
 Data: no evaluation data. Documentation folder: npm's "using npm" HTML pages as installed with
 Node.js (``--docs``, default ``/usr/lib/node_modules/npm/docs/output/using-npm``), read in place;
 the questions are the first ``--questions`` of ``eval/answers_npm_docs.json``. The index is built
-once under ``eval/work/ask/index`` (``RAGPIPE_STORE__PATH``), never inside the folder.
+once, by the first ask (reported apart, not in the medians), under ``eval/work/ask/index`` (``RAGPIPE_STORE__PATH``), never
+inside the folder.
 
 Each question runs ``python -m ragpipe ask QUESTION --docs FOLDER`` in a fresh process on the
 embedded defaults (SmolLM2 through llama.cpp, the default method), once on this checkout and once
@@ -21,8 +22,8 @@ on the baseline: the tree of ``--baseline-ref`` unpacked with ``git archive`` un
   checkout that does not stream (``--no-baseline`` reports it as ``first_answer_s_unstreamed``).
 * per run: the LLM calls, tokens and per-node seconds from the usage line, and the process's own
   peak RSS (``peak_rss_mb``; goal <= 600 MB for an ask on an indexed folder).
-* ``first_ask``: one ask of this checkout on the folder with no index yet (it indexes first, into
-  ``eval/work/ask/first_index``): wall and peak RSS (goal <= 1 GB).
+* ``first_ask``: one ask of this checkout on the folder with no index yet (it indexes first):
+  wall and peak RSS (goal <= 1 GB).
 
 ``--check-data`` checks the folder and the questions and exits. Prints a table and writes
 eval/results/ask.json (goals: median wall <= 10 s, first answer text <= 4 s).
@@ -54,19 +55,19 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 USAGE = re.compile(r"(\d+) LLM call\(s\), (\d+) prompt \+ (\d+) completion tokens, ([\d.]+) s \((.*)\)")
 
 
-def child_env(code: Path, index: Path | None = None) -> dict[str, str]:
+def child_env(code: Path) -> dict[str, str]:
     """The environment of one ``ragpipe ask``: the checkout under test first on the path, a wide terminal."""
-    return {**os.environ, "PYTHONPATH": str(code), "RAGPIPE_STORE__PATH": str(index or WORK / "index"),
+    return {**os.environ, "PYTHONPATH": str(code), "RAGPIPE_STORE__PATH": str(WORK / "index"),
             "COLUMNS": "400", "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
 
 
-def timed_ask(code: Path, question: str, docs: Path, timeout: float, index: Path | None = None) -> dict[str, Any]:
+def timed_ask(code: Path, question: str, docs: Path, timeout: float) -> dict[str, Any]:
     """Run one ask; wall seconds, seconds to the first stdout byte, its usage line and its peak RSS."""
     start = time.perf_counter()
     # stdout is a terminal, as for a user: ``ragpipe ask`` streams the answer only to one.
     screen, terminal = os.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "ragpipe", "ask", question, "--docs", str(docs)], cwd=code,
-                            env=child_env(code, index), stdout=terminal, stderr=subprocess.PIPE)
+                            env=child_env(code), stdout=terminal, stderr=subprocess.PIPE)
     os.close(terminal)
     assert proc.stderr is not None
     errors = bytearray()
@@ -176,13 +177,12 @@ def main() -> None:
     baseline_commit = None
     if not args.no_baseline:
         variants["before"], baseline_commit = unpack_baseline(args.baseline_ref)
-    # The first ask on a folder indexes it: measured once on this checkout, into an index of its own.
-    first_index = WORK / "first_index"
-    shutil.rmtree(first_index, ignore_errors=True)
-    first_ask = timed_ask(ROOT, questions[0], docs, args.timeout, index=first_index)
+    # The first ask on a folder indexes it: measured once on this checkout, from no index at all;
+    # the timed runs then use the index it built, so none of them pays for indexing.
+    shutil.rmtree(WORK / "index", ignore_errors=True)
+    first_ask = timed_ask(ROOT, questions[0], docs, args.timeout)
     print(f"  first ask (indexes) wall {first_ask['wall_s']:.1f} s, peak RSS {first_ask['peak_rss_mb']:.0f} MB",
           file=sys.stderr)
-    # Index once more for the timed runs, so none of them pays for indexing.
     subprocess.run([sys.executable, "-m", "ragpipe", "index", str(docs)], cwd=ROOT, env=child_env(ROOT), check=True,
                    stdout=subprocess.DEVNULL)
     load = os.getloadavg()[0]
