@@ -5,7 +5,8 @@
 Data: no evaluation data. Documentation folder: npm's "using npm" HTML pages as installed with
 Node.js (``--docs``, default ``/usr/lib/node_modules/npm/docs/output/using-npm``), read in place;
 the questions are the first ``--questions`` of ``eval/answers_npm_docs.json``. The index is built
-once under ``eval/work/ask/index`` (``RAGPIPE_STORE__PATH``), never inside the folder.
+once, by the first ask (reported apart, not in the medians), under ``eval/work/ask/index`` (``RAGPIPE_STORE__PATH``), never
+inside the folder.
 
 Each question runs ``python -m ragpipe ask QUESTION --docs FOLDER`` in a fresh process on the
 embedded defaults (SmolLM2 through llama.cpp, the default method), once on this checkout and once
@@ -14,11 +15,15 @@ on the baseline: the tree of ``--baseline-ref`` unpacked with ``git archive`` un
 
 * ``wall_s``: process start to exit, median over the questions.
 * ``first_answer_s``: process start to the first byte of the answer on stdout (``ragpipe ask``
-  writes nothing else there before the answer), median.
+  writes nothing else there before the answer), median. stdout is a pseudo-terminal, as on a
+  user's screen, so the answer streams as it is generated.
 * ``printed_s``: process start to the usage line, the end of the printout. Without streaming
   ``ragpipe ask`` printed nothing before this point, so it is also the first answer text of a
   checkout that does not stream (``--no-baseline`` reports it as ``first_answer_s_unstreamed``).
-* per run: the LLM calls, tokens and per-node seconds from the usage line.
+* per run: the LLM calls, tokens and per-node seconds from the usage line, and the process's own
+  peak RSS (``peak_rss_mb``; goal <= 600 MB for an ask on an indexed folder).
+* ``first_ask``: one ask of this checkout on the folder with no index yet (it indexes first):
+  wall and peak RSS (goal <= 1 GB).
 
 ``--check-data`` checks the folder and the questions and exits. Prints a table and writes
 eval/results/ask.json (goals: median wall <= 10 s, first answer text <= 4 s).
@@ -35,6 +40,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -44,7 +50,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "ask.json"
 WORK = ROOT / "eval" / "work" / "ask"
 DEFAULT_DOCS = Path("/usr/lib/node_modules/npm/docs/output/using-npm")
 QUESTIONS = ROOT / "eval" / "answers_npm_docs.json"
-GOALS = {"wall_s_median": 10.0, "first_answer_s_median": 4.0}
+GOALS = {"wall_s_median": 10.0, "first_answer_s_median": 4.0, "peak_rss_mb_first_ask": 1000, "peak_rss_mb_later_ask": 600}
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 USAGE = re.compile(r"(\d+) LLM call\(s\), (\d+) prompt \+ (\d+) completion tokens, ([\d.]+) s \((.*)\)")
 
 
@@ -55,28 +62,38 @@ def child_env(code: Path) -> dict[str, str]:
 
 
 def timed_ask(code: Path, question: str, docs: Path, timeout: float) -> dict[str, Any]:
-    """Run one ask; wall seconds, seconds to the first stdout byte, and its usage line."""
+    """Run one ask; wall seconds, seconds to the first stdout byte, its usage line and its peak RSS."""
     start = time.perf_counter()
+    # stdout is a terminal, as for a user: ``ragpipe ask`` streams the answer only to one.
+    screen, terminal = os.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "ragpipe", "ask", question, "--docs", str(docs)], cwd=code,
-                            env=child_env(code), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None
+                            env=child_env(code), stdout=terminal, stderr=subprocess.PIPE)
+    os.close(terminal)
+    assert proc.stderr is not None
+    errors = bytearray()
+    drain = threading.Thread(target=lambda: errors.extend(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
+    drain.start()
+    killer = threading.Timer(timeout, proc.kill)
+    killer.start()
     first: float | None = None
     out = bytearray()
     arrivals: list[tuple[int, float]] = []  # (bytes on stdout so far, seconds) after each read
-    while chunk := os.read(proc.stdout.fileno(), 4096):
+    while chunk := _read(screen):
         if first is None:
             first = time.perf_counter() - start
         out.extend(chunk)
         arrivals.append((len(out), time.perf_counter() - start))
-    try:
-        stderr = proc.communicate(timeout=timeout)[1]
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        stderr = proc.communicate()[1]
+    os.close(screen)
+    drain.join()
+    _, status, rusage = os.wait4(proc.pid, 0)  # this child's own peak memory
+    killer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
-    text = out.decode("utf-8", "replace")
+    stderr = bytes(errors)
+    text = _ANSI.sub("", out.decode("utf-8", "replace")).replace("\r", "")
     run: dict[str, Any] = {"question": question, "rc": proc.returncode, "wall_s": round(wall, 3),
                            "first_answer_s": round(first, 3) if first is not None else None,
+                           "peak_rss_mb": round(rusage.ru_maxrss / 1024, 1),
                            "answer": text.strip().splitlines()[0] if text.strip() else ""}
     usage_at = out.find(b" LLM call(s), ")
     run["printed_s"] = next((round(t, 3) for n, t in arrivals if n > usage_at), None) if usage_at >= 0 else None
@@ -87,6 +104,14 @@ def timed_ask(code: Path, question: str, docs: Path, timeout: float) -> dict[str
                    nodes={name: float(secs) for name, secs in
                           (part.rsplit(" ", 1) for part in match[5].split(", ") if " " in part)})
     return run
+
+
+def _read(fd: int) -> bytes:
+    """The next bytes from a terminal; empty once the child has closed it (Linux reports EIO)."""
+    try:
+        return os.read(fd, 4096)
+    except OSError:
+        return b""
 
 
 def unpack_baseline(ref: str) -> tuple[Path, str]:
@@ -118,6 +143,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 nodes.setdefault(name, []).append(secs)
         out["node_s_median"] = {name: round(statistics.median(v), 2) for name, v in nodes.items()}
         out["completion_tokens_median"] = statistics.median(r.get("completion_tokens", 0) for r in ok)
+        out["peak_rss_mb_max"] = max(r["peak_rss_mb"] for r in ok)
     return out
 
 
@@ -151,7 +177,12 @@ def main() -> None:
     baseline_commit = None
     if not args.no_baseline:
         variants["before"], baseline_commit = unpack_baseline(args.baseline_ref)
-    # Index once (the first ask indexes), so no timed run pays for it.
+    # The first ask on a folder indexes it: measured once on this checkout, from no index at all;
+    # the timed runs then use the index it built, so none of them pays for indexing.
+    shutil.rmtree(WORK / "index", ignore_errors=True)
+    first_ask = timed_ask(ROOT, questions[0], docs, args.timeout)
+    print(f"  first ask (indexes) wall {first_ask['wall_s']:.1f} s, peak RSS {first_ask['peak_rss_mb']:.0f} MB",
+          file=sys.stderr)
     subprocess.run([sys.executable, "-m", "ragpipe", "index", str(docs)], cwd=ROOT, env=child_env(ROOT), check=True,
                    stdout=subprocess.DEVNULL)
     load = os.getloadavg()[0]
@@ -171,6 +202,7 @@ def main() -> None:
         "load_average_start": round(load, 2), "load_average_end": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(), "python": platform.python_version(),
         "summary": {name: summary(r) for name, r in runs.items()}, "runs": runs,
+        "first_ask": first_ask,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -182,6 +214,10 @@ def main() -> None:
         nodes = ", ".join(f"{k} {v}" for k, v in s.get("node_s_median", {}).items())
         print(f"| {name} | {s['questions']} | {s['failed']} | {s.get('wall_s_median')} | "
               f"{s.get('first_answer_s_median')} | {s.get('first_answer_s_unstreamed_median')} | {nodes} |")
+    print(f"first ask (indexes {docs.name}): wall {first_ask['wall_s']} s, peak RSS {first_ask['peak_rss_mb']} MB "
+          f"(goal <= {GOALS['peak_rss_mb_first_ask']}); later asks: peak RSS max "
+          + ", ".join(f"{name} {s.get('peak_rss_mb_max')} MB" for name, s in result["summary"].items())
+          + f" (goal <= {GOALS['peak_rss_mb_later_ask']})")
     print(f"wrote {out}")
 
 

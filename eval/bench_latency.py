@@ -7,12 +7,16 @@
   its first retrieved chunk, on the already indexed folder (imports, opening Chroma, loading the
   embedder, embedding the question, hybrid search).
 * ``warm_overhead_ms_p50``/``_p95``: per query, with models loaded, everything except LLM time:
-  a pipeline whose LLM answers instantly (a scripted model), minus the LLM seconds it reports.
+  a pipeline whose LLM answers instantly (a scripted model), minus the LLM seconds it reports;
+  ``cpu_ms_p50``/``_p95``: the CPU time of the process (all threads) per query, which a shared
+  machine's load does not inflate. Goals: ``fast`` <= 15 ms, ``meteora`` <= 30 ms p50.
 * ``cold_start_steps``: the same cold start split into steps (ask-path imports, chromadb import,
   bm25s import, Chroma client start and index open, query-encoder load, first and second query)
   with ``python -X importtime`` self time per top-level module (see ``bench_startup.py``).
 * ``peak_rss_mb``: the peak resident memory of a real ``ragpipe ask`` on the embedded defaults
-  (SmolLM2 through llama.cpp, all-MiniLM-L6-v2) on the same folder.
+  (SmolLM2 through llama.cpp, all-MiniLM-L6-v2) on the same, already indexed folder (a later
+  ask; goal <= 600 MB). The first ask, which indexes, is measured by ``bench_ask.py``.
+* cold start goal: <= 2 s.
 
 Data: ``prepare`` builds the folder from the ``corpus.jsonl`` passages of ``trec_dl2019_bm25``,
 ``trec_dl2020_bm25``, ``trec_dl2021_bm25``, ``fiqa_goldpool``, ``scifact_goldpool``,
@@ -30,10 +34,10 @@ import asyncio
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,6 +59,8 @@ from datapaths import DataFolder, add_data_arguments, open_data  # noqa: E402
 NEEDS = {"prepare": {name: ("corpus.jsonl",) for name in CORPORA},
          "run": {name: ("queries.jsonl",) for name in QUERY_SETS}}
 INDEX_DATA = WORK / "data.json"  # what ``prepare`` indexed, recorded by ``run``
+GOALS = {"cold_start_s": 2.0, "warm_overhead_ms_p50": 15.0, "warm_overhead_ms_p50_by_method": {"fast": 15.0, "meteora": 30.0},
+         "peak_rss_mb_later_ask": 600}
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -131,60 +137,91 @@ def warm_overhead(qs: list[str], method: str, limit: int) -> dict:
     index = open_index(DOCS, settings)
     def instant_reply(request) -> str:  # noqa: ANN001 - a plausible reply per task, at zero latency
         system = request.messages[0].content
-        if "evidence searches" in system:
-            return "1. What the question asks\n2. Background facts"
-        if "evidence auditor" in system:
-            return '{"keep": true, "reason": "consistent with the question"}'
+        if "evidence searches" in system:  # rationales
+            return ('{"rationales": [{"label": "topic", "text": "What the question asks about", "flag_instructions": '
+                    '"reject unsupported claims"}, {"label": "background", "text": "Background facts"}]}')
+        if "audit evidence" in system:  # the verifier's one listwise pass
+            return '{"suspicious": []}'
         return "The answer is in [1]."
 
     llm = ScriptedLLM(fn=instant_reply)
     pipe = Pipeline.from_settings(index=index, settings=settings, llm=llm, method=method, top_k=30)
 
-    async def one(q: str) -> tuple[float, dict]:
-        start = time.perf_counter()
+    async def one(q: str) -> tuple[float, dict, float]:
+        start, cpu = time.perf_counter(), time.process_time()
         answer = await pipe.aask(q)
         wall = time.perf_counter() - start
-        return wall - answer.usage.llm_seconds, answer.timings
+        return wall - answer.usage.llm_seconds, answer.timings, time.process_time() - cpu
 
-    async def all_queries() -> list[tuple[float, dict]]:
+    async def all_queries() -> list[tuple[float, dict, float]]:
         await one(qs[0])  # load BM25 and warm caches
         return [await one(q) for q in qs[:limit]]
 
     runs = asyncio.run(all_queries())
     overheads = sorted(r[0] * 1000 for r in runs)
+    cpu = sorted(r[2] * 1000 for r in runs)
     nodes = {node: statistics.median(r[1].get(node, 0.0) * 1000 for r in runs) for node in runs[0][1]}
     return {
         "method": method,
         "queries": len(runs),
         "p50": statistics.median(overheads),
-        "p95": overheads[min(len(overheads) - 1, int(round(0.95 * (len(overheads) - 1))))],
+        "p95": _p95(overheads),
         "node_ms_p50": nodes,
+        # CPU seconds of the whole process (every thread) per query: what the query costs, without
+        # the time it waited for a core on a shared machine.
+        "cpu_ms_p50": statistics.median(cpu),
+        "cpu_ms_p95": _p95(cpu),
     }
 
 
+def _p95(ordered: list[float]) -> float:
+    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+
+
+def measured_run(cmd: list[str], *, cwd: Path = ROOT, env: dict[str, str] | None = None) -> dict:
+    """Run ``cmd``; its return code, stdout, stderr, wall seconds and its own peak RSS in MB."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=cwd, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's rusage, not the max over all children
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        return {"returncode": proc.returncode, "stdout": out.read().decode("utf-8", "replace"),
+                "stderr": err.read().decode("utf-8", "replace"), "wall_s": wall,
+                "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
 def peak_rss(question: str) -> dict:
-    """Peak RSS of a real ``ragpipe ask`` (embedded llama.cpp + MiniLM) and its wall time."""
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "ragpipe", "ask", question, "--docs", str(DOCS), "--method", "fast", "--top-k", "10",
-         "--json"],
-        capture_output=True, text=True, cwd=ROOT,
-    )
-    wall = time.perf_counter() - start
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = {"returncode": proc.returncode, "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024}
-    if proc.returncode == 0:
-        doc = json.loads(proc.stdout)
+    """Peak RSS of a real ``ragpipe ask`` (embedded llama.cpp + MiniLM) on the indexed folder, and its wall time."""
+    done = measured_run([sys.executable, "-m", "ragpipe", "ask", question, "--docs", str(DOCS), "--method", "fast",
+                         "--top-k", "10", "--json"])
+    result = {k: done[k] for k in ("returncode", "wall_s", "peak_rss_mb")}
+    if done["returncode"] == 0:
+        doc = json.loads(done["stdout"])
         result.update(answer=doc["answer"], llm_calls=doc["usage"]["total"]["calls"], timings=doc["timings"])
     else:
-        result["error"] = proc.stderr.strip().splitlines()[-1:] or [""]
+        result["error"] = done["stderr"].strip().splitlines()[-1:] or [""]
     return result
+
+
+def rss_only(data: DataFolder) -> None:
+    """Measure the real ask again and update those fields of an existing result file."""
+    results = json.loads(RESULTS.read_text(encoding="utf-8"))
+    rss = peak_rss(questions(data, 2)[1])
+    results.update(peak_rss_mb=rss["peak_rss_mb"], real_ask=rss, real_ask_load_average=os.getloadavg(),
+                   real_ask_command=" ".join(["python", "eval/bench_latency.py", *sys.argv[1:]]))
+    RESULTS.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"{'peak RSS real ask (MB)':<28}{rss['peak_rss_mb']:>12.0f}  <= {GOALS['peak_rss_mb_later_ask']} "
+          f"(wall {rss['wall_s']:.1f} s, rc {rss['returncode']})")
 
 
 def run(args: argparse.Namespace, data: DataFolder) -> None:
     from ragpipe.config import load_settings
     from ragpipe.ingest.indexer import open_index
 
+    if args.rss_only:
+        return rss_only(data)
     load = os.getloadavg()
     chunks = open_index(DOCS, load_settings()).store.count()
     qs = questions(data, args.queries)
@@ -206,7 +243,7 @@ def run(args: argparse.Namespace, data: DataFolder) -> None:
         "peak_rss_mb": rss["peak_rss_mb"] if rss else None,
         "real_ask": rss,
         "load_average_at_end": os.getloadavg(),
-        "goals": {"cold_start_s": 3.0, "warm_overhead_ms_p50": 20.0},
+        "goals": GOALS,
         "command": " ".join(["python", "eval/bench_latency.py", *sys.argv[1:]]),
         "data": data.describe(),
         "index_data": json.loads(INDEX_DATA.read_text(encoding="utf-8")) if INDEX_DATA.is_file() else None,
@@ -215,14 +252,17 @@ def run(args: argparse.Namespace, data: DataFolder) -> None:
     RESULTS.write_text(json.dumps(results, indent=2, default=float) + "\n")
     print(f"{'metric':<28}{'value':>12}  goal")
     print(f"{'indexed chunks':<28}{chunks:>12}")
-    print(f"{'cold start (p50, s)':<28}{results['cold_start_s']:>12.2f}  <= 3.0")
+    print(f"{'cold start (p50, s)':<28}{results['cold_start_s']:>12.2f}  <= {GOALS['cold_start_s']}")
     print_steps(steps)
     for method, w in warm.items():
-        print(f"{'warm overhead p50 ms ' + method:<28}{w['p50']:>12.1f}  <= 20")
+        goal = GOALS["warm_overhead_ms_p50_by_method"].get(method, GOALS["warm_overhead_ms_p50"])
+        print(f"{'warm overhead p50 ms ' + method:<28}{w['p50']:>12.1f}  <= {goal}")
         print(f"{'warm overhead p95 ms ' + method:<28}{w['p95']:>12.1f}")
+        print(f"{'  CPU ms p50 / p95':<28}{w['cpu_ms_p50']:>12.1f}  / {w['cpu_ms_p95']:.1f}")
         print(f"{'  per node p50 ms':<28}  " + ", ".join(f"{k} {v:.1f}" for k, v in w["node_ms_p50"].items()))
     if rss:
-        print(f"{'peak RSS real ask (MB)':<28}{rss['peak_rss_mb']:>12.0f}  (wall {rss['wall_s']:.1f} s, rc {rss['returncode']})")
+        print(f"{'peak RSS real ask (MB)':<28}{rss['peak_rss_mb']:>12.0f}  <= {GOALS['peak_rss_mb_later_ask']} "
+              f"(wall {rss['wall_s']:.1f} s, rc {rss['returncode']})")
     print(f"wrote {RESULTS}")
 
 
@@ -238,6 +278,8 @@ def main() -> None:
     r.add_argument("--methods", nargs="+", default=["fast", "meteora"])
     r.add_argument("--slow-queries", type=int, default=15, help="queries for the LLM-selector presets")
     r.add_argument("--skip-rss", action="store_true")
+    r.add_argument("--rss-only", action="store_true",
+                   help="only the real ask (peak RSS), written into the existing result file")
     args = parser.parse_args()
     data = open_data(args, NEEDS[args.cmd])
     prepare(data) if args.cmd == "prepare" else run(args, data)

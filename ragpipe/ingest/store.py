@@ -24,11 +24,14 @@ import numpy as np
 
 from ragpipe.config import StoreSettings
 from ragpipe.errors import EmbeddingMismatch, StoreError, StoreLocked
+from ragpipe.retrieve.revision_cache import RevisionCache
 from ragpipe.schema import Chunk
 
 REVISION_FILE = "revision"
 LOCK_FILE = "write.lock"
 _PAGE = 1000
+# Stored vectors kept in memory between reads (1.5 KB each at 384 dimensions).
+VECTOR_CACHE_SIZE = 5_000
 _CLIENTS: dict[str, _Opened] = {}
 _CLIENTS_LOCK = threading.Lock()
 
@@ -158,6 +161,8 @@ class ChunkStore:
         meta = collection.metadata or {}
         self.embedding_model: str = str(meta.get("embedding_model", ""))
         self.dim: int = int(meta.get("dim", 0))
+        self._vectors: RevisionCache[np.ndarray] = RevisionCache(VECTOR_CACHE_SIZE)
+        self._count: tuple[str, int] | None = None  # (revision, count): a count is a SQL query
 
     @classmethod
     def open(
@@ -253,7 +258,7 @@ class ChunkStore:
         if self.dim and vector.shape[0] != self.dim:
             raise _mismatch(self.index_dir, self.embedding_model, self.dim, "the query embedder", vector.shape[0])
         collection = self._live()
-        n = min(k, int(collection.count()))
+        n = min(k, self._count_now())
         if n <= 0:
             return None
         return collection.query(query_embeddings=[vector.tolist()], n_results=n, where=where or None,
@@ -300,16 +305,30 @@ class ChunkStore:
         chunks = {chunk.id: chunk for chunk in self.get(sorted({i for ids in wanted.values() for i in ids}))}
         return {key: [chunks[i] for i in ids if i in chunks] for key, ids in wanted.items()}
 
+    def _count_now(self) -> int:
+        """``count()``, read again only after the store's revision has changed."""
+        revision = self.revision
+        if self._count is None or self._count[0] != revision:
+            self._count = (revision, self.count())
+        return self._count[1]
+
     def embeddings(self, ids: Sequence[str]) -> np.ndarray:
-        """Stored vectors of ``ids`` in the order asked, so selectors need not re-embed candidates."""
+        """Stored vectors of ``ids`` in the order asked, so selectors need not re-embed candidates.
+
+        Kept in memory per store revision: the selector and the verifier of one query ask for
+        the same candidates' vectors.
+        """
         if not ids:
             return np.zeros((0, self.dim), dtype=np.float32)
-        result = self._live().get(ids=list(ids), include=["embeddings"])
-        found = dict(zip(result["ids"], result["embeddings"]))
+        found = self._vectors.get_many(ids, self.revision, self._read_vectors)
         missing = [i for i in ids if i not in found]
         if missing:
             raise StoreError(f"{len(missing)} chunk(s) are not in the index, e.g. {missing[0]}")
         return np.asarray([found[i] for i in ids], dtype=np.float32)
+
+    def _read_vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
+        result = self._live().get(ids=ids, include=["embeddings"])
+        return {i: np.asarray(v, dtype=np.float32) for i, v in zip(result["ids"], result["embeddings"])}
 
     def iter_chunks(self, batch: int = _PAGE) -> Iterator[Chunk]:
         collection, offset = self._live(), 0  # one snapshot: pages of a reopened collection could skip rows

@@ -252,8 +252,6 @@ class LlamaCppLLM(BaseLLM):
             if cancelled is not None and cancelled.is_set():
                 break
             logits = self._last_logits(llama)
-            shifted = logits - logits.max()
-            log_probs = shifted - np.log(np.exp(shifted).sum())
             if request.temperature <= 0:
                 token = int(np.argmax(logits))
             else:
@@ -262,7 +260,9 @@ class LlamaCppLLM(BaseLLM):
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 finish = "stop"
                 break
-            if top_k:
+            if top_k:  # a log-softmax over the vocabulary costs per token: only when logprobs were asked for
+                shifted = logits - logits.max()
+                log_probs = shifted - np.log(np.exp(shifted).sum())
                 best = np.argpartition(-log_probs, top_k)[:top_k]
                 best = best[np.argsort(-log_probs[best])]
                 logprobs.append(

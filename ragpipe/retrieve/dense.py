@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
@@ -57,7 +60,38 @@ def dense_search(
 
 
 def embed_question(embedder: _Embedder, question: str) -> np.ndarray:
-    return np.asarray(embedder.embed_query(question), dtype=np.float32)
+    """The question's vector, embedded once per embedder: retrieval and the selector share it."""
+    return _QUESTION_VECTORS.get(embedder, question)
+
+
+class QuestionVectors:
+    """The last ``size`` questions' vectors per embedder (a question is embedded in milliseconds)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._by_embedder: weakref.WeakKeyDictionary[Any, OrderedDict[str, np.ndarray]] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def get(self, embedder: _Embedder, question: str) -> np.ndarray:
+        try:
+            with self._lock:
+                known = self._by_embedder.setdefault(embedder, OrderedDict())
+                vector = known.get(question)
+                if vector is not None:
+                    known.move_to_end(question)
+                    return vector
+        except TypeError:  # an embedder that cannot be weakly referenced: embed every time
+            return np.asarray(embedder.embed_query(question), dtype=np.float32)
+        vector = np.asarray(embedder.embed_query(question), dtype=np.float32)
+        vector.setflags(write=False)  # shared between callers
+        with self._lock:
+            known[question] = vector
+            while len(known) > self.size:
+                known.popitem(last=False)
+        return vector
+
+
+_QUESTION_VECTORS = QuestionVectors()
 
 
 def as_ranking(hits: Sequence[tuple[Chunk, float]]) -> list[tuple[str, float]]:

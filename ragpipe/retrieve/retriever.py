@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from ragpipe.config import RetrievalSettings
 from ragpipe.errors import ConfigError
+from ragpipe.retrieve.revision_cache import RevisionCache
 from ragpipe.llm.base import run_sync
 from ragpipe.retrieve.bm25 import BM25Index
 from ragpipe.retrieve.dense import as_ranking, dense_search, embed_question, stored_keys
@@ -51,9 +52,7 @@ class Retriever:
         self.candidates = candidates or self.settings.candidates
         self._bm25: BM25Index | None = None
         self._bm25_lock = threading.Lock()
-        self._chunk_cache: dict[str, Chunk] = {}
-        self._chunk_cache_revision: str | None = None
-        self._chunk_cache_lock = threading.Lock()
+        self._chunk_cache: RevisionCache[Chunk] = RevisionCache(CHUNK_CACHE_SIZE)
 
     # ------------------------------------------------------------------ public API
 
@@ -108,19 +107,8 @@ class Retriever:
         revision = getattr(self.store, "revision", None)
         if revision is None:
             return list(self.store.get(ids))
-        with self._chunk_cache_lock:
-            if revision != self._chunk_cache_revision or len(self._chunk_cache) > CHUNK_CACHE_SIZE:
-                self._chunk_cache, self._chunk_cache_revision = {}, revision
-            cache = self._chunk_cache
-            missing = [cid for cid in ids if cid not in cache]
-        if missing:
-            fetched = {c.id: c for c in self.store.get(missing)}
-            with self._chunk_cache_lock:
-                if self._chunk_cache is cache:
-                    cache.update(fetched)
-        else:
-            fetched = {}
-        return [chunk for cid in ids if (chunk := cache.get(cid) or fetched.get(cid)) is not None]
+        found = self._chunk_cache.get_many(ids, revision, lambda missing: {c.id: c for c in self.store.get(missing)})
+        return [found[cid] for cid in ids if cid in found]
 
     @property
     def bm25(self) -> BM25Index:

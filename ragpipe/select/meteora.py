@@ -29,6 +29,7 @@ re-embedded from text; the trace records which, and how long it took.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -37,6 +38,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from ragpipe.context import RunContext
+from ragpipe.retrieve.dense import embed_question
 from ragpipe.retrieve.vectors import chunk_vectors, embed_texts
 from ragpipe.schema import Rationale, ScoredChunk, TraceEvent, Usage
 from ragpipe.select.base import (
@@ -165,6 +167,16 @@ def ecse(
     return EcseResult(pairs, pooled, cutoff, pooled_kept, selected, scores)
 
 
+async def _rationale_vectors(embedder: Any, question: str, rationales: Sequence[Rationale]) -> np.ndarray:
+    """Rationale vectors; a rationale that is the question reuses the vector retrieval embedded."""
+    texts = [r.text for r in rationales]
+    others = [t for t in dict.fromkeys(texts) if t != question.strip()]
+    vectors = dict(zip(others, await embed_texts(embedder, others))) if others else {}
+    if len(others) < len(set(texts)):
+        vectors[question.strip()] = await asyncio.to_thread(embed_question, embedder, question)
+    return np.asarray([vectors[t] for t in texts], dtype=np.float32)
+
+
 async def _candidate_vectors(candidates: Sequence[ScoredChunk], ctx: RunContext, trace: list[TraceEvent]) -> np.ndarray:
     found = await chunk_vectors(candidates, ctx.embedder, ctx.store)
     if found.note:
@@ -253,7 +265,7 @@ class MeteoraSelector(Selector[MeteoraConfig]):
             run.note("fallback", "no embedder in the context: kept the input order")
             selection = self.finish(candidates, input_order_scores(len(candidates)), run)
             return selection.model_copy(update={"usage": usage, "extras": {"rationales": rationales}})
-        rationale_vectors = await embed_texts(ctx.embedder, [r.text for r in rationales])
+        rationale_vectors = await _rationale_vectors(ctx.embedder, question, rationales)
         candidate_vectors = await _candidate_vectors(candidates, ctx, trace)
         result = ecse(
             rationale_vectors, candidate_vectors, distinct_pairing=cfg.distinct_pairing, cutoff_method=cfg.cutoff,

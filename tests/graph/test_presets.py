@@ -97,3 +97,21 @@ def test_verify_is_on_in_every_preset_unless_switched_off() -> None:
         labels = [n.label for n in build_graph(method).nodes]
         assert labels[2] == "verify", method
         assert [n.label for n in build_graph(method, verify=False).nodes][2] == "accept"
+
+
+def test_meteora_embeds_the_question_once_for_retrieval_and_selection(tmp_path) -> None:
+    """Retrieval embeds the question; the selector's question anchor reuses that vector."""
+    from ragpipe.retrieve.memory import MemoryStore
+    from ragpipe.retrieve.retriever import Retriever
+
+    embedder = HashingEmbedder()
+    store = MemoryStore(tmp_path / "index")
+    store.add(CHUNKS, embedder.embed([c.text for c in CHUNKS]))
+    embedded: list[str] = []
+    embed = embedder.embed
+    embedder.embed = lambda texts, **kw: embedded.extend(texts) or embed(texts, **kw)  # type: ignore[method-assign]
+    graph = build_graph("meteora", retriever=Retriever(store, embedder))
+    answer = Pipeline(graph, RunContext(llm=ScriptedLLM(fn=scripted), embedder=embedder, store=store)).ask(QUESTION)
+    assert answer.rationales[0].text == QUESTION  # the anchor is still there
+    assert embedded.count(QUESTION) == 1
+    assert any(t.startswith("Where the rotation") for t in embedded)  # the LLM's rationales are embedded

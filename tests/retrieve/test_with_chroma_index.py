@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from ragpipe.config import load_settings
@@ -112,3 +113,29 @@ async def test_chunk_texts_are_read_once_per_store_revision(indexed, monkeypatch
     monkeypatch.setattr(type(store), "revision", property(lambda self: "changed"))
     await retriever.aretrieve("ragpipe install ask telemetry kingfishers", k=3)
     assert len(asked) == 2  # a new revision drops the cached chunks
+
+
+def test_stored_vectors_and_the_count_are_read_once_per_store_revision(indexed, monkeypatch):
+    docs, settings, embedder, store = indexed
+    ids = [c.id for c in store.iter_chunks()][:3]
+    uncached = store.collection.get(ids=ids, include=["embeddings"])
+    reads: list[list[str]] = []
+    read = store._read_vectors
+    monkeypatch.setattr(store, "_read_vectors", lambda wanted: reads.append(list(wanted)) or read(wanted))
+    counts: list[int] = []
+    count = store.count
+    monkeypatch.setattr(store, "count", lambda: counts.append(1) or count())
+    vectors = store.embeddings(ids)
+    assert np.allclose(vectors, np.asarray(uncached["embeddings"], dtype=np.float32)[
+        [uncached["ids"].index(i) for i in ids]])
+    assert np.array_equal(store.embeddings(ids[:2]), vectors[:2])  # a verifier reading the selector's chunks
+    assert reads == [ids]
+    vector = embedder.embed_query("telemetry")
+    store.query_ids(vector, 2)
+    store.query_ids(vector, 2)
+    assert len(counts) == 1
+    (docs / "notes" / "new.txt").write_text("An axolotl regrows its limbs.")
+    index_folder(docs, settings, embedder=embedder)  # a write changes the revision
+    store.embeddings(ids[:1])
+    store.query_ids(vector, 2)
+    assert reads[-1] == ids[:1] and len(counts) == 2
