@@ -2,11 +2,12 @@
 
 Every chunk gets every enabled signal; a chunk is dropped when the weighted sum of what fired
 reaches ``drop_threshold`` (1.0). Unmistakable instructions aimed at a model (the strong
-``instruction`` patterns) and an LLM naming the chunk each drop it alone; weak hints (a weak
-instruction pattern, ``near_duplicate``, ``query_echo``, ``perplexity``,
-``answer_consistency``: 0.5 each) need a second one, because each also fires on honest text:
-search results repeat one story, so a near-duplicate cluster alone is no proof of planting. A
-cluster whose answer loses to the independent sources (near-duplicate + answer_consistency) is.
+``instruction`` patterns) and an LLM naming the chunk each drop it alone. Weak hints (a weak
+instruction pattern, ``query_echo``, ``perplexity``, ``answer_consistency``: 0.5 each;
+``near_duplicate``: 0.5 for a cluster of paraphrases, 0.25 for a cluster of copies) need a
+second one, because each also fires on honest text: outlets reword and syndicate one story, so
+a cluster alone is no proof of planting. A cluster of paraphrases whose answer none of the
+other candidates gives (near_duplicate + answer_consistency) is dropped.
 
 **One LLM pass** (``llm_mode="listwise"``, the default): all candidates go into one prompt as
 numbered data blocks and the reply names the suspicious ones. ``llm_mode="per_chunk"`` asks one
@@ -19,7 +20,9 @@ aggregated over independent sources. By default (``answer_mode="listwise"``) all
 from one call, made only when the signal could tip a chunk over the threshold (a chunk already
 carries another weak hint), so the verifier makes at most two calls. The **robust mode**
 (``answer_mode="per_chunk"``, see ``ROBUST``) asks each chunk alone (isolate, then aggregate):
-better answers from small models, one extra short call per chunk, hence opt-in.
+better answers from small models, one extra short call per chunk, hence opt-in; there an answer
+that loses to the independent sources drops its chunk alone, for planted passages that are not
+near-duplicates of each other.
 
 **Fail policy** (``fail_policy``): an LLM verdict that cannot be read (broken reply, failed
 call, a reply that only echoes the prompt) is counted, traced and warned about, never silently
@@ -75,8 +78,10 @@ ALL_SIGNALS = (INSTRUCTION, QUERY_ECHO, NEAR_DUPLICATE, PERPLEXITY, LLM, ANSWER_
 # Perplexity is opt-in: one scoring pass per chunk, and little found on fluent LLM-written
 # poison (kept as the published baseline; see the poisoning benchmark).
 DEFAULT_SIGNALS = (INSTRUCTION, QUERY_ECHO, NEAR_DUPLICATE, LLM, ANSWER_CONSISTENCY)
-# The robust mode: every chunk answers the question alone (one short call per chunk).
-ROBUST: dict[str, object] = {"answer_mode": "per_chunk"}
+_WEIGHTS = {INSTRUCTION: 1.0, LLM: 1.0, NEAR_DUPLICATE: 0.5, QUERY_ECHO: 0.5, PERPLEXITY: 0.5, ANSWER_CONSISTENCY: 0.5}
+# The robust mode: every chunk answers the question alone (one short call per chunk), and an
+# answer that loses to the independent sources drops its chunk by itself (RobustRAG's vote).
+ROBUST: dict[str, object] = {"answer_mode": "per_chunk", "weights": {**_WEIGHTS, ANSWER_CONSISTENCY: 1.0}}
 _LLM_SIGNALS = (LLM, ANSWER_CONSISTENCY)
 
 
@@ -86,8 +91,7 @@ class VerifierConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     signals: tuple[str, ...] = DEFAULT_SIGNALS
-    weights: dict[str, float] = Field(default_factory=lambda: {
-        INSTRUCTION: 1.0, LLM: 1.0, NEAR_DUPLICATE: 0.5, QUERY_ECHO: 0.5, PERPLEXITY: 0.5, ANSWER_CONSISTENCY: 0.5})
+    weights: dict[str, float] = Field(default_factory=lambda: dict(_WEIGHTS))
     drop_threshold: float = Field(1.0, gt=0)
     llm_mode: Literal["listwise", "per_chunk"] = "listwise"
     answer_mode: Literal["listwise", "per_chunk"] = "listwise"
@@ -102,6 +106,7 @@ class VerifierConfig(BaseModel):
     rouge_threshold: float = Field(0.5, gt=0, le=1)
     cosine_threshold: float = Field(0.88, gt=0, le=1)
     min_cluster: int = Field(3, ge=2)
+    paraphrase_rouge: float = Field(0.5, gt=0, le=1, description="mean ROUGE-L below which a cluster is reworded")
     consistency_margin: int = Field(2, ge=1, description="independent sources by which an answer must lead")
 
 
@@ -172,6 +177,7 @@ class Verifier:
             found[NEAR_DUPLICATE] = near_duplicate_signal(
                 texts, embeddings, rouge_threshold=cfg.rouge_threshold,
                 cosine_threshold=cfg.cosine_threshold, min_cluster=cfg.min_cluster,
+                paraphrase_rouge=cfg.paraphrase_rouge,
             )
         if PERPLEXITY in cfg.signals:
             scorer = scorer_of(ctx.llm)
@@ -259,9 +265,11 @@ class Verifier:
             isolated = [None] * len(evidence)
             for i, answer in zip(judged, answers.answers):
                 isolated[i] = answer
+            cluster = signals.get(NEAR_DUPLICATE)
             sub = answer_consistency_signal(answers.answers, [evidence[i].chunk.text for i in judged],
                                             None if embeddings is None else embeddings[judged],
-                                            margin=cfg.consistency_margin)
+                                            margin=cfg.consistency_margin,
+                                            clusters=[cluster.groups[i] for i in judged] if cluster else None)
             signals[ANSWER_CONSISTENCY] = _spread(sub, judged, len(evidence))
         elif ANSWER_CONSISTENCY in wanted:
             trace.append(TraceEvent(node=cfg.node, kind="info", message="answer_consistency skipped: no chunk "
