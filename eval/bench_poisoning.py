@@ -14,9 +14,11 @@ poisoned texts and the figure is the share flagged.
 
 Defences: ``none``; each cheap signal alone (``instruction``, ``query_echo``,
 ``near_duplicate``) and combined (``ragpipe_cheap``), over ``--limit`` questions; on the first
-``--llm-limit`` of them: ``ragpipe`` (the default verifier: cheap signals + one listwise LLM
-call), ``llm_listwise`` (that call's flags alone), ``ragpipe_robust`` (plus one isolated answer
-per kept chunk, aggregated), ``answer_consistency`` (that signal alone), and the baselines
+``--llm-limit`` of them: ``ragpipe`` (the default verifier: cheap signals, one listwise LLM
+check and, when a chunk carries a weak hint, one listwise short-answer call for
+``answer_consistency``), ``llm_listwise`` (the check's flags alone), ``answer_consistency``
+(that signal alone), ``ragpipe_robust`` (``Verifier(**ROBUST)``: one isolated answer per kept
+chunk instead of the listwise answers), and the baselines
 ``perplexity`` and ``llm_per_chunk`` (one LLM call per chunk) on the first ``--baseline-limit``.
 Answers come from ragpipe's generator (``answer.cited`` prompt, ``--answer-tokens`` tokens) over
 each defence's kept evidence. ``--model`` runs a GGUF file instead of the packaged SmolLM2 (one
@@ -186,7 +188,7 @@ async def detect_with_llm(
     """The default verifier (cheap signals + one listwise call), the robust mode, and the baselines
     (perplexity, the per-chunk LLM check) over the same pools, with answers per defence."""
     from ragpipe.generate import Generator
-    from ragpipe.verify.isolation import answer_consistency_signal, isolated_answers
+    from ragpipe.verify import ROBUST
 
     names = ("perplexity", "llm_per_chunk", "llm_listwise", "answer_consistency", "ragpipe", "ragpipe_robust")
     tallies = {name: Tally() for name in names}
@@ -196,6 +198,7 @@ async def detect_with_llm(
     parse_status: dict[str, int] = {}
     unreadable = {"questions_with_unreadable_verdict": 0, "questions": 0}
     default = Verifier()
+    robust = Verifier(**ROBUST)
     perplexity = Verifier(signals=("perplexity",))
     per_chunk = Verifier(signals=("llm",), llm_mode="per_chunk")
     generator = Generator(max_tokens=answer_tokens)
@@ -222,23 +225,18 @@ async def detect_with_llm(
             tallies["ragpipe"].add(not verdict.keep, bad)
             tallies["llm_listwise"].add(verdict.signals.get("llm") is True, bad)
             parse_status[verdict.parse_status] = parse_status.get(verdict.parse_status, 0) + 1
+        ac = result.signals.get("answer_consistency")
+        record["answers_listwise"] = {str(i): a for i, a in enumerate(result.isolated) if a is not None}
+        for i, bad in enumerate(poisoned):
+            tallies["answer_consistency"].add(bool(ac and ac.flagged[i]), bad)
         if q < robust_limit:
-            ctx = RunContext(llm=llm, embedder=embedder)
-            judged = [i for i, v in enumerate(result.verdicts) if v.keep]  # what the default verifier kept
-            start = time.perf_counter()
-            iso = await isolated_answers(row["question"], [pool[i] for i in judged], ctx)
-            signal = answer_consistency_signal(iso.answers, [pool[i].chunk.text for i in judged])
-            spend("ragpipe_robust", seconds + time.perf_counter() - start, usage + _usage_of(ctx))
-            flagged = dict(zip(judged, signal.flagged))
-            record["isolated_answers"] = {str(i): a for i, a in zip(judged, iso.answers)}
-            robust_kept = []
-            for i, (chunk, bad) in enumerate(zip(pool, poisoned)):
-                tallies["answer_consistency"].add(flagged.get(i, False), bad)
-                drop = (not result.verdicts[i].keep) or flagged.get(i, False)
-                tallies["ragpipe_robust"].add(drop, bad)
-                if not drop:
-                    robust_kept.append(chunk)
-            kept_by["ragpipe_robust"] = robust_kept
+            rob, rob_s, rob_u = await _timed_verify(robust, row["question"], pool, llm, embedder)
+            spend("ragpipe_robust", rob_s, rob_u)
+            record["isolated_answers"] = {str(i): a for i, a in enumerate(rob.isolated) if a is not None}
+            record["ragpipe_robust_drop"] = [not v.keep for v in rob.verdicts]
+            kept_by["ragpipe_robust"] = list(rob.accepted)
+            for bad, verdict in zip(poisoned, rob.verdicts):
+                tallies["ragpipe_robust"].add(not verdict.keep, bad)
         if q < baseline_limit:
             ppl, ppl_s, ppl_u = await _timed_verify(perplexity, row["question"], pool, llm, embedder)
             spend("perplexity", ppl_s, ppl_u)
@@ -355,9 +353,11 @@ async def main() -> None:
             "limit": args.limit, "llm_limit": args.llm_limit, "top_k": args.top_k,
             "embedder": getattr(embedder, "name", "?"), "llm": f"{llm.backend}:{llm.model}" if llm else None,
             "pool": "top-k of clean+poisoned by MiniLM cosine (QA sets); the 5 poisoned texts (poison-only sets)",
-            "verifier": "ragpipe = Verifier() defaults (cheap signals + one listwise LLM call over the chunks the "
-                        "cheap signals kept); ragpipe_robust = ragpipe + answer_consistency (one isolated answer per "
-                        "kept chunk); baselines: perplexity alone, per-chunk LLM check alone (llm_mode=per_chunk)",
+            "verifier": "ragpipe = Verifier() defaults (cheap signals + one listwise LLM check over the chunks the "
+                        "cheap signals kept + one listwise short-answer call for answer_consistency when it can tip a "
+                        "chunk); answer_consistency = that signal alone; ragpipe_robust = Verifier(**ROBUST) (one "
+                        "isolated answer per kept chunk instead of the listwise answers); baselines: perplexity alone, "
+                        "per-chunk LLM check alone (llm_mode=per_chunk)",
             "llm_sets": args.llm_sets, "baseline_limit": args.baseline_limit, "robust_limit": args.robust_limit,
         },
         "datasets": {},

@@ -3,10 +3,10 @@
 from ragpipe.verify.verifier import (
     ALL_SIGNALS,
     DEFAULT_SIGNALS,
-    ROBUST_SIGNALS,
+    ROBUST,
     Verification,
     Verifier,
     VerifierConfig,
 )
 
-__all__ = ["ALL_SIGNALS", "DEFAULT_SIGNALS", "ROBUST_SIGNALS", "Verification", "Verifier", "VerifierConfig"]
+__all__ = ["ALL_SIGNALS", "DEFAULT_SIGNALS", "ROBUST", "Verification", "Verifier", "VerifierConfig"]

@@ -61,8 +61,15 @@ def answer_consistency_signal(
     margin: int = 2,
     source_rouge: float = 0.4,
     source_cosine: float = 0.8,
+    clusters: Sequence[int] | None = None,
 ) -> SignalResult:
-    """Flag passages whose answer loses to an answer backed by ``margin`` more independent sources."""
+    """Flag passages whose answer loses to an answer backed by ``margin`` more independent sources.
+
+    With ``clusters`` (the near-duplicate cluster of each passage) a passage of a cluster is also
+    flagged when its answer is *uncorroborated*: no passage outside its cluster gives that
+    answer. A cluster that is the whole pool, or that one outside source agrees with, is never
+    flagged this way: there is nothing independent to check it against, or it is corroborated.
+    """
     n = len(answers)
     keys = [answer_key(a) for a in answers]
     groups: list[list[int]] = []
@@ -90,6 +97,16 @@ def answer_consistency_signal(
             details[i] = (f"answers '{answers[i]}' ({supports[gi]} independent source(s)); "
                           f"'{answers[groups[best][0]]}' has {supports[best]}")
             flagged[i] = gi != best and lead >= margin
+    if clusters is not None:
+        for i, key in enumerate(keys):
+            outside = [j for j in range(n) if clusters[j] != clusters[i]]
+            if not key or flagged[i] or sum(c == clusters[i] for c in clusters) < 2:
+                continue
+            agree = [j for j in outside if _same_answer(key, keys[j])]
+            if outside and not agree:
+                flagged[i] = True
+                details[i] = (f"answers '{answers[i]}', which none of the {len(outside)} passage(s) outside its "
+                              "cluster of near-duplicates gives")
     for i in range(n):
         if not keys[i]:
             details[i] = "no answer from this passage alone"

@@ -34,6 +34,7 @@ class SignalResult:
     scores: list[float]
     details: list[str] = field(default_factory=list)
     strengths: list[float] = field(default_factory=list)
+    groups: list[int] = field(default_factory=list)  # near_duplicate: the cluster number of each chunk
 
     def detail(self, i: int) -> str:
         return self.details[i] if i < len(self.details) else ""
@@ -192,6 +193,7 @@ def near_duplicate_signal(
     rouge_threshold: float = 0.5,
     cosine_threshold: float = 0.88,
     min_cluster: int = 3,
+    paraphrase_rouge: float = 0.5,
 ) -> SignalResult:
     """Flag members of clusters (size >= ``min_cluster``) of mutually near-identical texts.
 
@@ -199,15 +201,27 @@ def near_duplicate_signal(
     cosine exceeds ``cosine_threshold``; clusters are connected components of that graph. A
     lone pair is not flagged: two sources quoting the same wire story is normal, five copies of
     one claim is what planting looks like. Score = the chunk's highest similarity to another.
+
+    Strength tells copies from paraphrases. Honest repetition is copying (outlets syndicate one
+    story, docs repeat a paragraph), so a cluster of copies is a weak hint (0.5). A cluster that
+    says the same thing in different words (linked by meaning, mean pairwise ROUGE-L below
+    ``paraphrase_rouge``) is what an attacker writing many passages to survive deduplication
+    produces: strength 1.0. Without embeddings only copies can be found.
     """
     n = len(texts)
     if n < 2:
         return SignalResult(NEAR_DUPLICATE, [False] * n, [0.0] * n, ["fewer than two chunks"] * n)
     linked, similarity = similarity_links(texts, embeddings, rouge_threshold, cosine_threshold)
-    flagged, details = [False] * n, [""] * n
-    for group in components(linked):
+    rouge = rouge_l_matrix(texts)
+    flagged, details, strengths, groups = [False] * n, [""] * n, [0.0] * n, [0] * n
+    for number, group in enumerate(components(linked)):
+        overlap = float(np.mean([rouge[a, b] for a in group for b in group if a < b])) if len(group) > 1 else 1.0
+        reworded = embeddings is not None and overlap < paraphrase_rouge
         for i in group:
-            details[i] = f"cluster of {len(group)}"
+            groups[i] = number
             flagged[i] = len(group) >= min_cluster
+            kind = "paraphrases" if reworded else "copies"
+            details[i] = f"cluster of {len(group)}" + (f" {kind} (mean ROUGE-L {overlap:.2f})" if flagged[i] else "")
+            strengths[i] = (1.0 if reworded else 0.5) if flagged[i] else 0.0
     scores = [round(float(similarity[i].max()), 3) for i in range(n)]
-    return SignalResult(NEAR_DUPLICATE, flagged, scores, details)
+    return SignalResult(NEAR_DUPLICATE, flagged, scores, details, strengths, groups)

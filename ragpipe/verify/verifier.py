@@ -2,9 +2,12 @@
 
 Every chunk gets every enabled signal; a chunk is dropped when the weighted sum of what fired
 reaches ``drop_threshold`` (1.0). Unmistakable instructions aimed at a model (the strong
-``instruction`` patterns) and an LLM naming the chunk each drop it alone; weak hints (a weak
-instruction pattern, ``near_duplicate``, ``query_echo``, ``perplexity``,
-``answer_consistency``: 0.5 each) need a second one, because each also fires on honest text.
+``instruction`` patterns) and an LLM naming the chunk each drop it alone. Weak hints (a weak
+instruction pattern, ``query_echo``, ``perplexity``, ``answer_consistency``: 0.5 each;
+``near_duplicate``: 0.5 for a cluster of paraphrases, 0.25 for a cluster of copies) need a
+second one, because each also fires on honest text: outlets reword and syndicate one story, so
+a cluster alone is no proof of planting. A cluster of paraphrases whose answer none of the
+other candidates gives (near_duplicate + answer_consistency) is dropped.
 
 **One LLM pass** (``llm_mode="listwise"``, the default): all candidates go into one prompt as
 numbered data blocks and the reply names the suspicious ones. ``llm_mode="per_chunk"`` asks one
@@ -12,9 +15,14 @@ call per chunk (concurrently). Neither shows a chunk "evidence accepted so far":
 judgement sees the same inputs whatever the selector's order, so a planted chunk that came
 first cannot become the reference that honest chunks are measured against.
 
-**Robust mode** (``signals=ROBUST_SIGNALS``): adds ``answer_consistency``, one short answer per
-chunk from that chunk alone, aggregated over independent sources. It costs one extra (short)
-call per chunk, hence opt-in.
+**Answer consistency** (``answer_consistency``): each chunk's own short answer to the question,
+aggregated over independent sources. By default (``answer_mode="listwise"``) all answers come
+from one call, made only when the signal could tip a chunk over the threshold (a chunk already
+carries another weak hint), so the verifier makes at most two calls. The **robust mode**
+(``answer_mode="per_chunk"``, see ``ROBUST``) asks each chunk alone (isolate, then aggregate):
+better answers from small models, one extra short call per chunk, hence opt-in; there an answer
+that loses to the independent sources drops its chunk alone, for planted passages that are not
+near-duplicates of each other.
 
 **Fail policy** (``fail_policy``): an LLM verdict that cannot be read (broken reply, failed
 call, a reply that only echoes the prompt) is counted, traced and warned about, never silently
@@ -41,7 +49,14 @@ from ragpipe.errors import ConfigError
 from ragpipe.retrieve.vectors import chunk_vectors
 from ragpipe.schema import DroppedEvidence, Rationale, ScoredChunk, TraceEvent, Usage, Verdict
 from ragpipe.settings_layers import validate_table
-from ragpipe.verify.isolation import ANSWER_CONSISTENCY, ISOLATED_PROMPT, answer_consistency_signal, isolated_answers
+from ragpipe.verify.isolation import (
+    ANSWER_CONSISTENCY,
+    ISOLATED_PROMPT,
+    IsolatedAnswers,
+    answer_consistency_signal,
+    isolated_answers,
+)
+from ragpipe.verify.listwise_answers import ANSWERS_PROMPT, listwise_answers
 from ragpipe.verify.listwise_check import LISTWISE_PROMPT, check_all
 from ragpipe.verify.llm_check import DEFAULT_PROMPT, check_chunk
 from ragpipe.verify.perplexity import PERPLEXITY, perplexity_signal, scorer_of
@@ -63,8 +78,11 @@ PARSE_ERROR = "parse_error"
 ALL_SIGNALS = (INSTRUCTION, QUERY_ECHO, NEAR_DUPLICATE, PERPLEXITY, LLM, ANSWER_CONSISTENCY)
 # Perplexity is opt-in: one scoring pass per chunk, and little found on fluent LLM-written
 # poison (kept as the published baseline; see the poisoning benchmark).
-DEFAULT_SIGNALS = (INSTRUCTION, QUERY_ECHO, NEAR_DUPLICATE, LLM)
-ROBUST_SIGNALS = (*DEFAULT_SIGNALS, ANSWER_CONSISTENCY)
+DEFAULT_SIGNALS = (INSTRUCTION, QUERY_ECHO, NEAR_DUPLICATE, LLM, ANSWER_CONSISTENCY)
+_WEIGHTS = {INSTRUCTION: 1.0, LLM: 1.0, NEAR_DUPLICATE: 0.5, QUERY_ECHO: 0.5, PERPLEXITY: 0.5, ANSWER_CONSISTENCY: 0.5}
+# The robust mode: every chunk answers the question alone (one short call per chunk), and an
+# answer that loses to the independent sources drops its chunk by itself (RobustRAG's vote).
+ROBUST: dict[str, object] = {"answer_mode": "per_chunk", "weights": {**_WEIGHTS, ANSWER_CONSISTENCY: 1.0}}
 _LLM_SIGNALS = (LLM, ANSWER_CONSISTENCY)
 
 
@@ -74,20 +92,22 @@ class VerifierConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     signals: tuple[str, ...] = DEFAULT_SIGNALS
-    weights: dict[str, float] = Field(default_factory=lambda: {
-        INSTRUCTION: 1.0, LLM: 1.0, NEAR_DUPLICATE: 0.5, QUERY_ECHO: 0.5, PERPLEXITY: 0.5, ANSWER_CONSISTENCY: 0.5})
+    weights: dict[str, float] = Field(default_factory=lambda: dict(_WEIGHTS))
     drop_threshold: float = Field(1.0, gt=0)
     llm_mode: Literal["listwise", "per_chunk"] = "listwise"
+    answer_mode: Literal["listwise", "per_chunk"] = "listwise"
     fail_policy: Literal["fail_open", "fail_closed"] = "fail_open"
     skip_llm_when_dropped: bool = True
     listwise_prompt: str = LISTWISE_PROMPT
     per_chunk_prompt: str = DEFAULT_PROMPT
     isolated_prompt: str = ISOLATED_PROMPT
+    answers_prompt: str = ANSWERS_PROMPT
     chunk_chars: int = Field(1200, ge=100, description="characters of each chunk shown to the LLM")
     node: str = "verify"
     rouge_threshold: float = Field(0.5, gt=0, le=1)
     cosine_threshold: float = Field(0.88, gt=0, le=1)
     min_cluster: int = Field(3, ge=2)
+    paraphrase_rouge: float = Field(0.5, gt=0, le=1, description="mean ROUGE-L below which a cluster is reworded")
     consistency_margin: int = Field(2, ge=1, description="independent sources by which an answer must lead")
 
 
@@ -156,6 +176,7 @@ class Verifier:
             found[NEAR_DUPLICATE] = near_duplicate_signal(
                 texts, embeddings, rouge_threshold=cfg.rouge_threshold,
                 cosine_threshold=cfg.cosine_threshold, min_cluster=cfg.min_cluster,
+                paraphrase_rouge=cfg.paraphrase_rouge,
             )
         if PERPLEXITY in cfg.signals:
             scorer = scorer_of(ctx.llm)
@@ -235,19 +256,30 @@ class Verifier:
             llm = await self._llm_pass(question, evidence, judged, rules, kept_rationales, ctx)
             usage = usage + llm.usage
             trace.extend(llm.trace)
-        if ANSWER_CONSISTENCY in wanted and judged:
-            answers = await isolated_answers(question, [evidence[i] for i in judged], ctx, prompt=cfg.isolated_prompt,
-                                             node=cfg.node, chunk_chars=cfg.chunk_chars)
+        answer_problem = ""
+        if ANSWER_CONSISTENCY in wanted and self._answers_can_tip(judged, signals, llm):
+            answers, answer_problem = await self._answers(question, [evidence[i] for i in judged], ctx)
             usage = usage + answers.usage
             trace.extend(answers.trace)
             isolated = [None] * len(evidence)
             for i, answer in zip(judged, answers.answers):
                 isolated[i] = answer
+            cluster = signals.get(NEAR_DUPLICATE)
             sub = answer_consistency_signal(answers.answers, [evidence[i].chunk.text for i in judged],
                                             None if embeddings is None else embeddings[judged],
-                                            margin=cfg.consistency_margin)
+                                            margin=cfg.consistency_margin,
+                                            clusters=[cluster.groups[i] for i in judged] if cluster else None)
             signals[ANSWER_CONSISTENCY] = _spread(sub, judged, len(evidence))
+        elif ANSWER_CONSISTENCY in wanted:
+            trace.append(TraceEvent(node=cfg.node, kind="info", message="answer_consistency skipped: no chunk "
+                                    "it could tip over the drop threshold"))
         warnings = self._unreadable_warnings(llm, len(evidence), trace)
+        if answer_problem:
+            message = (f"the short answers for answer_consistency were unreadable ({answer_problem}); "
+                       "that signal fired for no chunk")
+            trace.append(TraceEvent(node=cfg.node, kind="fallback", message=message, data={"problem": answer_problem}))
+            log.warning("verifier: %s", message)
+            warnings.append(message)
         verdicts, accepted, dropped = [], [], []
         for i, chunk in enumerate(evidence):
             kept, flags, reasons, values, status = self._decide(i, signals, llm, LLM in wanted)
@@ -261,6 +293,24 @@ class Verifier:
             else:
                 dropped.append(DroppedEvidence(chunk=chunk, reason=reason, flags=flags))
         return Verification(accepted, dropped, verdicts, trace, usage, signals, len(llm.unreadable), warnings, isolated)
+
+    def _answers_can_tip(self, judged: list[int], signals: dict[str, SignalResult], llm: LLMVerdicts) -> bool:
+        """Whether answer_consistency could change a verdict: some kept chunk is within its weight of a drop."""
+        if len(judged) < 3:  # no majority of independent sources to lose to
+            return False
+        weight = self._weight(ANSWER_CONSISTENCY)
+        return any(i not in llm.named and self._cheap_score(i, signals) + weight >= self.config.drop_threshold
+                   for i in judged)
+
+    async def _answers(self, question: str, chunks: list[ScoredChunk], ctx: RunContext) -> tuple[IsolatedAnswers, str]:
+        """Each chunk's short answer: one listwise call, or one isolated call per chunk (robust mode)."""
+        cfg = self.config
+        if cfg.answer_mode == "listwise":
+            return await listwise_answers(question, chunks, ctx, prompt=cfg.answers_prompt, node=cfg.node,
+                                          chunk_chars=cfg.chunk_chars)
+        answers = await isolated_answers(question, chunks, ctx, prompt=cfg.isolated_prompt, node=cfg.node,
+                                         chunk_chars=cfg.chunk_chars)
+        return answers, ("every isolated answer call failed" if answers.failed == len(chunks) else "")
 
     def _unreadable_warnings(self, llm: LLMVerdicts, n: int, trace: list[TraceEvent]) -> list[str]:
         """Count the unreadable verdicts, trace them and warn; never let them pass silently."""

@@ -33,3 +33,16 @@ def test_rules_that_echo_the_question_or_a_placeholder_are_ignored() -> None:
         ["it cites no study", "Which country has the worst housing", "when to reject", "", "it cites no study"])]
     assert usable_rules(rationales, question) == (["it cites no study"],
                                                   ["Which country has the worst housing", "when to reject"])
+
+
+def test_a_cluster_answer_that_no_outside_passage_gives_is_flagged() -> None:
+    texts = ["Switzerland tops the list.", "The list is topped by Switzerland.", "Top of the list: Switzerland.",
+             "Renters in England face the highest costs.", "Lunch is served from noon."]
+    clusters = [0, 0, 0, 1, 2]
+    signal = answer_consistency_signal(["Switzerland"] * 3 + ["England", "unknown"], texts, clusters=clusters)
+    assert signal.flagged == [True, True, True, False, False]
+    assert "none of the 2 passage(s) outside its cluster" in signal.details[0]
+    corroborated = answer_consistency_signal(["Switzerland"] * 3 + ["Switzerland", "unknown"], texts, clusters=clusters)
+    assert not any(corroborated.flagged)
+    whole_pool = answer_consistency_signal(["Switzerland"] * 3, texts[:3], clusters=[0, 0, 0])
+    assert not any(whole_pool.flagged)
