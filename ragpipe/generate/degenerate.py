@@ -2,8 +2,8 @@
 
 Seen from SmolLM2-135M and Qwen2.5-0.5B on real questions: the whole answer is ``[1]``; the
 answer echoes the prompt's evidence markup (``[1] page.html <data id="3"> …``); the answer is the
-question again; a refusal; raw JSON instead of prose; text with almost no words; fluent text sharing nothing with the
-evidence. Each is named by :func:`degenerate_reason` so the generator can retry, extract, and
+question again; a refusal; raw JSON instead of prose; text with almost no words; fluent text the
+evidence does not back (see :mod:`ragpipe.generate.support`). Each is named by :func:`degenerate_reason` so the generator can retry, extract, and
 say in the trace why.
 """
 
@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 
 from ragpipe.generate.citations import MARKER
-from ragpipe.generate.sentences import content_words, split_sentences, words
+from ragpipe.generate.sentences import content_words, words
+from ragpipe.generate.support import unsupported_reason
 from ragpipe.schema import ScoredChunk
 
 _MARKUP = re.compile(r"</?\s*data\b|&lt;/?data\b|^\s*(question|documents?|evidence|context)\s*:", re.IGNORECASE | re.MULTILINE)
@@ -29,7 +30,6 @@ _YES_NO_START = re.compile(
 _STRUCTURED = re.compile(r"^\s*(?:```\w*\s*)?[\[{]\s*[\"'{\[]")
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 MIN_LETTER_SHARE = 0.5  # of the non-space characters, once citation markers are removed
-MIN_SUPPORTED_SHARE = 0.3  # of the answer's content words that must occur in the evidence
 
 
 def strip_markers(text: str) -> str:
@@ -74,16 +74,6 @@ def _repeats_question(bare: str, question: str) -> bool:
     return bool(said_content) and not said_content - content_words(question)
 
 
-def _unsupported(bare: str, evidence: list[ScoredChunk]) -> bool:
-    """No sentence of the answer is made mostly of words the evidence holds."""
-    known = set().union(*(content_words(e.chunk.text) for e in evidence)) if evidence else set()
-    for sentence in split_sentences(bare):
-        said = content_words(sentence.text)
-        if len(said) < 2 or len(said & known) / len(said) >= MIN_SUPPORTED_SHARE:
-            return False  # "Yes." / "1889." cannot be judged by word overlap; a supported sentence is enough
-    return True
-
-
 def degenerate_reason(text: str, question: str, evidence: list[ScoredChunk]) -> str | None:
     """Why ``text`` is not a usable answer to ``question`` from ``evidence``; None when it is one."""
     bare = strip_markers(text).strip()
@@ -99,6 +89,4 @@ def degenerate_reason(text: str, question: str, evidence: list[ScoredChunk]) -> 
         return "mostly symbols, not words"
     if _repeats_question(bare, question):
         return "repeats the question"
-    if _unsupported(bare, evidence):
-        return "shares almost no words with the evidence"
-    return None
+    return unsupported_reason(bare, question, evidence)

@@ -150,3 +150,15 @@ async def test_statements_of_the_wrong_shape_are_a_parse_error_not_no_statements
     judge, llm = judge_with('{"statements": [{"title": "Dune", "author": "Frank Herbert", "year_published": "1965"}]}')
     result = await ragas.faithfulness(judge, QUESTION, ANSWER, CONTEXTS)
     assert result.status == "parse_error" and len(llm.requests) == 1
+
+
+async def test_judge_sends_the_prompt_schema_to_a_backend_that_constrains_decoding() -> None:
+    from ragpipe.llm.base import Capabilities
+
+    constrained = ScriptedLLM([STATEMENTS], capabilities=Capabilities(json_schema=True, seed=True))
+    plain = ScriptedLLM([STATEMENTS])
+    for llm in (constrained, plain):
+        statements, reply = await ragas.statements_of(Judge(llm), QUESTION, ANSWER)
+        assert reply.ok and len(statements) == 3
+    assert constrained.requests[0].json_schema["required"] == ["statements"]
+    assert plain.requests[0].json_schema is None  # a backend without it gets the plain prompt
