@@ -4,7 +4,8 @@ A small model's wrong answers are fluent and reuse the evidence's vocabulary, so
 words occur in the evidence" lets them through. Two things give them away:
 
 - the names and literals it states (a flag such as ``-f``, a version such as ``2.1``, a date,
-  ``npm_config_foo``, ``file.json``) are nowhere in the evidence, though a real answer copies them;
+  ``npm_config_foo``, ``file.json``, "the Thames") are nowhere in the evidence, though a real
+  answer copies them;
 - the words its first sentence (the answer, in an answer-first reply) adds to the question are
   mostly absent from the evidence, even though the question's own words are there.
 
@@ -27,12 +28,26 @@ MIN_ADDED_WORDS = 2  # fewer added words than this cannot be judged by overlap (
 # ``2015-04-19``, ``node_modules``, ``server.js``, ``npm@2``), or inline code in backticks.
 _CODE = re.compile(r"`([^`\n]{1,60})`")
 _TOKEN = re.compile(r"(?<![\w@./-])(?:-{1,2}[A-Za-z][\w=.-]*|[\w@./:=-]*(?:\d|[_@=]|[A-Za-z]{2}[./][A-Za-z]{2})[\w@./:=-]*)")
+_NAME = re.compile(r"\b[A-Z][a-z][\w'’-]*")  # a capitalised word inside a sentence: a name
+_SENTENCE_START = tuple(".!?:;\"“”([")
 _EDGE = ".,;:!?'\")(["
+
+
+def _names(text: str) -> list[str]:
+    """Capitalised words that do not open a sentence ("the Thames", not "Then …")."""
+    found = []
+    for match in _NAME.finditer(text):
+        before = text[: match.start()].rstrip()
+        if before and not before.endswith(_SENTENCE_START):
+            found.append(match.group(0).rstrip("'’"))
+    return found
 
 
 def _literals(text: str) -> list[str]:
     found = [m.group(1).strip() for m in _CODE.finditer(text)]
-    found += [m.group(0).strip(_EDGE) for m in _TOKEN.finditer(_CODE.sub(" ", text))]
+    rest = _CODE.sub(" ", text)
+    found += [m.group(0).strip(_EDGE) for m in _TOKEN.finditer(rest)]
+    found += _names(rest)
     return [f for f in found if len(f) >= 2 and any(c.isalnum() for c in f)]
 
 

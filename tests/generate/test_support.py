@@ -40,9 +40,12 @@ CHURCH = chunk("In the Church of England, the ecclesiastical courts still have j
         ("What is the term for the institution allowing church courts to have functions in secular society?",
          "The term for the institution allowing church courts to have relevant functions in secular society is "
          "secularism [1].", [CHURCH], "shares almost no words with the evidence"),
-        # Every word of the question is on the page; the words that answer it are not.
+        # A name the evidence does not hold.
         ("Which country is the director of Inception from?",
-         "The director of Inception is from Canada and Australia [1].", [NOLAN],
+         "The director of Inception is from Canada [1].", [NOLAN], "states 'Canada', which the evidence does not hold"),
+        # Every word of the question is on the page; the words that answer it are not.
+        ("What does Christopher Nolan do for a living?",
+         "Christopher Nolan works as a dentist and a pilot [1].", [NOLAN],
          "what it adds to the question is not in the evidence"),
         # Inline code the model made up.
         ("Which environment variable gives the path to the package.json file?",
