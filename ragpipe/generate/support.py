@@ -9,6 +9,11 @@ words occur in the evidence" lets them through. Two things give them away:
 - the words its first sentence (the answer, in an answer-first reply) adds to the question are
   mostly absent from the evidence, even though the question's own words are there.
 
+- it rests on evidence that does not address the question: its first sentence, and the evidence
+  sentence that best backs it, hold under half as many of the question's words as the evidence
+  sentence that best matches the question ("See package.json for more on package configs" to
+  "Which environment variable gives the path to package.json?").
+
 Words the question already holds are never held against an answer: restating the question in
 a yes/no answer is fine.
 """
@@ -18,16 +23,18 @@ from __future__ import annotations
 import re
 
 from ragpipe.generate.citations import MARKER
+from ragpipe.generate.extractive import candidates
 from ragpipe.generate.sentences import content_words, split_sentences
 from ragpipe.schema import ScoredChunk
 
 MIN_SUPPORTED_SHARE = 0.3  # of a sentence's content words; one sentence reaching it is enough
 MIN_ADDED_SHARE = 0.5  # of the words the answer adds to the question
 MIN_ADDED_WORDS = 2  # fewer added words than this cannot be judged by overlap ("Yes.", "1889.")
+MIN_RELEVANCE_RATIO = 0.5  # of the question coverage of the evidence's best sentence
 # A literal: a token with a digit or a code character inside (``-f``, ``--save-dev``, ``v7``,
 # ``2015-04-19``, ``node_modules``, ``server.js``, ``npm@2``), or inline code in backticks.
 _CODE = re.compile(r"`([^`\n]{1,60})`")
-_TOKEN = re.compile(r"(?<![\w@./-])(?:-{1,2}[A-Za-z][\w=.-]*|[\w@./:=-]*(?:\d|[_@=]|[A-Za-z]{2}[./][A-Za-z]{2})[\w@./:=-]*)")
+_TOKEN = re.compile(r"(?<![\w@./-])(?:\d{1,3}(?:,\d{3})+(?![\d,])|-{1,2}[A-Za-z][\w=.-]*|[\w@./:=-]*(?:\d|[_@=]|[A-Za-z]{2}[./][A-Za-z]{2})[\w@./:=-]*)")
 _NAME = re.compile(r"\b[A-Z][a-z][\w'’-]*")  # a capitalised word inside a sentence: a name
 _SENTENCE_START = tuple(".!?:;\"“”([")
 _EDGE = ".,;:!?'\")(["
@@ -78,6 +85,23 @@ def _off_topic(answer: str, known: set[str]) -> bool:
     return True
 
 
+def _coverage(question_words: set[str], text: str) -> float:
+    return len(question_words & content_words(text)) / len(question_words) if question_words else 0.0
+
+
+def off_question(sentence: str, question: str, evidence: list[ScoredChunk]) -> bool:
+    """``sentence`` and the evidence sentence backing it address the question far less than the
+    evidence's best sentence does: the answer is about something else the evidence says."""
+    asked = content_words(question)
+    said = content_words(sentence)
+    pool = [c.sentence.text for c in candidates(evidence)]
+    if len(said) < MIN_ADDED_WORDS or not asked or not pool:
+        return False
+    best = max(_coverage(asked, text) for text in pool)
+    backing = max(pool, key=lambda text: len(said & content_words(text)))
+    return max(_coverage(asked, sentence), _coverage(asked, backing)) < MIN_RELEVANCE_RATIO * best
+
+
 def unsupported_reason(answer: str, question: str, evidence: list[ScoredChunk]) -> str | None:
     """Why the evidence does not back ``answer``; None when it does (or cannot be judged by words)."""
     known = set().union(*(content_words(e.chunk.text) for e in evidence)) if evidence else set()
@@ -90,4 +114,6 @@ def unsupported_reason(answer: str, question: str, evidence: list[ScoredChunk]) 
     added = added_words(sentences[0].text, question) if sentences else set()
     if len(added) >= MIN_ADDED_WORDS and len(added & known) / len(added) < MIN_ADDED_SHARE:
         return "what it adds to the question is not in the evidence"
+    if sentences and off_question(sentences[0].text, question, evidence):
+        return "rests on evidence about something other than the question"
     return None

@@ -21,6 +21,8 @@ SCOPE = chunk("As of 2015-04-19, and with npm 2.0 or better, the primary npm reg
               "packages. Scoped packages can be published from the CLI as of npm@2.", "scope")
 NOLAN = chunk("Christopher Nolan is an English-American film director. He directed Inception (2010).", "nolan")
 ENV = chunk("The npm_package_json environment variable provides the path to the package.json file.", "env")
+PACKAGE = chunk("Scripts can read their package.json. The npm_package_json environment variable provides the "
+                "path to the package.json file. See package.json for more on package configs.", "package")
 CHURCH = chunk("In the Church of England, the ecclesiastical courts still have jurisdiction of certain "
                "church-related matters, such as discipline of clergy and alteration of church property.", "church")
 
@@ -47,6 +49,13 @@ CHURCH = chunk("In the Church of England, the ecclesiastical courts still have j
         ("What does Christopher Nolan do for a living?",
          "Christopher Nolan works as a dentist and a pilot [1].", [NOLAN],
          "what it adds to the question is not in the evidence"),
+        # Qwen: a sentence copied from the page, but not the one about what was asked.
+        ("Which environment variable gives the path to the package.json file?",
+         "See package.json for more on package configs [1].", [PACKAGE],
+         "rests on evidence about something other than the question"),
+        ("How many records has the singer sold?", "She has sold more than 2,000,000 records [1].",
+         [chunk("The English pop singer has sold more than 1,000,000 records worldwide.")],
+         "states '2,000,000', which the evidence does not hold"),
         # Inline code the model made up.
         ("Which environment variable gives the path to the package.json file?",
          "The environment variable is `npm_config_path` [1].", [ENV],
@@ -74,6 +83,9 @@ def test_fluent_unsupported_answers_are_named(question: str, answer: str, eviden
         # One added word cannot be judged by overlap; the meta sentence after the answer is not the answer.
         ("What do the ecclesiastical courts still decide?",
          "Discipline [1]. The documents do not say more about the other courts.", [CHURCH]),
+        # The answer's own words are few, but the sentence backing it is the one about the question.
+        ("Which environment variable gives the path to the package.json file?",
+         "It is npm_package_json [1].", [PACKAGE]),
         # Abbreviations and hyphenated words are not literals.
         ("What do the ecclesiastical courts still decide?",
          "Church-related matters, e.g. the discipline of clergy [1].", [CHURCH]),
