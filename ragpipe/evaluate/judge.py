@@ -46,12 +46,19 @@ class JudgeReply:
 
 
 async def ask_judge(
-    judge: Judge, prompt_name: str, *, temperature: float = 0.0, seed_offset: int = 0, **variables: Any
+    judge: Judge, prompt_name: str, *, temperature: float = 0.0, seed_offset: int = 0,
+    schema: dict[str, Any] | None = None, **variables: Any
 ) -> JudgeReply:
-    """Ask the judge with prompt ``prompt_name`` and return its JSON value (dict or list)."""
+    """Ask the judge with prompt ``prompt_name`` and return its JSON value (dict or list).
+
+    ``schema`` replaces the prompt's own output schema for this call (e.g. to fix a list's length).
+    """
     prompt = judge.prompts.get(prompt_name)
     messages = prompt.render(**variables)
-    schema = prompt.spec.output.json_schema if judge.llm.capabilities.json_schema else None
+    if not judge.llm.capabilities.json_schema:
+        schema = None
+    elif schema is None:
+        schema = prompt.spec.output.json_schema
     call = judge.llm.chat(
         messages, max_tokens=prompt.max_tokens, temperature=temperature, seed=judge.seed + seed_offset,
         json_schema=schema,
