@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from ragpipe.generate.citations import MARKER
-from ragpipe.generate.sentences import content_words, words
+from ragpipe.generate.sentences import content_words, split_sentences, words
 from ragpipe.generate.support import unsupported_reason
 from ragpipe.schema import ScoredChunk
 
@@ -62,7 +62,7 @@ def _broken(bare: str) -> bool:
 
 
 def _repeats_question(bare: str, question: str) -> bool:
-    """The question again, or (for a wh-question) nothing but the question's own words."""
+    """The question again, or (for a wh-question) an opening sentence of nothing but its words."""
     said, asked = words(bare), words(question)
     if not said:
         return False
@@ -70,8 +70,10 @@ def _repeats_question(bare: str, question: str) -> bool:
         return True
     if _YES_NO_START.match(question):
         return False  # "X and Y are both directors" answers "Are X and Y both directors?"
-    said_content = content_words(bare)
-    return bool(said_content) and not said_content - content_words(question)
+    # Small models open with the question turned into a statement, then ramble: judge the opening.
+    sentences = split_sentences(bare)
+    opening = content_words(sentences[0].text) if sentences else set()
+    return bool(opening) and not opening - content_words(question)
 
 
 def degenerate_reason(text: str, question: str, evidence: list[ScoredChunk]) -> str | None:

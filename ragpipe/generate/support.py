@@ -9,8 +9,8 @@ words occur in the evidence" lets them through. Two things give them away:
 - the words its first sentence (the answer, in an answer-first reply) adds to the question are
   mostly absent from the evidence, even though the question's own words are there.
 
-- it rests on evidence that does not address the question: its first sentence, and the evidence
-  sentence that best backs it, hold under half as many of the question's words as the evidence
+- it rests on evidence that does not address the question: each of its sentences, and the
+  evidence sentence that best backs it, hold under half as many of the question's words as the evidence
   sentence that best matches the question ("See package.json for more on package configs" to
   "Which environment variable gives the path to package.json?").
 
@@ -24,7 +24,7 @@ import re
 
 from ragpipe.generate.citations import MARKER
 from ragpipe.generate.extractive import candidates
-from ragpipe.generate.sentences import content_words, split_sentences
+from ragpipe.generate.sentences import content_words, split_sentences, words
 from ragpipe.schema import ScoredChunk
 
 MIN_SUPPORTED_SHARE = 0.3  # of a sentence's content words; one sentence reaching it is enough
@@ -62,11 +62,20 @@ def _normal(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def _held(literal: str, held: str, known: set[str]) -> bool:
+    """``literal`` occurs in ``held`` as a whole token ("787" is not in "1787"); a plain name may
+    also differ by a plural ending ("Court" for "courts")."""
+    if re.search(rf"(?<![\w@.-]){re.escape(_normal(literal))}(?![\w@-])", held):
+        return True
+    return literal.isalpha() and words(literal)[0] in known
+
+
 def missing_literal(answer: str, question: str, evidence: list[ScoredChunk]) -> str | None:
     """The first literal of ``answer`` that neither the question nor the evidence holds."""
-    held = _normal(question + "\n" + "\n".join(e.chunk.text for e in evidence))
+    text = question + "\n" + "\n".join(e.chunk.text for e in evidence)
+    held, known = _normal(text), set(words(text))
     for literal in _literals(MARKER.sub(" ", answer)):
-        if _normal(literal) not in held:
+        if not _held(literal, held, known):
             return literal
     return None
 
@@ -114,6 +123,6 @@ def unsupported_reason(answer: str, question: str, evidence: list[ScoredChunk]) 
     added = added_words(sentences[0].text, question) if sentences else set()
     if len(added) >= MIN_ADDED_WORDS and len(added & known) / len(added) < MIN_ADDED_SHARE:
         return "what it adds to the question is not in the evidence"
-    if sentences and off_question(sentences[0].text, question, evidence):
+    if sentences and all(off_question(s.text, question, evidence) for s in sentences):
         return "rests on evidence about something other than the question"
     return None

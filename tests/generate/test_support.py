@@ -99,3 +99,19 @@ def test_a_literal_the_question_holds_is_not_held_against_the_answer() -> None:
     question = "What does npm start run when the package has a server.js file?"
     assert missing_literal("It runs server.js [1].", question, [LOGGING]) is None
     assert missing_literal("It runs index.js [1].", question, [LOGGING]) == "index.js"
+
+
+def test_a_number_must_occur_as_a_whole_token() -> None:
+    evidence = [chunk("Florida has the largest number of stores, with 1787 in all.")]
+    assert missing_literal("There are 787 stores [1].", "How many stores are in Florida?", evidence) == "787"
+    assert missing_literal("There are 1787 stores [1].", "How many stores are in Florida?", evidence) is None
+
+
+def test_an_opening_that_only_restates_the_question_is_not_an_answer_even_with_more_after_it() -> None:
+    # SmolLM2: the question as a statement, then a paragraph about "the document".
+    answer = ("The team is every npm org automatically given [1].\n\nThe document contains a list of team "
+              "members, and the document also contains a list of team members [2].")
+    evidence = [chunk("Each org is automatically given a developers team, so you can see the whole list of team "
+                      "members in your org.")]
+    assert degenerate_reason(answer, "Which team is every npm org automatically given?", evidence) == \
+        "repeats the question"
