@@ -184,12 +184,27 @@ def run_set(name: str, folder: Path, rows: list[dict[str, Any]], model: str, llm
         record["baseline"] = score(question, text, cited, abstained, golds, evidence, total - extract_s - retry_s)
         record["llm_calls"] = len(timer.seconds)
         per_query.append(record)
+        keep_trace(name, model, row, answer)
         print(f"  {name}/{model} {row['id']}: auto={answer.mode} contains="
               f"{record['auto']['contains']} extractive={record['extractive']['contains']} "
               f"baseline={record['baseline']['contains']} {total:.1f}s", flush=True)
         if save is not None and len(per_query) < len(rows):
             save({**summarise(per_query), "partial": True})
     return summarise(per_query)
+
+
+def keep_trace(name: str, model: str, row: dict[str, Any], answer: Any) -> None:
+    """Evidence and every generated text of one question, outside the repository (it holds passages):
+    the material for tuning the answer checks offline, without running the models again."""
+    path = WORK / f"trace-{name}-{model}.jsonl"
+    attempts = [e.data.get("text", "") for e in answer.trace if e.kind == "degenerate"]
+    with path.open("a", encoding="utf-8") as out:
+        out.write(json.dumps({
+            "id": row["id"], "question": row["question"], "gold": list(row["answers"]),
+            "evidence": [{"id": e.id, "text": e.chunk.text} for e in answer.evidence],
+            "final": answer.text, "mode": answer.mode, "degenerate_attempts": attempts,
+            "trace": [{"kind": e.kind, "message": e.message} for e in answer.trace if e.node == "generate"],
+        }) + "\n")
 
 
 def summarise(per_query: list[dict[str, Any]]) -> dict[str, Any]:

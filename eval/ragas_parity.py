@@ -34,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -46,38 +47,16 @@ from datapaths import add_data_arguments, open_data  # noqa: E402
 from ragpipe.evaluate import ragas as ours  # noqa: E402
 from ragpipe.evaluate.judge import Judge  # noqa: E402
 from ragpipe.evaluate.metric import aggregate  # noqa: E402
-from ragpipe.llm.base import BaseLLM, ChatRequest, Completion  # noqa: E402
-from ragpipe.schema import Usage  # noqa: E402
+from ragpipe.llm.openai_compat import OpenAICompatLLM  # noqa: E402
 
 METRICS = ("faithfulness", "answer_relevancy", "context_precision", "context_recall")
 DATASET = "hotpotqa_hipporag_train100"
 
 
-class OpenAICompatible(BaseLLM):
-    """Minimal chat adapter for an OpenAI-compatible server (the judge of this script only)."""
-
-    backend = "openai-compatible"
-
-    def __init__(self, base_url: str, model: str, timeout_s: float) -> None:
-        from openai import AsyncOpenAI
-
-        api_key = os.environ.get("OPENAI_API_KEY") or "none"  # from the environment only, never written out
-        self.client = AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0)
-        self.model = model
-
-    async def complete(self, request: ChatRequest) -> Completion:
-        start = time.perf_counter()
-        out = await self.client.chat.completions.create(
-            model=self.model, messages=[{"role": m.role, "content": m.content} for m in request.messages],
-            max_tokens=request.max_tokens, temperature=request.temperature, seed=request.seed,
-        )
-        choice = out.choices[0]
-        usage = out.usage
-        return Completion(text=choice.message.content or "", finish_reason=choice.finish_reason or "stop",
-                          usage=Usage(calls=1, prompt_tokens=usage.prompt_tokens if usage else 0,
-                                      completion_tokens=usage.completion_tokens if usage else 0,
-                                      llm_seconds=time.perf_counter() - start),
-                          model=self.model, backend=self.backend, latency_s=time.perf_counter() - start)
+def judge_client(base_url: str, model: str, json_mode: str) -> OpenAICompatLLM:
+    """The project's OpenAI-compatible client: ragpipe's side is measured as a user would run it."""
+    return OpenAICompatLLM(base_url=base_url, model=model, api_key_env="OPENAI_API_KEY", timeout_s=600,
+                           max_retries=0, context_window=4096, json_mode=json_mode, logprobs=False)
 
 
 def free_port() -> int:
@@ -86,9 +65,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model_path: str, port: int, n_ctx: int) -> subprocess.Popen:
+def start_server(model_path: str, port: int, n_ctx: int, alias: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--host", "127.0.0.1", "--port", str(port),
-           "--n_ctx", str(n_ctx), "--n_threads", "2", "--model_alias", "smollm2"]
+           "--n_ctx", str(n_ctx), "--n_threads", "2", "--model_alias", alias]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import urllib.request
 
@@ -116,27 +95,40 @@ def sample(data: Path, limit: int, seed: int) -> list[dict[str, Any]]:
     return out
 
 
-async def generate_answers(llm: OpenAICompatible, items: list[dict[str, Any]]) -> None:
+async def generate_answers(llm: OpenAICompatLLM, items: list[dict[str, Any]]) -> None:
+    """An answer per item from the same model; a degenerate first answer (only ``[1]``…) is asked again
+    with the simpler prompt, as the generator does, so the judges score answers rather than markers."""
+    from ragpipe.generate.degenerate import degenerate_reason
     from ragpipe.prompts import default_registry
+    from ragpipe.schema import Chunk, ScoredChunk
 
-    prompt = default_registry().get("answer.cited")
+    registry = default_registry()
     for item in items:
-        messages = prompt.render(question=item["question"],
-                                 evidence=[{"source": f"doc{i + 1}", "text": t} for i, t in enumerate(item["contexts"])])
-        completion = await llm.chat(messages, max_tokens=prompt.max_tokens, temperature=0, seed=0)
-        item["response"] = completion.text.strip()
+        evidence = [{"source": f"doc{i + 1}", "text": t} for i, t in enumerate(item["contexts"])]
+        chunks = [ScoredChunk(chunk=Chunk(id=f"c{i}", doc_id=f"doc{i + 1}", position=0, text=t))
+                  for i, t in enumerate(item["contexts"])]
+        for name in ("answer.cited", "answer.simple"):
+            prompt = registry.get(name)
+            messages = prompt.render(question=item["question"], evidence=evidence)
+            completion = await llm.chat(messages, max_tokens=prompt.max_tokens, temperature=0, seed=0)
+            item["response"] = completion.text.strip()
+            item["answer_prompt"] = name
+            if degenerate_reason(item["response"], item["question"], chunks) is None:
+                break
 
 
-async def our_scores(llm: OpenAICompatible, embedder: Any, items: list[dict[str, Any]], strictness: int) -> None:
+async def our_scores(llm: OpenAICompatLLM, embedder: Any, items: list[dict[str, Any]], strictness: int) -> None:
     judge = Judge(llm, seed=0, timeout_s=600)
     for item in items:
         q, a, ctx, ref = item["question"], item["response"], item["contexts"], item["reference"]
+        start = time.perf_counter()
         item["ours"] = {
             "faithfulness": (await ours.faithfulness(judge, q, a, ctx)).model_dump(),
             "answer_relevancy": (await ours.answer_relevancy(judge, embedder, q, a, strictness=strictness)).model_dump(),
             "context_precision": (await ours.context_precision(judge, q, ctx, ref)).model_dump(),
             "context_recall": (await ours.context_recall(judge, q, ctx, ref)).model_dump(),
         }
+        item["ours_seconds"] = time.perf_counter() - start
 
 
 def agreement(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -172,6 +164,54 @@ def write_result(path: str, result: dict[str, Any], items: list[dict[str, Any]])
     return full
 
 
+def inputs_path(out: str) -> Path:
+    """Where the scored inputs wait for the ragas phase: outside the repository (they hold passages)."""
+    return Path(tempfile.gettempdir()) / f"ragpipe-parity-{Path(out).stem}.inputs.json"
+
+
+def parse_range(text: str | None, n: int) -> tuple[int, int]:
+    if not text:
+        return 0, n
+    first, _, last = text.partition(":")
+    return int(first or 0), min(n, int(last or n))
+
+
+def run_ragas(args: argparse.Namespace, spec: dict[str, Any], items: list[dict[str, Any]],
+              result: dict[str, Any]) -> None:
+    """Score ``items`` with ragas in its own interpreter; merge scores, errors and seconds into ``result``."""
+    inputs = Path(args.out).with_suffix(".ragas-in.tmp.json")
+    inputs = Path(tempfile.gettempdir()) / inputs.name
+    inputs.write_text(json.dumps({**spec, "items": items}))
+    ragas_out = inputs.with_suffix(".out.json")
+    t0 = time.perf_counter()
+    proc = subprocess.run([args.ragas_python, str(ROOT / "eval/ragas_parity_ragas.py"), str(inputs), str(ragas_out)],
+                          capture_output=True, text=True, timeout=args.ragas_timeout)
+    seconds = time.perf_counter() - t0
+    if proc.returncode == 0 and ragas_out.exists():
+        ragas = json.loads(ragas_out.read_text())
+        result["ragas_version"] = ragas.get("version")
+        for item, scores in zip(items, ragas["scores"]):
+            item["ragas"] = scores
+            item["ragas_seconds"] = seconds / len(items)
+        result["ragas_errors"] = (result.get("ragas_errors") or []) + ragas.get("errors", [])
+        result.pop("ragas_failed", None)
+    else:
+        result["ragas_failed"] = {"returncode": proc.returncode, "stderr_tail": proc.stderr[-3000:]}
+    inputs.unlink(missing_ok=True)
+    ragas_out.unlink(missing_ok=True)
+
+
+def timing(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Seconds per question on each side, over the questions both sides have scored."""
+    both = [i for i in items if "ours_seconds" in i and "ragas_seconds" in i]
+    if not both:
+        return {"questions_timed": 0}
+    ours_s = sum(i["ours_seconds"] for i in both) / len(both)
+    ragas_s = sum(i["ragas_seconds"] for i in both) / len(both)
+    return {"questions_timed": len(both), "ours_seconds_per_question": round(ours_s, 2),
+            "ragas_seconds_per_question": round(ragas_s, 2), "ragas_over_ours": round(ragas_s / ours_s, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=5)
@@ -179,12 +219,23 @@ def main() -> None:
     parser.add_argument("--strictness", type=int, default=1)
     parser.add_argument("--ragas-python", default="/tmp/ragas-venv/bin/python")
     parser.add_argument("--out", default=str(ROOT / "eval/results/ragas_parity.json"))
-    parser.add_argument("--base-url", help="an OpenAI-compatible judge to use instead of starting the packaged "
-                        "SmolLM2 (e.g. vLLM at http://host:8000/v1; key from OPENAI_API_KEY)")
-    parser.add_argument("--model", default="smollm2", help="the judge model's name at --base-url")
+    parser.add_argument("--base-url", help="an OpenAI-compatible judge to use instead of starting one here "
+                        "(e.g. vLLM at http://host:8000/v1; key from OPENAI_API_KEY)")
+    parser.add_argument("--model", default=None, help="the judge model's name at --base-url")
+    parser.add_argument("--judge-gguf", default=None, metavar="GGUF",
+                        help="the judge served here by llama_cpp.server (default: the packaged SmolLM2)")
+    parser.add_argument("--judge-name", default=None, help="how the results name the judge")
+    parser.add_argument("--n-ctx", type=int, default=4096, help="context window of the served judge")
+    parser.add_argument("--json-mode", default="json_object", choices=["json_schema", "json_object", "none"],
+                        help="how ragpipe passes its JSON schemas (json_object: llama-cpp-python's server)")
+    parser.add_argument("--phase", default="all", choices=["all", "ours", "ragas"],
+                        help="ours: answers and ragpipe's metrics (inputs kept for a later ragas phase); "
+                             "ragas: ragas on the kept inputs, merged into --out; all: both")
+    parser.add_argument("--ragas-items", default=None, metavar="START:END",
+                        help="the ragas phase scores only these items (to split a long run)")
+    parser.add_argument("--ragas-timeout", type=int, default=3000, help="seconds for one ragas run")
     add_data_arguments(parser)
     args = parser.parse_args()
-    data = open_data(args, {DATASET: ("qa.jsonl",)})
 
     from ragpipe.config import EmbeddingSettings
     from ragpipe.ingest.embed import get_embedder
@@ -192,49 +243,53 @@ def main() -> None:
 
     # A SIGTERM (e.g. from `timeout`) must still stop the server started below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    items = sample(data / DATASET, args.limit, args.seed)
+    gguf = args.judge_gguf or str(packaged_smollm2())
+    alias = args.model or (Path(gguf).stem if args.judge_gguf else "smollm2")
+    judge_name = args.judge_name or (f"{alias} at {args.base_url}" if args.base_url else
+                                     f"{Path(gguf).name} via llama_cpp.server (OpenAI-compatible)")
+    if args.phase == "ragas":
+        kept = json.loads(inputs_path(args.out).read_text())
+        items, result = kept["items"], json.loads(Path(args.out).read_text())
+        result = {k: v for k, v in result.items() if k not in ("agreement", "items", "timing")}
+    else:
+        data = open_data(args, {DATASET: ("qa.jsonl",)})
+        items = sample(data / DATASET, args.limit, args.seed)
+        result = {"limit": args.limit, "seed": args.seed, "strictness": args.strictness, "judge": judge_name,
+                  "json_mode": args.json_mode, "embeddings": "all-MiniLM-L6-v2", "dataset": DATASET,
+                  "data": data.describe()}
+    server = None
     if args.base_url:
-        server, base_url, judge = None, args.base_url, f"{args.model} at {args.base_url}"
+        base_url = args.base_url
     else:
         port = free_port()
-        server = start_server(str(packaged_smollm2()), port, n_ctx=8192)
-        base_url, judge = f"http://127.0.0.1:{port}/v1", "SmolLM2-135M-Instruct Q4_1 via llama_cpp.server (OpenAI-compatible)"
+        server = start_server(gguf, port, n_ctx=args.n_ctx, alias=alias)
+        base_url = f"http://127.0.0.1:{port}/v1"
     started = time.perf_counter()
-    result: dict[str, Any] = {"limit": args.limit, "seed": args.seed, "strictness": args.strictness, "judge": judge,
-                              "embeddings": "all-MiniLM-L6-v2", "dataset": DATASET, "data": data.describe()}
+    spec = {"base_url": base_url, "model": alias, "embedding_path": str(packaged_minilm()),
+            "strictness": args.strictness}
     try:
-        llm = OpenAICompatible(base_url, args.model, timeout_s=600)
-        embedder = get_embedder(EmbeddingSettings())
+        if args.phase in ("all", "ours"):
+            llm = judge_client(base_url, alias, args.json_mode)
+            embedder = get_embedder(EmbeddingSettings())
 
-        async def answer_then_score() -> None:
-            # One event loop for both phases: the async HTTP client is bound to the loop it first ran in.
-            await generate_answers(llm, items)
-            print(f"answers generated ({time.perf_counter() - started:.0f} s)", flush=True)
-            t0 = time.perf_counter()
-            await our_scores(llm, embedder, items, args.strictness)
-            result["ours_seconds"] = time.perf_counter() - t0
+            async def answer_then_score() -> None:
+                # One event loop for both phases: the async HTTP client is bound to the loop it first ran in.
+                await generate_answers(llm, items)
+                print(f"answers generated ({time.perf_counter() - started:.0f} s)", flush=True)
+                t0 = time.perf_counter()
+                await our_scores(llm, embedder, items, args.strictness)
+                result["ours_seconds"] = time.perf_counter() - t0
 
-        asyncio.run(answer_then_score())
-        print(f"ragpipe metrics done in {result['ours_seconds']:.0f} s; running ragas", flush=True)
-        write_result(args.out, {**result, "ragas_failed": "not finished (interrupted)"}, items)
-        inputs = Path(args.out).with_suffix(".inputs.tmp.json")
-        inputs.write_text(json.dumps({"items": items, "base_url": base_url, "model": args.model,
-                                      "embedding_path": str(packaged_minilm()), "strictness": args.strictness}))
-        ragas_out = inputs.with_suffix(".ragas.json")
-        t0 = time.perf_counter()
-        proc = subprocess.run([args.ragas_python, str(ROOT / "eval/ragas_parity_ragas.py"), str(inputs), str(ragas_out)],
-                              capture_output=True, text=True, timeout=3000)
-        result["ragas_seconds"] = time.perf_counter() - t0
-        if proc.returncode == 0 and ragas_out.exists():
-            ragas = json.loads(ragas_out.read_text())
-            result["ragas_version"] = ragas.get("version")
-            for item, scores in zip(items, ragas["scores"]):
-                item["ragas"] = scores
-            result["ragas_errors"] = ragas.get("errors", [])
-        else:
-            result["ragas_failed"] = {"returncode": proc.returncode, "stderr_tail": proc.stderr[-3000:]}
-        inputs.unlink(missing_ok=True)
-        ragas_out.unlink(missing_ok=True)
+            asyncio.run(answer_then_score())
+            print(f"ragpipe metrics done in {result['ours_seconds']:.0f} s", flush=True)
+            inputs_path(args.out).write_text(json.dumps({"items": items}))
+            write_result(args.out, {**result, "ragas_failed": "not run yet"}, items)
+        if args.phase in ("all", "ragas"):
+            first, last = parse_range(args.ragas_items, len(items))
+            print(f"running ragas on items {first}:{last}", flush=True)
+            run_ragas(args, spec, items[first:last], result)
+            result["ragas_seconds"] = sum(i.get("ragas_seconds", 0.0) for i in items)
+            inputs_path(args.out).write_text(json.dumps({"items": items}))
     finally:
         if server is not None:
             server.terminate()
@@ -242,7 +297,8 @@ def main() -> None:
                 server.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 server.kill()
-    result["seconds"] = time.perf_counter() - started
+    result["seconds"] = result.get("seconds", 0.0) + time.perf_counter() - started
+    result["timing"] = timing(items)
     result = write_result(args.out, result, items)
     print(f"{'metric':<18} {'ours mean (valid/n)':<22} {'ragas valid/NaN':<16} {'both':<5} {'mean |diff|':<12}")
     for metric, a in result["agreement"].items():
@@ -250,7 +306,8 @@ def main() -> None:
         diff = f"{a['mean_abs_diff']:.3f}" if a["mean_abs_diff"] is not None else "n/a"
         print(f"{metric:<18} {ours_label + ' (' + str(a['ours']['n_valid']) + '/' + str(a['n']) + ')':<22} "
               f"{str(a['ragas_valid']) + '/' + str(a['ragas_nan']):<16} {a['n_both_valid']:<5} {diff:<12}")
-    if "ragas_failed" in result:
+    print("timing:", result["timing"])
+    if isinstance(result.get("ragas_failed"), dict):
         print("ragas failed:", result["ragas_failed"]["stderr_tail"][-600:])
     print(f"wrote {args.out}")
 

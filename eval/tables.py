@@ -239,6 +239,27 @@ def selection(doc: dict[str, Any]) -> str:
             + _table(header, rows))
 
 
+def answers(doc: dict[str, Any]) -> str:
+    rows = []
+    for key, run in sorted(doc["runs"].items()):
+        wtl = run["wins_ties_losses"]
+        for mode in ("baseline", "generate", "extractive", "auto"):
+            m = run["modes"][mode]
+            vs = ""
+            if mode == "auto":
+                vs = "; ".join(f"vs {o} {wtl[f'auto_vs_{o}']['wins']}/{wtl[f'auto_vs_{o}']['ties']}/"
+                               f"{wtl[f'auto_vs_{o}']['losses']}" for o in ("generate", "extractive"))
+                vs += f"; goal met: {'yes' if run['goal_auto_ge_best_single'] else 'no'}"
+            rows.append([key if mode == "baseline" else "", mode, run["questions"] if mode == "baseline" else "",
+                         _num(m["contains_gold"]), _num(m["token_f1"]), _num(m["degenerate_share"]),
+                         _num(m["abstained_share"]), _num(m["cites_answer_chunk"]), _num(m["seconds_per_question"], 2),
+                         vs])
+    header = ["set/model", "mode", "q", "contains gold", "token F1", "degenerate", "abstained", "cites answer chunk",
+              "s/question", "auto W/T/L, goal auto ≥ best single"]
+    return ("**Answer modes** (`python eval/bench_answers.py --models smollm2,qwen --qwen GGUF`; baseline = the "
+            "first generated answer before degenerate-answer handling)\n\n" + _table(header, rows))
+
+
 def ragas_parity(doc: dict[str, Any]) -> str:
     rows = []
     for metric, a in doc["agreement"].items():
@@ -248,6 +269,10 @@ def ragas_parity(doc: dict[str, Any]) -> str:
         rows.append([metric, f"{ours['n_valid']}/{ours['n']} ({statuses})", f"{a['ragas_valid']}/{a['n']}",
                      a["n_both_valid"], diff])
     judge = f"judge {doc['judge']}, ragas {doc.get('ragas_version', '?')}, {doc.get('ragas_seconds', 0):.0f} s for ragas"
+    timing = doc.get("timing") or {}
+    if timing.get("questions_timed"):
+        judge += (f"; seconds per question on the {timing['questions_timed']} both scored: ours "
+                  f"{timing['ours_seconds_per_question']:.1f}, ragas {timing['ragas_seconds_per_question']:.1f}")
     return (f"**RAGAS parity** (`python eval/ragas_parity.py --limit {doc['limit']}`; {judge})\n\n"
             + _table(["metric", "ours valid (statuses)", "ragas valid", "both valid", "mean abs diff"], rows))
 
@@ -283,6 +308,7 @@ def render() -> str:
         ("selection.json", selection, ()),
         ("poisoning.json", poisoning, ()),
         ("poisoning_qwen.json", poisoning, ()),
+        ("answers.json", answers, ()),
         ("ragas_parity.json", ragas_parity, ()),
     ]
     for name, fn, extra in sections:

@@ -1,6 +1,8 @@
 """One judge call: render an ``eval.*`` prompt, ask the judge LLM, parse its JSON leniently.
 
-The judge's output is untrusted. Whatever goes wrong (timeout, cut-off output, prose instead of
+Where the backend can constrain decoding to a JSON schema, the prompt's ``output`` schema is sent
+with the call: small judges (0.5B and below) otherwise drift into prose or half-closed JSON.
+The judge's output is still untrusted. Whatever goes wrong (timeout, cut-off output, prose instead of
 JSON, an exception from the backend) comes back as a ``JudgeReply`` with a failure status and
 the raw text, never as an exception, so one bad row cannot stop a run.
 """
@@ -44,13 +46,22 @@ class JudgeReply:
 
 
 async def ask_judge(
-    judge: Judge, prompt_name: str, *, temperature: float = 0.0, seed_offset: int = 0, **variables: Any
+    judge: Judge, prompt_name: str, *, temperature: float = 0.0, seed_offset: int = 0,
+    schema: dict[str, Any] | None = None, **variables: Any
 ) -> JudgeReply:
-    """Ask the judge with prompt ``prompt_name`` and return its JSON value (dict or list)."""
+    """Ask the judge with prompt ``prompt_name`` and return its JSON value (dict or list).
+
+    ``schema`` replaces the prompt's own output schema for this call (e.g. to fix a list's length).
+    """
     prompt = judge.prompts.get(prompt_name)
     messages = prompt.render(**variables)
+    if not judge.llm.capabilities.json_schema:
+        schema = None
+    elif schema is None:
+        schema = prompt.spec.output.json_schema
     call = judge.llm.chat(
-        messages, max_tokens=prompt.max_tokens, temperature=temperature, seed=judge.seed + seed_offset
+        messages, max_tokens=prompt.max_tokens, temperature=temperature, seed=judge.seed + seed_offset,
+        json_schema=schema,
     )
     try:
         completion = await (asyncio.wait_for(call, judge.timeout_s) if judge.timeout_s else call)

@@ -9,6 +9,7 @@ that an average would swallow. The verdict lists are kept in ``details`` for aud
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,17 @@ def average_precision(verdicts: Sequence[int]) -> float:
             hits += 1
             total += hits / k
     return total / (hits + AP_EPSILON)
+
+
+def with_list_length(judge: Judge, prompt_name: str, key: str, length: int) -> dict[str, Any] | None:
+    """The prompt's schema with list ``key`` held to ``length`` items: a small judge under constrained
+    decoding then gives one verdict per statement instead of copying the one-item example."""
+    schema = judge.prompts.get(prompt_name).spec.output.json_schema
+    if not schema or key not in schema.get("properties", {}):
+        return schema
+    fixed = copy.deepcopy(schema)
+    fixed["properties"][key].update(minItems=length, maxItems=length)
+    return fixed
 
 
 def _failed(reply: JudgeReply, step: str, **details: Any) -> MetricResult:
@@ -65,7 +77,8 @@ async def faithfulness(judge: Judge, question: str, answer: str, contexts: Seque
         return MetricResult.failed("parse_error", "statement extraction: no statement list", raw=[reply.raw])
     if not statements:
         return MetricResult.undefined("the answer holds no statements", raw=[reply.raw])
-    nli = await ask_judge(judge, "eval.faithfulness", contexts=list(contexts), statements=statements)
+    nli = await ask_judge(judge, "eval.faithfulness", contexts=list(contexts), statements=statements,
+                          schema=with_list_length(judge, "eval.faithfulness", "verdicts", len(statements)))
     raws = [reply.raw, nli.raw]
     if not nli.ok:
         return _failed(nli, "NLI verdicts", statements=statements)

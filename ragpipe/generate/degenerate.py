@@ -2,8 +2,8 @@
 
 Seen from SmolLM2-135M and Qwen2.5-0.5B on real questions: the whole answer is ``[1]``; the
 answer echoes the prompt's evidence markup (``[1] page.html <data id="3"> …``); the answer is the
-question again; a refusal; raw JSON instead of prose; text with almost no words; fluent text sharing nothing with the
-evidence. Each is named by :func:`degenerate_reason` so the generator can retry, extract, and
+question again; a refusal; raw JSON instead of prose; text with almost no words; fluent text the
+evidence does not back (see :mod:`ragpipe.generate.support`). Each is named by :func:`degenerate_reason` so the generator can retry, extract, and
 say in the trace why.
 """
 
@@ -13,6 +13,7 @@ import re
 
 from ragpipe.generate.citations import MARKER
 from ragpipe.generate.sentences import content_words, split_sentences, words
+from ragpipe.generate.support import unsupported_reason
 from ragpipe.schema import ScoredChunk
 
 _MARKUP = re.compile(r"</?\s*data\b|&lt;/?data\b|^\s*(question|documents?|evidence|context)\s*:", re.IGNORECASE | re.MULTILINE)
@@ -29,7 +30,6 @@ _YES_NO_START = re.compile(
 _STRUCTURED = re.compile(r"^\s*(?:```\w*\s*)?[\[{]\s*[\"'{\[]")
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 MIN_LETTER_SHARE = 0.5  # of the non-space characters, once citation markers are removed
-MIN_SUPPORTED_SHARE = 0.3  # of the answer's content words that must occur in the evidence
 
 
 def strip_markers(text: str) -> str:
@@ -62,7 +62,7 @@ def _broken(bare: str) -> bool:
 
 
 def _repeats_question(bare: str, question: str) -> bool:
-    """The question again, or (for a wh-question) nothing but the question's own words."""
+    """The question again, or (for a wh-question) an opening sentence of nothing but its words."""
     said, asked = words(bare), words(question)
     if not said:
         return False
@@ -70,18 +70,10 @@ def _repeats_question(bare: str, question: str) -> bool:
         return True
     if _YES_NO_START.match(question):
         return False  # "X and Y are both directors" answers "Are X and Y both directors?"
-    said_content = content_words(bare)
-    return bool(said_content) and not said_content - content_words(question)
-
-
-def _unsupported(bare: str, evidence: list[ScoredChunk]) -> bool:
-    """No sentence of the answer is made mostly of words the evidence holds."""
-    known = set().union(*(content_words(e.chunk.text) for e in evidence)) if evidence else set()
-    for sentence in split_sentences(bare):
-        said = content_words(sentence.text)
-        if len(said) < 2 or len(said & known) / len(said) >= MIN_SUPPORTED_SHARE:
-            return False  # "Yes." / "1889." cannot be judged by word overlap; a supported sentence is enough
-    return True
+    # Small models open with the question turned into a statement, then ramble: judge the opening.
+    sentences = split_sentences(bare)
+    opening = content_words(sentences[0].text) if sentences else set()
+    return bool(opening) and not opening - content_words(question)
 
 
 def degenerate_reason(text: str, question: str, evidence: list[ScoredChunk]) -> str | None:
@@ -99,6 +91,4 @@ def degenerate_reason(text: str, question: str, evidence: list[ScoredChunk]) -> 
         return "mostly symbols, not words"
     if _repeats_question(bare, question):
         return "repeats the question"
-    if _unsupported(bare, evidence):
-        return "shares almost no words with the evidence"
-    return None
+    return unsupported_reason(bare, question, evidence)

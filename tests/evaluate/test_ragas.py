@@ -150,3 +150,36 @@ async def test_statements_of_the_wrong_shape_are_a_parse_error_not_no_statements
     judge, llm = judge_with('{"statements": [{"title": "Dune", "author": "Frank Herbert", "year_published": "1965"}]}')
     result = await ragas.faithfulness(judge, QUESTION, ANSWER, CONTEXTS)
     assert result.status == "parse_error" and len(llm.requests) == 1
+
+
+async def test_judge_sends_the_prompt_schema_to_a_backend_that_constrains_decoding() -> None:
+    from ragpipe.llm.base import Capabilities
+
+    constrained = ScriptedLLM([STATEMENTS], capabilities=Capabilities(json_schema=True, seed=True))
+    plain = ScriptedLLM([STATEMENTS])
+    for llm in (constrained, plain):
+        statements, reply = await ragas.statements_of(Judge(llm), QUESTION, ANSWER)
+        assert reply.ok and len(statements) == 3
+    assert constrained.requests[0].json_schema["required"] == ["statements"]
+    assert plain.requests[0].json_schema is None  # a backend without it gets the plain prompt
+
+
+async def test_faithfulness_holds_a_constraining_judge_to_one_verdict_per_statement() -> None:
+    from ragpipe.llm.base import Capabilities
+
+    llm = ScriptedLLM([STATEMENTS, NLI], capabilities=Capabilities(json_schema=True, seed=True))
+    result = await ragas.faithfulness(Judge(llm), QUESTION, ANSWER, CONTEXTS)
+    assert result.value == pytest.approx(2 / 3)
+    verdicts = llm.requests[1].json_schema["properties"]["verdicts"]
+    assert verdicts["minItems"] == verdicts["maxItems"] == 3
+    # The prompt file's own schema is left as it was for the next call.
+    from ragpipe.prompts import default_registry
+    assert "minItems" not in default_registry().get("eval.faithfulness").spec.output.json_schema["properties"]["verdicts"]
+
+
+async def test_a_copied_one_item_example_is_a_parse_error_not_a_score() -> None:
+    # Qwen2.5-0.5B without constrained decoding: the reply format's example, verbatim, for three statements.
+    copied = '{"verdicts": [{"statement": "statement 1 as given", "reason": "one short sentence", "verdict": 1}]}'
+    judge, _ = judge_with(STATEMENTS, copied)
+    result = await ragas.faithfulness(judge, QUESTION, ANSWER, CONTEXTS)
+    assert result.status == "parse_error" and "1 usable verdicts for 3 statements" in result.details["reason"]

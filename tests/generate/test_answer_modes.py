@@ -107,3 +107,19 @@ def test_an_unknown_mode_is_a_clear_error() -> None:
         Pipeline.from_settings(answer="quote")
     with pytest.raises(ConfigError, match="answer mode 'quote'"):
         Pipeline.from_settings(settings=load_settings(), answer="quote")
+
+
+async def test_a_fluent_answer_the_evidence_does_not_back_is_retried_then_extracted() -> None:
+    # SmolLM2's shape: a confident sentence built from the question, the answer invented.
+    llm = ScriptedLLM(["The river that flows through Paris is the Thames, with 12 bridges [2].",
+                       "The river is the Danube [1]."])
+    result = await run(llm)
+    assert [e.data["reason"] for e in result.events if e.kind == "degenerate"] == [
+        "states '12', which the evidence does not hold", "states 'Danube', which the evidence does not hold"]
+    assert result.answer.mode == "extracted"
+    assert result.answer.text.startswith("\u201cThe Seine flows through Paris.\u201d")
+
+
+async def test_a_supported_answer_is_kept_as_generated() -> None:
+    result = await run(ScriptedLLM(["The Seine flows through Paris, with 37 bridges [2]."]))
+    assert result.answer.mode == "generated" and "degenerate" not in kinds(result)

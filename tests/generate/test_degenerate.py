@@ -18,6 +18,8 @@ EVIDENCE = [
     ScoredChunk(chunk=Chunk(id="c2", doc_id="n", position=0, source="nolan.txt",
                             text="Christopher Nolan is an English-American film director. Sathish Kalathil is an "
                                  "Indian film director.")),
+    ScoredChunk(chunk=Chunk(id="c3", doc_id="e", position=0, source="eiffel.txt",
+                            text="The Eiffel Tower was finished in 1889 for the World's Fair.")),
 ]
 
 

@@ -155,7 +155,7 @@ async def test_an_uncited_restatement_of_one_chunk_is_attributed_to_it() -> None
 
 
 async def test_attribution_needs_real_overlap() -> None:
-    result = await generate(ScriptedLLM(["The Seine flows past lovely cafes."]))
+    result = await generate(ScriptedLLM(["The Seine is a river in France."]))
     assert result.answer.citations == []
     assert any(e.kind == "uncited" for e in result.events)
 
