@@ -155,11 +155,11 @@ class ListwiseSelector(Selector[ListwiseConfig]):
     def _reconcile(forwards: WindowAnswer, backwards: WindowAnswer | None, run: SelectorRun, label: str
                    ) -> list[int]:
         """Combine an answer with the reversed window's; record how far they agreed."""
-        if backwards is None:
-            run.reliability.check(False)
+        n = len(forwards.order)
+        if backwards is None:  # counts as a whole window's worth of disagreement
+            run.reliability.check(False, 2.0 * (n - 1) if forwards.logprobs is not None else n * (n - 1) / 2)
             run.note("repair", f"{label}: the reversed window gave no ranking; used the forward answer")
             return forwards.order
-        n = len(forwards.order)
         if forwards.logprobs is not None and backwards.logprobs is not None:
             unreversed = {n - 1 - i: lp for i, lp in backwards.logprobs.items()}
             consensus = first_consensus(forwards.logprobs, unreversed, n)

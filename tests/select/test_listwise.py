@@ -361,3 +361,15 @@ def test_first_consensus_of_two_answers_that_pick_different_passages():
     consensus = first_consensus(forwards, backwards, 4)
     assert consensus.agreement < 0.5  # they agree only that passage 3, which neither considered, is last
     assert consensus.order == [0, 2, 1, 3]
+
+
+async def test_first_whose_reversed_window_gives_no_ranking_keeps_the_input_order(candidates):
+    prose = TokenLogprob(token="The", logprob=-0.1, top=[TopLogprob(token="The", logprob=-0.1)])
+    llm = ScriptedLLM([first_reply({"D": 0.7, "A": 0.1}), Completion(text="The", logprobs=[prose]),
+                       "The passages are all relevant."])  # reversed: prose, then generation: no ranking either
+    selection = await get_selector("listwise", mode="first").select("q?", candidates(5), RunContext(llm=llm))
+    assert len(llm.requests) == 3
+    harm = next(e for e in selection.trace if e.kind == "harm_bound")
+    assert harm.data["trusted"] == "input" and harm.data["self_agreement"] == 0.0
+    assert any("reversed window gave no ranking" in e.message for e in selection.trace)
+    assert [c.id for c in selection.ranked] == [f"c{i}" for i in range(5)]
