@@ -17,7 +17,8 @@ LLM calls, prompt and completion tokens and wall seconds per query, and how many
 a fallback or had the harm bound keep the input order. Every selector runs with its harm bound
 (on by default); the LLM's own order before the bound comes with each selection, so a
 ``<method> (no harm bound)`` row shows what the bound changed, from the same LLM calls.
-The elbow cutoff's kept-count distribution is reported over every ranked list.
+The elbow cutoff's kept-count distribution is reported over every ranked list, per model,
+dataset and method (``elbow_kept_summary_runs``) and pooled per method (``elbow_kept_summary``).
 In the same run, on the same server, the peer rank_llm (RankGPT listwise, same window and
 stride) reranks the same candidates from its own venv (``eval/peer_rankllm.py`` says how to
 build it; ``--peer-python``), with ragpipe listwise / peer ratios of cost and nDCG@10.
@@ -206,6 +207,7 @@ async def run_method(items: list[dict[str, Any]], selector: Any, llm: Any, top: 
     unbounded: dict[str, dict[str, float]] = {}
     cost = defaultdict(float)
     kept: list[int] = []
+    decisions: dict[str, list[dict[str, Any]]] = {}  # per query: the harm bound's decision, for eval/work/
     for item in items:
         candidates = item["candidates"][:top] if top else item["candidates"]
         ctx = RunContext(llm=llm)
@@ -230,8 +232,20 @@ async def run_method(items: list[dict[str, Any]], selector: Any, llm: Any, top: 
         own = [by_id[i] for i in llm_order] + tail if llm_order is not None else ranked
         unbounded[item["qid"]] = {c.id: float(n - i) for i, c in enumerate(own)}
         kept.append(apply_cutoff([c.score for c in selection.ranked], "zscore_gap").keep)
+        decisions[item["qid"]] = [e.model_dump() for e in selection.trace if e.kind in ("harm_bound", "info")]
     per_query = {k: round(v / max(1, len(items)), 3) for k, v in cost.items()}
-    return {"run": run, "unbounded": unbounded, "per_query": per_query, "kept": kept}
+    return {"run": run, "unbounded": unbounded, "per_query": per_query, "kept": kept, "decisions": decisions}
+
+
+def write_decisions(out: dict[str, Any], qrels: dict[str, dict[str, int]], baseline: dict[str, float],
+                    label: str) -> None:
+    """Per query: nDCG@10 of the input, the bounded and the LLM's own order, and the trace behind it."""
+    bounded, own = per_query_ndcg(qrels, out["run"]), per_query_ndcg(qrels, out["unbounded"])
+    doc = {qid: {"input": baseline[qid], "bounded": bounded[qid], "llm": own[qid], "trace": out["decisions"][qid]}
+           for qid in out["run"]}
+    folder = Path(__file__).resolve().parent / "work"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"decisions_{label}.json").write_text(json.dumps(doc, indent=1, default=str))
 
 
 def summary(values: list[int]) -> dict[str, float]:
@@ -242,15 +256,47 @@ def row_key(row: dict[str, Any]) -> tuple:
     return row["dataset"], row["backend"], row["method"], row.get("model")
 
 
+def with_elbow_summaries(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with its elbow kept counts pooled per method and summarised per method and per run.
+
+    ``elbow_kept_runs`` (model → dataset → method → counts) is the record; ``elbow_kept`` and
+    ``elbow_kept_summary`` pool it per method, ``elbow_kept_summary_runs`` summarises each entry.
+    Counts from files written before ``elbow_kept_runs`` existed stay pooled under their method.
+    """
+    runs = doc.get("elbow_kept_runs", {})
+    pooled: dict[str, list[int]] = defaultdict(list)
+    for datasets in runs.values():
+        for methods in datasets.values():
+            for method, counts in methods.items():
+                pooled[method].extend(counts)
+    for method, counts in doc.get("elbow_kept_legacy", {}).items():
+        pooled[method].extend(counts)
+    return {**doc, "elbow_kept": dict(pooled), "elbow_kept_summary": {m: summary(v) for m, v in pooled.items()},
+            "elbow_kept_summary_runs": {model: {name: {m: summary(v) for m, v in methods.items()}
+                                                for name, methods in datasets.items()}
+                                        for model, datasets in runs.items()}}
+
+
 def merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """``new`` plus the rows of ``old`` it did not re-measure (other models, datasets or methods)."""
+    """``new`` plus what of ``old`` it did not re-measure (other models, datasets or methods)."""
     fresh = {row_key(r) for r in new["rows"]}
     rows = [r for r in old.get("rows", []) if r.get("model") and row_key(r) not in fresh] + new["rows"]
-    runs = [c for c in old.get("runs", []) if c != new["config"]] + [new["config"]]
+    earlier = old.get("runs") or ([old["config"]] if "config" in old else [])  # a file written without --merge
+    runs = [c for c in earlier if c != new["config"]] + [new["config"]]
     out = {**old, **new, "rows": rows, "runs": runs}
     out["peer_rank_llm"] = {**old.get("peer_rank_llm", {}), **new.get("peer_rank_llm", {})}
-    out["elbow_kept"] = {**old.get("elbow_kept", {}), **new.get("elbow_kept", {})}
-    return out
+    kept = {model: {name: dict(methods) for name, methods in datasets.items()}
+            for model, datasets in old.get("elbow_kept_runs", {}).items()}
+    for model, datasets in new.get("elbow_kept_runs", {}).items():
+        for name, methods in datasets.items():
+            kept.setdefault(model, {}).setdefault(name, {}).update(methods)
+    out["elbow_kept_runs"] = kept
+    # A file from before elbow_kept_runs: its pooled counts have no run; a method measured anew replaces them.
+    legacy = old.get("elbow_kept_legacy", {} if "elbow_kept_runs" in old else old.get("elbow_kept", {}))
+    remeasured = {m for datasets in new.get("elbow_kept_runs", {}).values() for methods in datasets.values()
+                  for m in methods}
+    out["elbow_kept_legacy"] = {m: v for m, v in legacy.items() if m not in remeasured}
+    return with_elbow_summaries(out)
 
 
 async def main() -> None:
@@ -286,13 +332,15 @@ async def main() -> None:
     results: dict[str, Any] = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "model": f"{model} (llama.cpp, 2 threads, temperature 0)",
-        "rows": [], "elbow_kept": {}, "data": data_folder.describe(),
+        "rows": [], "elbow_kept_runs": {model: {}}, "data": data_folder.describe(),
     }
+    kept_runs = results["elbow_kept_runs"][model]
     previous = json.loads(args.out.read_text()) if args.merge and args.out.exists() else {}
 
     def save() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(merged(previous, results) if args.merge else results, indent=1))
+        doc = merged(previous, results) if args.merge else with_elbow_summaries(results)
+        args.out.write_text(json.dumps(doc, indent=1))
 
     rows = results["rows"]
     baselines: dict[str, dict[str, float]] = {}
@@ -305,8 +353,8 @@ async def main() -> None:
                      "input_order": INPUT_ORDER[name], "queries": len(items),
                      "ndcg@10": round(ndcg10(qrels, baseline), 4),
                      "per_query": {"llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "wall_s": 0.0}})
-        results["elbow_kept"].setdefault("input order", []).extend(
-            apply_cutoff([c.score for c in it["candidates"]], "zscore_gap").keep for it in items)
+        kept_runs.setdefault(name, {})["input order"] = [
+            apply_cutoff([c.score for c in it["candidates"]], "zscore_gap").keep for it in items]
     with ExitStack() as stack:
         backends = build_backends(args.backends.split(","), stack, args.n_ctx, args.model)
         server = backends.pop("server_process", None)
@@ -327,7 +375,8 @@ async def main() -> None:
                         rows.append(row)
                         print(f"{name:18} {backend:8} {label:30} nDCG@10 {row['ndcg@10']:.3f} "
                               f"W/T/L {row['vs_input']} {json.dumps(out['per_query'])}", flush=True)
-                    results["elbow_kept"].setdefault(method, []).extend(out["kept"])
+                    kept_runs[name][f"{method} ({backend})" if len(backends) > 1 else method] = out["kept"]
+                    write_decisions(out, qrels, baselines[name], f"{model}_{name}_{backend}_{method}")
                     save()
         if server is not None and args.peer_python.exists():
             window, stride = METHODS["listwise"][1]["window"], METHODS["listwise"][1]["stride"]
@@ -342,7 +391,6 @@ async def main() -> None:
         elif server is not None:
             results["peer_rank_llm"] = {model: {"ran": False, "why": f"no rank_llm venv at {args.peer_python} "
                                                 "(build it as eval/peer_rankllm.py says)"}}
-    results["elbow_kept_summary"] = {m: summary(v) for m, v in results["elbow_kept"].items()}
     print_table(rows)
     save()
     print(f"wrote {args.out}")

@@ -48,16 +48,20 @@ class Reliability:
     answers: int = 0
     usable: int = 0
     checks: int = 0  # self-consistency checks made (pairs asked both ways, repeated groups, ...)
-    agreed: int = 0
+    weight: float = 0.0  # their total weight: 1 each unless the check says how much it matters
+    agreed: float = 0.0  # the weight of the checks that agreed
     notes: list[str] = field(default_factory=list)
 
     def answer(self, usable: bool) -> None:
         self.answers += 1
         self.usable += int(usable)
 
-    def check(self, agreed: bool) -> None:
+    def check(self, agreed: bool | float, weight: float = 1.0) -> None:
+        """One self-consistency check: ``agreed`` is a verdict or the agreeing share of a graded check,
+        ``weight`` how much it counts against the others."""
         self.checks += 1
-        self.agreed += int(agreed)
+        self.weight += weight
+        self.agreed += weight * agreed
 
     @property
     def usable_fraction(self) -> float:
@@ -65,7 +69,7 @@ class Reliability:
 
     @property
     def agreement(self) -> float | None:
-        return self.agreed / self.checks if self.checks else None
+        return self.agreed / self.weight if self.weight > 0 else None
 
 
 def kendall_tau(order: Sequence[int]) -> float:
@@ -108,9 +112,8 @@ def bound(order: Sequence[int], reliability: Reliability, config: HarmBoundConfi
         return Decision(identity, "input", f"input order kept: only {reliability.usable} of {reliability.answers} "
                         f"LLM answers were usable (need {config.min_usable:.0%})", data)
     if agreement is not None and agreement < config.min_self_agreement:
-        return Decision(identity, "input", f"input order kept: the LLM agreed with itself in {reliability.agreed} "
-                        f"of {reliability.checks} checks ({agreement:.0%}, need {config.min_self_agreement:.0%})",
-                        data)
+        return Decision(identity, "input", f"input order kept: the LLM agreed with itself in {agreement:.0%} "
+                        f"of {reliability.checks} checks (need {config.min_self_agreement:.0%})", data)
     if agreement is None and tau < config.min_input_tau:  # no self-check: the input order is the reference
         return Decision(identity, "input", f"input order kept: the LLM order is unrelated to the input order "
                         f"(Kendall tau {tau:.2f} < {config.min_input_tau:.2f})", data)

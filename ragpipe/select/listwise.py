@@ -13,12 +13,18 @@ the passage ranked first gets the best incoming score, and so on, so an elbow cu
 listwise sees the retriever's score shape rather than a straight line. ``check_reversed`` asks
 every window a second time in reversed order: the two answers are averaged (which cancels
 position bias), and each passage pair the two answers order alike counts as self-agreement for
-the harm bound.
+the harm bound. It is on by default in FIRST mode, where the second answer costs one prompt and
+a few output tokens: small models put much of a letter's probability on its position (``A`` for
+whatever comes first), and only a reversed window tells that apart from relevance. FIRST answers
+are reconciled by their letter distributions: mean log-probability per passage, and each pair
+weighted by the probability the two answers put on it, so pairs of letters the model never
+considered do not count as agreement or disagreement.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import model_validator
@@ -62,7 +68,7 @@ class ListwiseConfig(LLMSelectorConfig):
     stride: int = 10
     passes: int = 1
     mode: Literal["generate", "first"] = "generate"
-    check_reversed: bool = False  # ask each window again reversed (twice the calls)
+    check_reversed: bool | None = None  # ask each window again reversed; None: on in FIRST mode only
     max_passage_words: int = 300
     prompt: str = "listwise.default"
     first_prompt: str = "listwise.first"
@@ -78,6 +84,19 @@ class ListwiseConfig(LLMSelectorConfig):
         if self.mode == "first" and self.window > 26:
             raise ValueError("FIRST mode uses letter identifiers: window must be at most 26")
         return self
+
+    @property
+    def reversed_check(self) -> bool:
+        """Whether each window is asked twice: by default only in FIRST mode, where it is cheap."""
+        return self.mode == "first" if self.check_reversed is None else self.check_reversed
+
+
+@dataclass
+class WindowAnswer:
+    """One window's ranking (window indices, best first); FIRST adds the log-probability per passage."""
+
+    order: list[int]
+    logprobs: dict[int, float] | None = None
 
 
 @register_selector("listwise")
@@ -103,12 +122,12 @@ class ListwiseSelector(Selector[ListwiseConfig]):
                 if len(slot) < 2:
                     continue  # a one-passage window has nothing to rank
                 label = f"pass {p + 1} window [{start}, {end})"
-                permutation, use_first = await self._rank_window(query, [texts[i] for i in slot], run, label,
-                                                                 use_first)
-                if config.check_reversed and permutation is not None:
+                answer, use_first = await self._rank_window(query, [texts[i] for i in slot], run, label, use_first)
+                permutation = None if answer is None else answer.order
+                if config.reversed_check and answer is not None:
                     backwards, use_first = await self._rank_window(query, [texts[i] for i in reversed(slot)], run,
                                                                    f"{label} reversed", use_first)
-                    permutation = self._reconcile(permutation, backwards, run, label)
+                    permutation = self._reconcile(answer, backwards, run, label)
                 run.reliability.answer(permutation is not None)
                 if permutation is not None:
                     answered += 1
@@ -122,26 +141,36 @@ class ListwiseSelector(Selector[ListwiseConfig]):
         return scores
 
     async def _rank_window(self, query: str, passages: list[str], run: SelectorRun, label: str, use_first: bool
-                           ) -> tuple[list[int] | None, bool]:
-        """One window's permutation (or ``None``), and whether later windows still use FIRST."""
-        permutation, generate = None, True
+                           ) -> tuple[WindowAnswer | None, bool]:
+        """One window's answer (or ``None``), and whether later windows still use FIRST."""
+        answer, generate = None, True
         if use_first:
-            permutation, use_first, generate = await self._first_window(query, passages, run, label)
-        if permutation is None and generate:
+            answer, use_first, generate = await self._first_window(query, passages, run, label)
+        if answer is None and generate:
             permutation = await self._generate_window(query, passages, run, label)
-        return permutation, use_first
+            answer = None if permutation is None else WindowAnswer(permutation)
+        return answer, use_first
 
     @staticmethod
-    def _reconcile(forwards: list[int], backwards: list[int] | None, run: SelectorRun, label: str) -> list[int]:
-        """Average the positions of the two answers; record whether they agreed."""
-        if backwards is None:
-            run.reliability.check(False)
+    def _reconcile(forwards: WindowAnswer, backwards: WindowAnswer | None, run: SelectorRun, label: str
+                   ) -> list[int]:
+        """Combine an answer with the reversed window's; record how far they agreed."""
+        n = len(forwards.order)
+        if backwards is None:  # counts as a whole window's worth of disagreement
+            run.reliability.check(False, 2.0 * (n - 1) if forwards.logprobs is not None else n * (n - 1) / 2)
             run.note("repair", f"{label}: the reversed window gave no ranking; used the forward answer")
-            return forwards
-        n = len(forwards)
-        unreversed = [n - 1 - i for i in backwards]  # back to the forward window's indices
+            return forwards.order
+        if forwards.logprobs is not None and backwards.logprobs is not None:
+            unreversed = {n - 1 - i: lp for i, lp in backwards.logprobs.items()}
+            consensus = first_consensus(forwards.logprobs, unreversed, n)
+            run.reliability.check(consensus.agreement, consensus.weight)
+            run.note("info", f"{label}: forward and reversed letter distributions agree on "
+                     f"{consensus.agreement:.0%} of the probability-weighted passage pairs",
+                     agreement=round(consensus.agreement, 3), top=consensus.order[:3])
+            return consensus.order
+        unreversed = [n - 1 - i for i in backwards.order]  # back to the forward window's indices
         position = {i: [0, 0] for i in range(n)}
-        for p, i in enumerate(forwards):
+        for p, i in enumerate(forwards.order):
             position[i][0] = p
         for p, i in enumerate(unreversed):
             position[i][1] = p
@@ -212,8 +241,8 @@ class ListwiseSelector(Selector[ListwiseConfig]):
         return True
 
     async def _first_window(self, query: str, passages: list[str], run: SelectorRun, label: str
-                            ) -> tuple[list[int] | None, bool, bool]:
-        """(permutation or None, keep using FIRST for later windows, retry this window by generation)."""
+                            ) -> tuple[WindowAnswer | None, bool, bool]:
+        """(answer or None, keep using FIRST for later windows, retry this window by generation)."""
         config = self.config
         top = min(20, run.llm.capabilities.max_top_logprobs)
         max_tokens = min(FIRST_MAX_TOKENS, run.ctx.prompts.get(config.first_prompt).max_tokens)
@@ -239,7 +268,7 @@ class ListwiseSelector(Selector[ListwiseConfig]):
         if len(ranked) < len(passages):
             run.note("repair", f"{label}: {len(passages) - len(ranked)} letter(s) missing from the top "
                      f"{top} logprobs kept input order after the ranked ones")
-        return order, True, False
+        return WindowAnswer(order, letter_logprobs), True, False
 
 
 def first_letter_logprobs(completion: Completion, n: int) -> dict[int, float]:
@@ -252,4 +281,51 @@ def first_letter_logprobs(completion: Completion, n: int) -> dict[int, float]:
     return {} if found is None else {index: math.log(p) for index, p in found[1].items()}
 
 
-__all__ = ["ListwiseSelector", "ListwiseConfig", "window_spans", "first_letter_logprobs"]
+@dataclass
+class Consensus:
+    order: list[int]  # by mean log-probability, ties in window order
+    agreed: float  # weight of the passage pairs both answers order alike
+    weight: float  # weight of all pairs
+
+    @property
+    def agreement(self) -> float:
+        return self.agreed / self.weight if self.weight > 0 else 0.0
+
+
+def first_consensus(forwards: dict[int, float], backwards: dict[int, float], n: int) -> Consensus:
+    """Reconcile two FIRST letter distributions over the same ``n`` passages (window indices).
+
+    A letter missing from an answer's top logprobs counts as less likely than the least likely
+    one shown. A pair's weight is the probability both answers put on its two passages, so the
+    one or two letters a model actually considers decide the agreement, not the long tail of
+    near-zero alternatives whose order is noise.
+    """
+    filled = [_filled(forwards, n), _filled(backwards, n)]
+    shares = [_shares(answer, n) for answer in (forwards, backwards)]
+    order = sorted(range(n), key=lambda i: (-(filled[0][i] + filled[1][i]), i))
+    agreed = weight = 0.0
+    for x in range(n):
+        for y in range(x + 1, n):
+            w = shares[0][x] + shares[0][y] + shares[1][x] + shares[1][y]
+            weight += w
+            if _sign(filled[0][x] - filled[0][y]) == _sign(filled[1][x] - filled[1][y]):
+                agreed += w
+    return Consensus(order, agreed, weight)
+
+
+def _filled(logprobs: dict[int, float], n: int) -> list[float]:
+    floor = min(logprobs.values(), default=0.0) - math.log(2)
+    return [logprobs.get(i, floor) for i in range(n)]
+
+
+def _shares(logprobs: dict[int, float], n: int) -> list[float]:
+    total = sum(math.exp(v) for v in logprobs.values())
+    return [math.exp(logprobs[i]) / total if i in logprobs and total > 0 else 0.0 for i in range(n)]
+
+
+def _sign(x: float) -> int:
+    return (x > 1e-12) - (x < -1e-12)
+
+
+__all__ = ["ListwiseSelector", "ListwiseConfig", "WindowAnswer", "window_spans", "first_letter_logprobs",
+           "first_consensus"]

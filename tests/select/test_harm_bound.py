@@ -193,8 +193,8 @@ def test_kendall_tau_and_fusion():
 
 def test_weight_grows_with_self_agreement():
     config = HarmBoundConfig()
-    low = bound([1, 0, 2], Reliability(answers=4, usable=4, checks=10, agreed=6), config)
-    high = bound([1, 0, 2], Reliability(answers=4, usable=4, checks=10, agreed=10), config)
+    low = bound([1, 0, 2], Reliability(answers=4, usable=4, checks=10, weight=10, agreed=6), config)
+    high = bound([1, 0, 2], Reliability(answers=4, usable=4, checks=10, weight=10, agreed=10), config)
     assert low.data["llm_weight"] < high.data["llm_weight"] == pytest.approx(config.agreed_weight)
 
 
@@ -212,3 +212,12 @@ async def test_a_single_candidate_needs_no_call(name):
     llm = ScriptedLLM()  # would raise on any call
     selection = await get_selector(name).select("q?", make_candidates(1), RunContext(llm=llm))
     assert [c.id for c in selection.kept] == ["c0"] and llm.requests == []
+
+
+def test_graded_checks_weigh_by_their_weight():
+    reliability = Reliability()
+    reliability.check(0.9, 18.0)  # one window's graded agreement, counted by its weight
+    reliability.check(False)
+    reliability.check(True)
+    assert reliability.checks == 3
+    assert reliability.agreement == pytest.approx((0.9 * 18 + 1) / 20)

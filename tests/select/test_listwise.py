@@ -124,7 +124,7 @@ def test_first_reads_the_position_after_an_opening_bracket():
 
 async def test_first_mode_ranks_by_letter_logprobs_in_one_token_per_window(candidates):
     llm = ScriptedLLM(cycle=[logprob_reply({"C": 0.5, "A": 0.3, "E": 0.1, "]": 0.1})])
-    selection = await get_selector("listwise", mode="first", **RAW).select("q?", candidates(5), RunContext(llm=llm))
+    selection = await get_selector("listwise", mode="first", check_reversed=False, **RAW).select("q?", candidates(5), RunContext(llm=llm))
     assert [c.id for c in selection.ranked] == ["c2", "c0", "c4", "c1", "c3"]  # B, D missing: input order
     request = llm.requests[0]
     assert request.max_tokens <= 3 and request.top_logprobs == 20
@@ -135,7 +135,7 @@ async def test_first_mode_ranks_by_letter_logprobs_in_one_token_per_window(candi
 
 async def test_first_falls_back_to_generation_without_logprobs(candidates):
     llm = ScriptedLLM(["B", "[2] > [1] > [3]"])  # a backend that ignores the logprob request
-    selection = await get_selector("listwise", mode="first", **RAW).select("q?", candidates(3), RunContext(llm=llm))
+    selection = await get_selector("listwise", mode="first", check_reversed=False, **RAW).select("q?", candidates(3), RunContext(llm=llm))
     assert [c.id for c in selection.ranked] == ["c1", "c0", "c2"]
     assert any("no logprobs" in e.message for e in selection.trace)
     assert llm.requests[1].top_logprobs == 0
@@ -147,14 +147,14 @@ async def test_first_is_not_used_when_letters_are_several_tokens(candidates):
             return 2 if text in ("A", "B", "C") else super().count_tokens(text)
 
     llm = MultiTokenLetters(["[3] > [1] > [2]"])
-    selection = await get_selector("listwise", mode="first", **RAW).select("q?", candidates(3), RunContext(llm=llm))
+    selection = await get_selector("listwise", mode="first", check_reversed=False, **RAW).select("q?", candidates(3), RunContext(llm=llm))
     assert [c.id for c in selection.ranked] == ["c2", "c0", "c1"]
     assert any("single tokens" in e.message for e in selection.trace)
 
 
 async def test_first_needs_a_backend_with_top_logprobs(candidates):
     llm = ScriptedLLM(["[2] > [1]"], capabilities=Capabilities(logprobs=False))
-    selection = await get_selector("listwise", mode="first", **RAW).select("q?", candidates(2), RunContext(llm=llm))
+    selection = await get_selector("listwise", mode="first", check_reversed=False, **RAW).select("q?", candidates(2), RunContext(llm=llm))
     assert [c.id for c in selection.ranked] == ["c1", "c0"]
     assert any("FIRST needs top logprobs" in e.message for e in selection.trace)
 
@@ -199,7 +199,7 @@ def test_first_gives_nothing_when_the_model_starts_with_prose():
 
 async def test_first_mode_ranks_by_the_letter_position_of_a_realistic_stream(candidates):
     llm = ScriptedLLM(cycle=[bracket_then_letter({"A": 0.01, "B": 0.008}, {"D": 0.5, "C": 0.3, "E": 0.1})])
-    selection = await get_selector("listwise", mode="first", **RAW).select("q?", candidates(5), RunContext(llm=llm))
+    selection = await get_selector("listwise", mode="first", check_reversed=False, **RAW).select("q?", candidates(5), RunContext(llm=llm))
     assert [c.id for c in selection.ranked] == ["c3", "c2", "c4", "c0", "c1"]
 
 
@@ -278,3 +278,98 @@ def test_first_adds_up_the_spellings_of_one_letter():
     found = first_letter_logprobs(completion, 3)
     assert sorted(found, key=lambda i: -found[i]) == [1, 0, 2]
     assert math.exp(found[1]) == pytest.approx(0.45)
+
+
+def letters_of(request) -> dict[str, str]:
+    """The window as the model sees it: letter -> passage text."""
+    import re
+
+    return dict(re.findall(r"^\[([A-Z])\] <data[^>]*>\n(.*)$", request.messages[-1].content, re.MULTILINE))
+
+
+def first_reply(letters: dict[str, float]) -> Completion:
+    """A FIRST answer without prefill: "[" first, then the letter, with the tail spread thin."""
+    return bracket_then_letter({"A": 0.004, "B": 0.002}, letters)
+
+
+async def test_first_checks_each_window_reversed_by_default_and_keeps_the_input_for_a_position_biased_model(
+        candidates):
+    """Qwen-0.5B-like: most of the mass on whatever letter comes first, whatever it holds."""
+    llm = ScriptedLLM(cycle=[first_reply({"A": 0.62, "B": 0.14, "C": 0.07, "E": 0.03, "D": 0.02})])
+    selection = await get_selector("listwise", mode="first").select("q?", candidates(6), RunContext(llm=llm))
+    assert len(llm.requests) == 2 and all(r.max_tokens <= 3 for r in llm.requests)
+    shown = [letters_of(r)["A"] for r in llm.requests]
+    assert "Passage 0 " in shown[0] and "Passage 5 " in shown[1]  # the second call sees the window reversed
+    harm = next(e for e in selection.trace if e.kind == "harm_bound")
+    assert harm.data["trusted"] == "input" and harm.data["self_agreement"] < 0.2
+    assert "agreed with itself" in harm.message
+    assert [c.id for c in selection.ranked] == [f"c{i}" for i in range(6)]
+
+
+async def test_first_trusts_a_model_that_picks_the_same_passage_from_either_end(candidates):
+    def relevant_first(request):  # the needle wins wherever it stands; the tail order is noise
+        letters = letters_of(request)
+        needle = next(x for x, text in letters.items() if "needle" in text)
+        others = [x for x in letters if x != needle]
+        return first_reply({needle: 0.55, others[0]: 0.2, others[-1]: 0.1, others[1]: 0.04})
+
+    texts = [f"Passage {i} about something else." for i in range(8)]
+    texts[5] = "Passage 5 with the needle in it."
+    llm = ScriptedLLM(fn=relevant_first)
+    selection = await get_selector("listwise", mode="first").select("q?", candidates(8, texts=texts),
+                                                                     RunContext(llm=llm))
+    harm = next(e for e in selection.trace if e.kind == "harm_bound")
+    assert harm.data["trusted"] == "fused" and harm.data["self_agreement"] > 0.65
+    assert harm.data["llm_weight"] > 0.5  # agreement shown: more weight than an unchecked order gets
+    assert selection.ranked[0].id == "c5"
+    info = next(e for e in selection.trace if "letter distributions agree" in e.message)
+    assert info.data["top"][0] == 5
+
+
+async def test_first_without_the_reversed_check_is_one_call(candidates):
+    llm = ScriptedLLM(cycle=[first_reply({"C": 0.5, "A": 0.3})])
+    selection = await get_selector("listwise", mode="first", check_reversed=False).select(
+        "q?", candidates(4), RunContext(llm=llm))
+    assert len(llm.requests) == 1
+    harm = next(e for e in selection.trace if e.kind == "harm_bound")
+    assert harm.data["self_checks"] == 0 and harm.data["self_agreement"] is None
+
+
+async def test_generation_is_not_asked_twice_unless_requested(candidates):
+    llm = ScriptedLLM(cycle=["[2] > [1] > [3]"])
+    await get_selector("listwise").select("q?", candidates(3), RunContext(llm=llm))
+    assert len(llm.requests) == 1
+
+
+def test_first_consensus_ignores_the_order_of_letters_neither_answer_considered():
+    from ragpipe.select.listwise import first_consensus
+
+    n = 10
+    tail = [math.log(0.001 * (1 + i)) for i in range(n)]  # near-zero alternatives, in opposite orders
+    forwards = {i: tail[i] for i in range(n)} | {3: math.log(0.7), 6: math.log(0.2)}
+    backwards = {i: tail[n - 1 - i] for i in range(n)} | {3: math.log(0.6), 6: math.log(0.3)}
+    consensus = first_consensus(forwards, backwards, n)
+    assert consensus.order[:2] == [3, 6]
+    assert consensus.agreement > 0.85  # plain pair counting would say about 0.5
+
+
+def test_first_consensus_of_two_answers_that_pick_different_passages():
+    from ragpipe.select.listwise import first_consensus
+
+    forwards = {0: math.log(0.8), 1: math.log(0.1), 2: math.log(0.05)}
+    backwards = {2: math.log(0.8), 1: math.log(0.1), 0: math.log(0.05)}  # mirror image: pure position bias
+    consensus = first_consensus(forwards, backwards, 4)
+    assert consensus.agreement < 0.5  # they agree only that passage 3, which neither considered, is last
+    assert consensus.order == [0, 2, 1, 3]
+
+
+async def test_first_whose_reversed_window_gives_no_ranking_keeps_the_input_order(candidates):
+    prose = TokenLogprob(token="The", logprob=-0.1, top=[TopLogprob(token="The", logprob=-0.1)])
+    llm = ScriptedLLM([first_reply({"D": 0.7, "A": 0.1}), Completion(text="The", logprobs=[prose]),
+                       "The passages are all relevant."])  # reversed: prose, then generation: no ranking either
+    selection = await get_selector("listwise", mode="first").select("q?", candidates(5), RunContext(llm=llm))
+    assert len(llm.requests) == 3
+    harm = next(e for e in selection.trace if e.kind == "harm_bound")
+    assert harm.data["trusted"] == "input" and harm.data["self_agreement"] == 0.0
+    assert any("reversed window gave no ranking" in e.message for e in selection.trace)
+    assert [c.id for c in selection.ranked] == [f"c{i}" for i in range(5)]
