@@ -17,7 +17,7 @@ from ragpipe.context import RunContext
 from ragpipe.errors import LLMError
 from ragpipe.schema import ScoredChunk, TraceEvent, Usage
 from ragpipe.verify.isolation import IsolatedAnswers
-from ragpipe.verify.lenient_json import parse_json_lenient
+from ragpipe.llm.json_reply import parse_json_lenient
 from ragpipe.verify.signals import rouge_tokens
 
 ANSWERS_PROMPT = "verifier.answers"
