@@ -65,7 +65,8 @@ def cite_everything(request: ChatRequest) -> str:
     user = request.messages[-1].content
     n = len(re.findall(r'<data id="\d+">', user))
     topic = re.search(r"Question: .*?topic(\d+)", user, re.IGNORECASE)
-    return f"The value is for topic {topic.group(1) if topic else '?'} " + "".join(f"[{i}]" for i in range(1, n + 2)) + "."
+    fact = f"The value of topic{topic.group(1)} is {int(topic.group(1)) * 7} " if topic else "The value is "
+    return fact + "".join(f"[{i}]" for i in range(1, n + 2)) + "."
 
 
 def make_pipeline(llm: ScriptedLLM, verify: bool = True) -> Pipeline:
@@ -124,7 +125,7 @@ async def test_fifty_concurrent_queries_on_one_pipeline_get_their_own_answers_an
     assert llm.max_in_flight > 1  # the queries really overlapped
     for i, (question, answer) in enumerate(zip(questions, answers)):
         assert answer.question == question
-        assert answer.text.startswith(f"The value is for topic {i} ")
+        assert answer.text.startswith(f"The value of topic{i} is {i * 7} ")
         assert answer.citations[0].chunk_id == f"t{i}" and answer.citations[0].source == f"topics/{i}.txt"
         assert answer.usage_by_node["generate"].calls == 1  # a per-query meter, not a shared one
     assert len(llm.requests) == TOPICS
@@ -154,7 +155,7 @@ async def test_stream_yields_tokens_then_the_final_answer() -> None:
     events = [e async for e in pipe.astream("fact about topic4?")]
     assert all(isinstance(e, TokenEvent) for e in events[:-1]) and isinstance(events[-1], AnswerEvent)
     final = events[-1].answer
-    assert "".join(e.text for e in events[:-1]).startswith("The value is for topic 4")
+    assert "".join(e.text for e in events[:-1]).startswith("The value of topic4 is 28")
     assert final.citations[0].chunk_id == "t4"
     assert set(final.timings) == {"retrieve", "keeptop", "verify", "generate"}
     assert final.usage_by_node["generate"].calls == 1
@@ -168,7 +169,7 @@ def test_trace_records_every_prompt_and_raw_output() -> None:
     calls = [e for e in traced.trace if e.kind == "llm_call"]
     assert len(calls) == 1 and calls[0].node == "generate"
     assert calls[0].data["messages"][-1]["content"].count("<data id=") == 3
-    assert calls[0].data["raw"].startswith("The value is for topic 5")
+    assert calls[0].data["raw"].startswith("The value of topic5 is 35")
 
 
 def test_filters_reach_the_retriever() -> None:
@@ -230,7 +231,7 @@ async def test_trace_records_streamed_generation_too() -> None:
     pipe = make_pipeline(ScriptedLLM(fn=cite_everything))
     events = [e async for e in pipe.astream("fact about topic6?", trace=True)]
     calls = [e for e in events[-1].answer.trace if e.kind == "llm_call"]
-    assert len(calls) == 1 and calls[0].data["raw"].startswith("The value is for topic 6")
+    assert len(calls) == 1 and calls[0].data["raw"].startswith("The value of topic6 is 42")
 
 
 def _llm_pipeline(method: str, llm: ScriptedLLM) -> Pipeline:
