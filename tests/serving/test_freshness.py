@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,11 +46,7 @@ def _top_sources(retriever: Retriever, mode: str) -> list[str]:
 
 
 def test_dense_and_bm25_see_chunks_another_process_indexed(tmp_path: Path) -> None:
-    docs = _docs(tmp_path)
-    settings = load_settings()
-    embedder = HashingEmbedder()
-    index_folder(docs, settings, embedder=embedder)
-    store = ChunkStore.open(docs / ".ragpipe", settings.store, embedding_model=embedder.name)
+    docs, settings, embedder, store = _indexed(tmp_path)
     retriever = Retriever(store, embedder, settings.retrieval)
     assert _top_sources(retriever, "dense") != ["zeta.txt"]  # the old index is loaded and searched
 
@@ -65,12 +62,17 @@ def test_dense_and_bm25_see_chunks_another_process_indexed(tmp_path: Path) -> No
         assert _top_sources(retriever, mode) == ["zeta.txt"], mode
 
 
-def test_an_unchanged_index_is_not_reopened_between_queries(tmp_path: Path) -> None:
+def _indexed(tmp_path: Path) -> tuple[Path, Any, HashingEmbedder, ChunkStore]:
+    """A small folder indexed in this process, and its store opened as a long-lived reader would."""
     docs = _docs(tmp_path)
     settings = load_settings()
     embedder = HashingEmbedder()
     index_folder(docs, settings, embedder=embedder)
-    store = ChunkStore.open(docs / ".ragpipe", settings.store, embedding_model=embedder.name)
+    return docs, settings, embedder, ChunkStore.open(docs / ".ragpipe", settings.store, embedding_model=embedder.name)
+
+
+def test_an_unchanged_index_is_not_reopened_between_queries(tmp_path: Path) -> None:
+    docs, settings, embedder, store = _indexed(tmp_path)
     retriever = Retriever(store, embedder, settings.retrieval)
     client, collection = store.client, store.collection
     for mode in ("dense", "bm25", "hybrid"):
@@ -80,11 +82,7 @@ def test_an_unchanged_index_is_not_reopened_between_queries(tmp_path: Path) -> N
 
 
 def test_this_process_own_writes_need_no_reopen(tmp_path: Path) -> None:
-    docs = _docs(tmp_path)
-    settings = load_settings()
-    embedder = HashingEmbedder()
-    index_folder(docs, settings, embedder=embedder)
-    store = ChunkStore.open(docs / ".ragpipe", settings.store, embedding_model=embedder.name)
+    docs, settings, embedder, store = _indexed(tmp_path)
     retriever = Retriever(store, embedder, settings.retrieval)
     retriever.retrieve("Kingfishers", k=1)
     client = store.client
@@ -122,11 +120,7 @@ async def test_a_pipeline_sees_a_cli_reindex_with_the_real_embedder(tmp_path: Pa
 
 
 def test_a_write_after_another_process_wrote_keeps_both_writes(tmp_path: Path) -> None:
-    docs = _docs(tmp_path)
-    settings = load_settings()
-    embedder = HashingEmbedder()
-    index_folder(docs, settings, embedder=embedder)
-    store = ChunkStore.open(docs / ".ragpipe", settings.store, embedding_model=embedder.name)
+    docs, settings, embedder, store = _indexed(tmp_path)
     Retriever(store, embedder, settings.retrieval).retrieve("Kingfishers", k=1, mode="dense")
 
     (docs / NEW[0]).write_text(NEW[1])
