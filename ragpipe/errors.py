@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 REDACTED = "[redacted]"
 # Credential shapes that must never be shown: bearer/basic credentials, OpenAI-style keys, and the
@@ -125,6 +125,8 @@ class LLMError(RagpipeError):
     """An LLM call failed after the retries it was allowed."""
 
     exit_code = 3
+    # The next call of the same node would meet this failure again, so calling on is waste.
+    recurs: ClassVar[bool] = False
 
     def __init__(self, message: str, *, raw: str | None = None, attempts: int = 1, **info: Any) -> None:
         super().__init__(message)
@@ -136,21 +138,31 @@ class LLMError(RagpipeError):
 class LLMUnavailable(LLMError):
     """The server cannot be reached or the embedded model cannot be loaded."""
 
+    recurs = True
+
 
 class LLMAuthError(LLMError):
     """The API key is missing or was rejected."""
+
+    recurs = True
 
 
 class LLMModelNotFound(LLMError):
     """The server does not serve the requested model."""
 
+    recurs = True
+
 
 class LLMRateLimited(LLMError):
     """The server kept answering 429 after all retries."""
 
+    recurs = True
+
 
 class LLMTimeout(LLMError):
     """The call did not finish within its timeout."""
+
+    recurs = True
 
 
 class ContextOverflow(LLMError):

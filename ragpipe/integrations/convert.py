@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ragpipe.graph.state import RunState
 from ragpipe.schema import Chunk, ScoredChunk, stable_hash
 
 PROVENANCE_KEYS = ("chunk_id", "doc_id", "source", "position", "start_char", "end_char")
@@ -42,3 +43,14 @@ def scored_chunk(text: str, metadata: dict[str, Any] | None, index: int, *, iden
     value = float(value) if isinstance(value, (int, float)) else 1.0 / (index + 1)
     return ScoredChunk(chunk=chunk, score=value, rank=index + 1, stage_scores=dict(meta.get("stage_scores") or {}))
 
+
+
+def kept_with_verdicts(state: RunState) -> list[tuple[str, dict[str, str]]]:
+    """Each kept chunk's id with its verdict as flat string metadata, which both frameworks can store."""
+    verdicts = {v.chunk_id: v for v in state.verdicts}
+    kept = []
+    for item in state.evidence:
+        verdict = verdicts.get(item.id)
+        meta = {"verdict": verdict.reason if verdict else "", "verdict_flags": ",".join(verdict.flags) if verdict else ""}
+        kept.append((item.id, meta))
+    return kept

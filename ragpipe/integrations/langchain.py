@@ -34,7 +34,7 @@ from ragpipe.context import RunContext
 from ragpipe.errors import ConfigError
 from ragpipe.graph.node import Node
 from ragpipe.graph.state import RunState, coerce_state
-from ragpipe.integrations.convert import chunk_metadata, scored_chunk
+from ragpipe.integrations.convert import chunk_metadata, kept_with_verdicts, scored_chunk
 from ragpipe.integrations.nodes import NodeAdapter, fallbacks, run_on_chunks, select_node, verify_node
 from ragpipe.llm.base import run_sync
 from ragpipe.schema import ScoredChunk
@@ -178,12 +178,10 @@ class RagpipeVerifierCompressor(_RagpipeCompressor):
 
     def _out(self, state: RunState, documents: Sequence[Document]) -> list[Document]:
         originals, notes = _originals(documents), fallbacks(state.trace)
-        verdicts = {v.chunk_id: v for v in state.verdicts}
         out = []
-        for item in state.evidence:
-            doc = originals[item.id]
-            verdict = verdicts.get(item.id)
-            meta = {**doc.metadata, "chunk_id": item.id, "verdict": verdict.reason if verdict else None}
+        for chunk_id, verdict in kept_with_verdicts(state):
+            doc = originals[chunk_id]
+            meta = {**doc.metadata, "chunk_id": chunk_id, **verdict}
             if notes:
                 meta["fallbacks"] = notes
             out.append(Document(page_content=doc.page_content, metadata=meta, id=doc.id))

@@ -24,7 +24,7 @@ from ragpipe.context import RunContext
 from ragpipe.errors import ConfigError
 from ragpipe.graph.node import Node
 from ragpipe.graph.state import RunState
-from ragpipe.integrations.convert import chunk_metadata, scored_chunk
+from ragpipe.integrations.convert import chunk_metadata, kept_with_verdicts, scored_chunk
 from ragpipe.integrations.nodes import NodeAdapter, fallbacks, run_on_chunks, select_node, verify_node
 from ragpipe.llm.base import run_sync
 from ragpipe.schema import ScoredChunk
@@ -153,10 +153,5 @@ class RagpipeVerifierPostprocessor(_RagpipePostprocessor):
 
     def _out(self, state: RunState, nodes: list[NodeWithScore]) -> list[NodeWithScore]:
         originals, notes = _originals(nodes), _notes(state.trace)
-        verdicts = {v.chunk_id: v for v in state.verdicts}
-        out = []
-        for item in state.evidence:
-            verdict = verdicts.get(item.id)
-            meta = {"verdict": verdict.reason if verdict else "", "verdict_flags": ",".join(verdict.flags) if verdict else ""}
-            out.append(_with_metadata(originals[item.id], originals[item.id].score, **meta, **notes))
-        return out
+        return [_with_metadata(originals[chunk_id], originals[chunk_id].score, **verdict, **notes)
+                for chunk_id, verdict in kept_with_verdicts(state)]

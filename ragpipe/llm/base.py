@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import Required, TypedDict, Unpack
 
 from ragpipe.errors import Truncated
 from ragpipe.schema import Usage
@@ -46,6 +47,12 @@ class TokenLogprob(BaseModel):
     logprob: float
     top: list[TopLogprob] = Field(default_factory=list)
 
+    @classmethod
+    def of(cls, token: str, logprob: float, alternatives: Iterable[tuple[str, float]] = ()) -> TokenLogprob:
+        """Build from plain ``(token, logprob)`` pairs, the shape every backend's output comes in."""
+        top = [TopLogprob(token=t, logprob=float(lp)) for t, lp in alternatives]
+        return cls(token=token, logprob=float(logprob), top=top)
+
     def top_dict(self) -> dict[str, float]:
         """Token -> best logprob among the alternatives (including the chosen token)."""
         best: dict[str, float] = {self.token: self.logprob}
@@ -58,7 +65,7 @@ class TokenLogprob(BaseModel):
 class ChatRequest(BaseModel):
     """Everything that determines a completion: used for caching, recording and tracing."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     messages: tuple[Message, ...]
     max_tokens: int
@@ -131,26 +138,21 @@ class LLM(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
 
-def make_request(
-    messages: Sequence[Message | dict[str, str]],
-    *,
-    max_tokens: int,
-    temperature: float = 0.0,
-    stop: Sequence[str] | None = None,
-    seed: int | None = None,
-    json_schema: dict[str, Any] | None = None,
-    top_logprobs: int = 0,
-) -> ChatRequest:
+class ChatOptions(TypedDict, total=False):
+    """The options of one chat call besides its messages; the protocol's ``chat`` spells out the defaults."""
+
+    max_tokens: Required[int]
+    temperature: float
+    stop: Sequence[str] | None
+    seed: int | None
+    json_schema: dict[str, Any] | None
+    top_logprobs: int
+
+
+def make_request(messages: Sequence[Message | dict[str, str]], **options: Unpack[ChatOptions]) -> ChatRequest:
     """Normalise chat() arguments into a hashable request."""
-    return ChatRequest(
-        messages=tuple(as_messages(messages)),
-        max_tokens=max_tokens,
-        temperature=temperature,
-        stop=tuple(stop) if stop else None,
-        seed=seed,
-        json_schema=json_schema,
-        top_logprobs=top_logprobs,
-    )
+    stop = options.pop("stop", None)
+    return ChatRequest(messages=tuple(as_messages(messages)), stop=tuple(stop) if stop else None, **options)
 
 
 def estimate_tokens(text: str) -> int:
@@ -212,38 +214,21 @@ class BaseLLM:
     def capabilities(self) -> Capabilities:
         return Capabilities()
 
-    async def chat(
-        self,
-        messages: Sequence[Message | dict[str, str]],
-        *,
-        max_tokens: int,
-        temperature: float = 0.0,
-        stop: Sequence[str] | None = None,
-        seed: int | None = None,
-        json_schema: dict[str, Any] | None = None,
-        top_logprobs: int = 0,
-    ) -> Completion:
-        request = make_request(
-            messages,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            stop=stop,
-            seed=seed,
-            json_schema=json_schema,
-            top_logprobs=top_logprobs,
-        )
-        return await self.complete(request)
+    async def chat(self, messages: Sequence[Message | dict[str, str]], **options: Unpack[ChatOptions]) -> Completion:
+        return await self.complete(make_request(messages, **options))
 
     async def complete(self, request: ChatRequest) -> Completion:
         """Run one normalised request. Wrappers (cache, limiter, meter) override this."""
         raise NotImplementedError
 
-    def chat_sync(self, messages: Sequence[Message | dict[str, str]], **kwargs: Any) -> Completion:
-        return run_sync(lambda: self.chat(messages, **kwargs))
+    def chat_sync(self, messages: Sequence[Message | dict[str, str]], **options: Unpack[ChatOptions]) -> Completion:
+        return run_sync(lambda: self.chat(messages, **options))
 
-    async def chat_stream(self, messages: Sequence[Message | dict[str, str]], **kwargs: Any) -> AsyncIterator[str]:
+    async def chat_stream(
+        self, messages: Sequence[Message | dict[str, str]], **options: Unpack[ChatOptions]
+    ) -> AsyncIterator[str]:
         """Text pieces as they are generated. Backends without streaming yield the whole text once."""
-        async for piece in self.stream(make_request(messages, **kwargs)):
+        async for piece in self.stream(make_request(messages, **options)):
             yield piece
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str]:

@@ -19,21 +19,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ragpipe.errors import (
-    LLMAuthError,
-    LLMError,
-    LLMModelNotFound,
-    LLMRateLimited,
-    LLMTimeout,
-    LLMUnavailable,
-)
+from ragpipe.errors import LLMError, LLMTimeout
 from ragpipe.llm.base import LLM, ChatRequest, Completion
 from ragpipe.llm.wrappers import Wrapper
 
 T = TypeVar("T")
 DEFAULT_DEADLINE_S = 300.0
-# Failures that the next call of the same node would meet again: stop calling.
-HARD_FAILURES: tuple[type[LLMError], ...] = (LLMUnavailable, LLMTimeout, LLMAuthError, LLMModelNotFound, LLMRateLimited)
 
 
 class DeadlinePassed(LLMTimeout):
@@ -141,11 +132,10 @@ class CallBudget:
             if watcher in done:
                 self.check(node)  # raises the error that tripped the node
             raise self._passed(node)
-        except HARD_FAILURES as err:
-            self.trip(node, err)
-            raise
-        except BaseException:
+        except BaseException as err:
             task.cancel()
+            if isinstance(err, LLMError) and err.recurs:
+                self.trip(node, err)
             raise
         finally:
             watcher.cancel()

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ragpipe.errors import ContextOverflow, LLMTimeout, LLMUnavailable, MissingExtraError
-from ragpipe.llm.base import BaseLLM, Capabilities, ChatRequest, Completion, TokenLogprob, TopLogprob
+from ragpipe.llm.base import BaseLLM, Capabilities, ChatRequest, Completion, TokenLogprob
 from ragpipe.llm.special_tokens import neutralise_special_tokens
 from ragpipe.schema import Usage
 
@@ -265,13 +265,8 @@ class LlamaCppLLM(BaseLLM):
                 log_probs = shifted - np.log(np.exp(shifted).sum())
                 best = np.argpartition(-log_probs, top_k)[:top_k]
                 best = best[np.argsort(-log_probs[best])]
-                logprobs.append(
-                    TokenLogprob(
-                        token=self._piece(llama, token),
-                        logprob=float(log_probs[token]),
-                        top=[TopLogprob(token=self._piece(llama, int(t)), logprob=float(log_probs[t])) for t in best],
-                    )
-                )
+                alternatives = [(self._piece(llama, int(t)), log_probs[t]) for t in best]
+                logprobs.append(TokenLogprob.of(self._piece(llama, token), log_probs[token], alternatives))
             out.append(token)
             text = llama.detokenize(out).decode("utf-8", errors="ignore")
             stop_at = min((i for s in (request.stop or ()) if (i := text.find(s)) != -1), default=-1)

@@ -35,7 +35,6 @@ from ragpipe.llm.base import (
     ChatRequest,
     Completion,
     TokenLogprob,
-    TopLogprob,
     estimate_tokens,
 )
 from ragpipe.llm.special_tokens import neutralise_special_tokens
@@ -122,9 +121,6 @@ class OpenAICompatLLM(BaseLLM):
             context_window=self.context_window,
             seed=True,
         )
-
-    def count_tokens(self, text: str) -> int:
-        return estimate_tokens(text)
 
     # -- request mapping -----------------------------------------------------------------
     def request_kwargs(self, request: ChatRequest) -> dict[str, Any]:
@@ -255,8 +251,7 @@ def _map_logprobs(raw: Any) -> list[TokenLogprob] | None:
     content = getattr(raw, "content", None) if raw is not None else None
     if not content:
         return None
-    mapped = []
-    for item in content:
-        top = [TopLogprob(token=t.token, logprob=float(t.logprob)) for t in (item.top_logprobs or [])]
-        mapped.append(TokenLogprob(token=item.token, logprob=float(item.logprob), top=top))
-    return mapped
+    return [
+        TokenLogprob.of(item.token, item.logprob, ((t.token, t.logprob) for t in item.top_logprobs or ()))
+        for item in content
+    ]

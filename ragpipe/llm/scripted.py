@@ -23,8 +23,6 @@ from ragpipe.llm.base import (
     ChatRequest,
     Completion,
     TokenLogprob,
-    TopLogprob,
-    estimate_tokens,
 )
 from ragpipe.schema import Usage
 
@@ -35,12 +33,12 @@ ReplyFn = Callable[[ChatRequest], Reply]
 def logprob_reply(distribution: dict[str, float], text: str | None = None) -> Completion:
     """A one-token completion whose top logprobs are ``distribution`` (token -> probability)."""
     ranked = sorted(distribution.items(), key=lambda kv: -kv[1])
-    top = [TopLogprob(token=t, logprob=math.log(p) if p > 0 else -100.0) for t, p in ranked]
+    top = [(t, math.log(p) if p > 0 else -100.0) for t, p in ranked]
     chosen = text if text is not None else ranked[0][0]
-    chosen_lp = next((lp.logprob for lp in top if lp.token == chosen), -100.0)
+    chosen_lp = next((lp for t, lp in top if t == chosen), -100.0)
     return Completion(
         text=chosen,
-        logprobs=[TokenLogprob(token=chosen, logprob=chosen_lp, top=top)],
+        logprobs=[TokenLogprob.of(chosen, chosen_lp, top)],
         finish_reason="length",
     )
 
@@ -159,4 +157,4 @@ def timeout_error() -> LLMTimeout:
     return LLMTimeout("scripted timeout")
 
 
-__all__ = ["ScriptedLLM", "logprob_reply", "truncated_reply", "REFUSAL", "timeout_error", "estimate_tokens"]
+__all__ = ["ScriptedLLM", "logprob_reply", "truncated_reply", "REFUSAL", "timeout_error"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ragpipe.errors import MissingExtraError
-from ragpipe.llm.base import BaseLLM, Capabilities, ChatRequest, Completion, TokenLogprob, TopLogprob
+from ragpipe.llm.base import BaseLLM, Capabilities, ChatRequest, Completion, TokenLogprob
 from ragpipe.llm.special_tokens import neutralise_special_tokens
 from ragpipe.schema import Usage
 
@@ -153,13 +153,8 @@ class VLLMLLM(BaseLLM):
             logprobs = []
             for token_id, alternatives in zip(generated.token_ids, generated.logprobs):
                 top = sorted(alternatives.items(), key=lambda kv: -kv[1].logprob)[: request.top_logprobs]
-                logprobs.append(
-                    TokenLogprob(
-                        token=tokenizer.decode([token_id]),
-                        logprob=float(alternatives[token_id].logprob),
-                        top=[TopLogprob(token=tokenizer.decode([t]), logprob=float(lp.logprob)) for t, lp in top],
-                    )
-                )
+                pairs = [(tokenizer.decode([t]), lp.logprob) for t, lp in top]
+                logprobs.append(TokenLogprob.of(tokenizer.decode([token_id]), alternatives[token_id].logprob, pairs))
         return Completion(
             text=generated.text,
             logprobs=logprobs,

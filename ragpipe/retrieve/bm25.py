@@ -22,7 +22,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -101,28 +101,21 @@ class Tokenizer:
         return [list(t) for t in tokens]
 
 
+@dataclass(eq=False)
 class BM25Index:
     """BM25 over every chunk of a store; ``search`` returns (chunk id, score) best first."""
 
-    def __init__(
-        self,
-        directory: Path,
-        *,
-        revision: str | None,
-        ids: list[str],
-        tokens: list[list[str]],
-        fields: list[dict[str, Any]],
-        model: Any,
-        tokenizer: Tokenizer,
-    ) -> None:
-        self.directory = directory
-        self.revision = revision
-        self.ids = ids
-        self._tokens = tokens
-        self._fields = fields
-        self._model = model
-        self._tokenizer = tokenizer
-        self._position = {chunk_id: i for i, chunk_id in enumerate(ids)}
+    directory: Path
+    revision: str | None
+    ids: list[str]
+    tokens: list[list[str]]
+    fields: list[dict[str, Any]]  # each chunk's filterable fields, in ``ids`` order
+    model: Any  # a bm25s.BM25, or None when loaded only to be updated
+    tokenizer: Tokenizer
+    _position: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._position = {chunk_id: i for i, chunk_id in enumerate(self.ids)}
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -142,7 +135,7 @@ class BM25Index:
                 return cls._load(directory, tokenizer) or current
             known: dict[str, tuple[list[str], dict[str, Any]]] = {}
             if current is not None:
-                known = {cid: (tok, fld) for cid, tok, fld in zip(current.ids, current._tokens, current._fields)}
+                known = {cid: (tok, fld) for cid, tok, fld in zip(current.ids, current.tokens, current.fields)}
             ids: list[str] = []
             tokens: list[list[str] | None] = []
             fields: list[dict[str, Any]] = []
@@ -160,7 +153,7 @@ class BM25Index:
             reused = len(ids) - len(pending)
             log.info("bm25 sync: %d chunks (%d tokenised, %d reused)", len(ids), len(pending), reused)
             index = cls(
-                directory,
+                directory=directory,
                 revision=revision,
                 ids=ids,
                 tokens=[t or [] for t in tokens],
@@ -183,12 +176,12 @@ class BM25Index:
     def _write(self) -> None:
         """Write a new generation folder, then point ``CURRENT`` at it with an atomic replace."""
         generation = Path(tempfile.mkdtemp(prefix="gen-", dir=self.directory))
-        meta = {"revision": self.revision, "tokenizer": self._tokenizer.config.as_dict(), "count": len(self.ids)}
+        meta = {"revision": self.revision, "tokenizer": self.tokenizer.config.as_dict(), "count": len(self.ids)}
         with (generation / "corpus.jsonl").open("w", encoding="utf-8") as fh:
-            for chunk_id, toks, flds in zip(self.ids, self._tokens, self._fields):
+            for chunk_id, toks, flds in zip(self.ids, self.tokens, self.fields):
                 fh.write(json.dumps({"id": chunk_id, "tokens": toks, "fields": flds}) + "\n")
-        if self._model is not None:
-            self._model.save(str(generation / "model"), show_progress=False)
+        if self.model is not None:
+            self.model.save(str(generation / "model"), show_progress=False)
         (generation / "meta.json").write_text(json.dumps(meta))
         pointer = self.directory / "CURRENT.tmp"
         pointer.write_text(generation.name)
@@ -220,7 +213,7 @@ class BM25Index:
                 log.warning("bm25 index at %s unreadable (%s); rebuilding", directory, err)
             return None
         return cls(
-            directory,
+            directory=directory,
             revision=meta.get("revision"),
             ids=ids,
             tokens=tokens,
@@ -233,13 +226,13 @@ class BM25Index:
 
     def search(self, query: str, k: int, flt: Filter | None = None) -> list[tuple[str, float]]:
         """Top ``k`` (chunk id, BM25 score) that share at least one term with the query."""
-        if self._model is None or not self.ids or k <= 0:
+        if self.model is None or not self.ids or k <= 0:
             return []
-        vocab = self._model.vocab_dict
-        query_tokens = [t for t in self._tokenizer([query])[0] if t in vocab]
+        vocab = self.model.vocab_dict
+        query_tokens = [t for t in self.tokenizer([query])[0] if t in vocab]
         if not query_tokens:
             return []
-        scores = np.asarray(self._model.get_scores(query_tokens), dtype=np.float32)
+        scores = np.asarray(self.model.get_scores(query_tokens), dtype=np.float32)
         if flt is not None:
             scores = np.where(self.mask(flt), scores, 0.0)
         hits = np.flatnonzero(scores > 0)
@@ -250,7 +243,7 @@ class BM25Index:
 
     def mask(self, flt: Filter) -> np.ndarray:
         """Which chunks pass ``flt`` (same semantics as the dense post-filter)."""
-        return np.fromiter((evaluate(flt, f) for f in self._fields), dtype=bool, count=len(self._fields))
+        return np.fromiter((evaluate(flt, f) for f in self.fields), dtype=bool, count=len(self.fields))
 
 
 def _index_text(chunk: Chunk) -> str:
