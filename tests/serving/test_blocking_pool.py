@@ -144,3 +144,15 @@ def test_a_bad_worker_threads_setting_is_an_error_naming_it(value: object) -> No
 def test_a_bad_pool_size_from_code_is_an_error() -> None:
     with pytest.raises(ValueError, match="worker_threads"):
         set_workers(0)
+
+
+async def test_resizing_the_pool_retires_the_old_threads() -> None:
+    await asyncio.gather(*(run_blocking(time.sleep, 0.01) for _ in range(4)))
+    old = _pool_threads()
+    set_workers(DEFAULT_WORKERS + 1)
+    names = await asyncio.gather(*(run_blocking(lambda: threading.current_thread()) for _ in range(4)))
+    for thread in old:
+        thread.join(timeout=10)
+    assert not any(thread.is_alive() for thread in old)
+    assert not {t.ident for t in names} & {t.ident for t in old}
+    assert len(_pool_threads()) <= DEFAULT_WORKERS + 1
