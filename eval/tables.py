@@ -288,11 +288,17 @@ def serving(doc: dict[str, Any]) -> str:
     burst = ", ".join(f"{p} {_num(v['worst_loop_stall_ms'])} ms" for p, v in (doc.get("first_burst") or {}).items())
     full = "; ".join(f"{mode}: {c['full_gc_passes']}, longest {_num(c['full_gc_ms_max'])} ms"
                      for mode, c in (doc.get("full_gc") or {}).items())
+    p99 = ""
+    if "loop_stall_ms_p99" in doc:
+        p99 = (f"; p99 stall {_num(doc['loop_stall_ms_p99'])} ms, after `gc.freeze()` "
+               f"{_num(doc['loop_stall_ms_p99_gc_frozen'])} ms; the LLM alone, same run: worst "
+               f"{_num(doc['baseline_worst_loop_stall_ms'])} ms, p99 {_num(doc['baseline_loop_stall_ms_p99'])} ms; "
+               f"blocking work on {setup.get('worker_threads', '?')} `ragpipe-work` threads")
     return (f"**Serving** one `Pipeline`, LLM {setup['llm']}, method `{setup['method']}` ({_commands(doc)}): "
             f"`llm` is the LLM alone (baseline), `aask` coroutines, `ask` threads. Worst loop stall "
             f"{_num(doc['worst_loop_stall_ms'])} ms, after `gc.freeze()` "
             f"{_num(doc.get('worst_loop_stall_ms_gc_frozen'))} ms (goal < {_num(doc['goal']['worst_loop_stall_ms'])} ms; "
-            f"idle loop {_num(doc['idle_loop']['worst_loop_stall_ms'])} ms). First burst, pools cold: {burst}. "
+            f"idle loop {_num(doc['idle_loop']['worst_loop_stall_ms'])} ms){p99}. First burst, pools cold: {burst}. "
             f"Full garbage collections ({full}) stall the loop for as long as they take.\n\n"
             + _table(header, rows))
 

@@ -123,6 +123,9 @@ class RetrievalSettings(Section):
     dense_weight: float = Field(0.8, ge=0, le=100)
     bm25_weight: float = Field(0.2, ge=0, le=100)
     rrf_k: int = Field(60, ge=1, le=10_000)  # for fusion = "rrf"
+    # Threads (one pool per process) for blocking query-time work: embedding questions, store reads,
+    # BM25, token counting. Few: the work holds the GIL, and each thread competes with the event loop.
+    worker_threads: int = Field(2, ge=1, le=64)
 
 
 class CacheSettings(Section):

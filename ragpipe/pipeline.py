@@ -90,8 +90,10 @@ class Pipeline:
             from ragpipe.llm.factory import build_llm
 
             llm = build_llm(settings)
+        from ragpipe.concurrency import set_workers
         from ragpipe.retrieve import Retriever
 
+        set_workers(settings.retrieval.worker_threads)
         retriever = Retriever(index.store, index.embedder, settings.retrieval)
         prompts = PromptRegistry([settings.prompts_dir] if settings.prompts_dir else [])
         ctx = RunContext(llm=llm, prompts=prompts, embedder=index.embedder, store=index.store, settings=settings)

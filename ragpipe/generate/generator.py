@@ -13,12 +13,12 @@ that case. Every retry and fallback is in the trace.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ragpipe.concurrency import run_blocking
 from ragpipe.context import RunContext
 from ragpipe.errors import ConfigError, Truncated
 from ragpipe.generate.abstain import NOT_FOUND_TEXT, says_not_found, starts_with_not_found
@@ -188,7 +188,7 @@ class Generator:
         if self._degenerate(first, question, evidence) is None:
             return first
         events = first.events
-        fitted, dropped = await asyncio.to_thread(self._fit, question, evidence, ctx, llm, self.retry_prompt)
+        fitted, dropped = await run_blocking(self._fit, question, evidence, ctx, llm, self.retry_prompt)
         events.extend(dropped)
         if fitted:
             events.append(TraceEvent(node=self.node, kind="retry",
@@ -237,7 +237,7 @@ class Generator:
         if mode == "extractive":
             return self._extract(question, evidence, ctx, events, because="answer mode is extractive")
         llm = ctx.llm_for(self.node)
-        fitted, events = await asyncio.to_thread(self._fit, question, evidence, ctx, llm)  # tokenizers block
+        fitted, events = await run_blocking(self._fit, question, evidence, ctx, llm)  # tokenizers block
         if not fitted:
             return self._abstain(question, "no evidence fits the context window", events)
         completion = await self._call(llm, self._messages(question, fitted, ctx), ctx)
@@ -268,7 +268,7 @@ class Generator:
             yield generation
             return
         llm = ctx.llm_for(self.node)
-        fitted, events = await asyncio.to_thread(self._fit, question, evidence, ctx, llm)  # tokenizers block
+        fitted, events = await run_blocking(self._fit, question, evidence, ctx, llm)  # tokenizers block
         if not fitted:
             generation = self._abstain(question, "no evidence fits the context window", events)
             yield TokenEvent(generation.answer.text)

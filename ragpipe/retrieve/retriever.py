@@ -12,6 +12,7 @@ import logging
 import threading
 from typing import Any, Literal
 
+from ragpipe.concurrency import run_blocking
 from ragpipe.config import RetrievalSettings
 from ragpipe.errors import ConfigError
 from ragpipe.retrieve.revision_cache import RevisionCache
@@ -74,17 +75,17 @@ class Retriever:
         bm25_hits: list[tuple[str, float]] = []
         if mode == "hybrid":
             dense_hits, bm25_hits = await asyncio.gather(
-                asyncio.to_thread(self._dense, question, depth, flt),
-                asyncio.to_thread(self._keyword_or_nothing, question, depth, flt),
+                run_blocking(self._dense, question, depth, flt),
+                run_blocking(self._keyword_or_nothing, question, depth, flt),
             )
         elif mode == "dense":
-            dense_hits = await asyncio.to_thread(self._dense, question, depth, flt)
+            dense_hits = await run_blocking(self._dense, question, depth, flt)
         else:
-            bm25_hits = await asyncio.to_thread(self._keyword, question, depth, flt)
+            bm25_hits = await run_blocking(self._keyword, question, depth, flt)
         chunks = {chunk.id: chunk for chunk, _score in dense_hits}
         missing = [cid for cid, _score in bm25_hits if cid not in chunks]
         if missing:
-            chunks.update({chunk.id: chunk for chunk in await asyncio.to_thread(self.chunks, missing)})
+            chunks.update({chunk.id: chunk for chunk in await run_blocking(self.chunks, missing)})
         rankings = {"dense": as_ranking(dense_hits), "bm25": [(c, s) for c, s in bm25_hits if c in chunks]}
         return self._assemble(rankings, chunks, k, mode)
 
@@ -130,11 +131,11 @@ class Retriever:
         Reading 100 chunks' texts and metadata costs several times the vector search itself. Ids
         that the store no longer has (a BM25 sidecar behind the store) are skipped for the next ones.
         """
-        vector = await asyncio.to_thread(embed_question, self.embedder, question)
+        vector = await run_blocking(embed_question, self.embedder, question)
         where = to_chroma_where(flt, stored_keys(self.store))
         dense, keyword = await asyncio.gather(
-            asyncio.to_thread(self.store.query_ids, vector, depth, where),
-            asyncio.to_thread(self._keyword_or_nothing, question, depth, flt),
+            run_blocking(self.store.query_ids, vector, depth, where),
+            run_blocking(self._keyword_or_nothing, question, depth, flt),
         )
         stages, final = self._fuse({"dense": dense, "bm25": keyword}, "hybrid")
         chunks: dict[str, Chunk] = {}
@@ -142,7 +143,7 @@ class Retriever:
         while len(chunks) < k and start < len(final):
             wanted = [cid for cid, _score in final[start : start + k - len(chunks)]]
             start += len(wanted)
-            chunks.update({c.id: c for c in await asyncio.to_thread(self.chunks, wanted)})
+            chunks.update({c.id: c for c in await run_blocking(self.chunks, wanted)})
         return self._build(final, stages, chunks, k)
 
     def _dense(self, question: str, k: int, flt: Any) -> list[tuple[Chunk, float]]:

@@ -8,7 +8,6 @@ other queries meanwhile.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ragpipe.concurrency import run_blocking
 from ragpipe.schema import ScoredChunk
 
 
@@ -31,7 +31,7 @@ class ChunkVectors:
 
 async def embed_texts(embedder: Any, texts: Sequence[str]) -> np.ndarray:
     """``embedder.embed(texts)`` off the event loop, as float32."""
-    vectors = await asyncio.to_thread(embedder.embed, list(texts))
+    vectors = await run_blocking(embedder.embed, list(texts))
     return np.asarray(vectors, dtype=np.float32)
 
 
@@ -42,7 +42,7 @@ async def chunk_vectors(chunks: Sequence[ScoredChunk], embedder: Any, store: Any
     fetch = getattr(store, "embeddings", None) if store is not None else None
     if callable(fetch):
         try:
-            vectors = np.asarray(await asyncio.to_thread(fetch, [c.id for c in chunks]), dtype=np.float32)
+            vectors = np.asarray(await run_blocking(fetch, [c.id for c in chunks]), dtype=np.float32)
             if vectors.shape[0] == len(chunks):
                 return ChunkVectors(vectors, "stored", time.perf_counter() - start)
             note = f"the store returned {vectors.shape[0]} of {len(chunks)} vectors"

@@ -29,7 +29,6 @@ re-embedded from text; the trace records which, and how long it took.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -37,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from ragpipe.concurrency import run_blocking
 from ragpipe.context import RunContext
 from ragpipe.retrieve.dense import embed_question
 from ragpipe.retrieve.vectors import chunk_vectors, embed_texts
@@ -173,7 +173,7 @@ async def _rationale_vectors(embedder: Any, question: str, rationales: Sequence[
     others = [t for t in dict.fromkeys(texts) if t != question.strip()]
     vectors = dict(zip(others, await embed_texts(embedder, others))) if others else {}
     if len(others) < len(set(texts)):
-        vectors[question.strip()] = await asyncio.to_thread(embed_question, embedder, question)
+        vectors[question.strip()] = await run_blocking(embed_question, embedder, question)
     return np.asarray([vectors[t] for t in texts], dtype=np.float32)
 
 

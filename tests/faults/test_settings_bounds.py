@@ -29,6 +29,7 @@ OUT_OF_RANGE = {
     "chunking.max_file_mb": [0, -1],
     "retrieval.top_k": [-5, 0, 10**7],
     "retrieval.rrf_k": [0, -60],
+    "retrieval.worker_threads": [0, -1, 65],
     "retrieval.candidates": [0, -1, 10**7],
     "retrieval.dense_weight": [-0.5, 1000],
     "retrieval.bm25_weight": [-1],
