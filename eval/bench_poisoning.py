@@ -13,7 +13,7 @@ under the packaged MiniLM embedder, i.e. what a dense retriever would hand the v
 poisoned texts and the figure is the share flagged.
 
 Defences: ``none``; each cheap signal alone (``instruction``, ``query_echo``,
-``near_duplicate``) and combined (``ragpipe_cheap``), over ``--limit`` questions; on the first
+``near_duplicate``, ``uncorroborated``) and combined (``ragpipe_cheap``), over ``--limit`` questions; on the first
 ``--llm-limit`` of them: ``ragpipe`` (the default verifier: cheap signals, one listwise LLM
 check and, when a chunk carries a weak hint, one listwise short-answer call for
 ``answer_consistency``), ``llm_listwise`` (the check's flags alone), ``answer_consistency``
