@@ -13,7 +13,7 @@ under the packaged MiniLM embedder, i.e. what a dense retriever would hand the v
 poisoned texts and the figure is the share flagged.
 
 Defences: ``none``; each cheap signal alone (``instruction``, ``query_echo``,
-``near_duplicate``) and combined (``ragpipe_cheap``), over ``--limit`` questions; on the first
+``near_duplicate``, ``uncorroborated``) and combined (``ragpipe_cheap``), over ``--limit`` questions; on the first
 ``--llm-limit`` of them: ``ragpipe`` (the default verifier: cheap signals, one listwise LLM
 check and, when a chunk carries a weak hint, one listwise short-answer call for
 ``answer_consistency``), ``llm_listwise`` (the check's flags alone), ``answer_consistency``
@@ -54,16 +54,22 @@ from ragpipe.verify import Verifier  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 QA_SETS = ("robustrag_realtimeqa", "robustrag_simpleqa")
 POISON_ONLY_SETS = ("poisonedrag", "revprag_poison")
-CHEAP = ("instruction", "query_echo", "near_duplicate")
+CHEAP = ("instruction", "query_echo", "near_duplicate", "uncorroborated")
 
 
 # -- the local LLM ------------------------------------------------------------------------------
 
-def build_local_llm(model_path: str | None = None) -> Any:
-    """The embedded llama.cpp LLM (the packaged SmolLM2, or ``model_path``), uncached, one call at a time."""
+def build_local_llm(model_path: str | None = None, cache: str | None = None) -> Any:
+    """The embedded llama.cpp LLM (the packaged SmolLM2, or ``model_path``), one call at a time.
+
+    With ``cache`` (a folder) replies are kept on disk: a rerun that changes only how the verifier
+    decides replays the same LLM replies instead of waiting for them again.
+    """
     from ragpipe.llm.factory import build_llm
 
-    overrides: dict[str, Any] = {"llm__max_concurrency": 1, "cache__enabled": False}
+    overrides: dict[str, Any] = {"llm__max_concurrency": 1, "cache__enabled": cache is not None}
+    if cache is not None:
+        overrides["cache__path"] = cache
     if model_path:
         if not Path(model_path).is_file():
             raise SystemExit(f"--model {model_path}: no such GGUF file")
@@ -205,9 +211,10 @@ async def detect_with_llm(
     records = []
 
     def spend(defence: str, seconds: float, usage: Usage) -> None:
-        c = cost.setdefault(defence, {"questions": 0, "calls": 0, "tokens": 0, "seconds": 0.0})
+        c = cost.setdefault(defence, {"questions": 0, "calls": 0, "cached": 0, "tokens": 0, "seconds": 0.0})
         c["questions"] += 1
         c["calls"] += usage.calls
+        c["cached"] += usage.cached_calls
         c["tokens"] += usage.prompt_tokens + usage.completion_tokens
         c["seconds"] += seconds
 
@@ -275,6 +282,8 @@ async def detect_with_llm(
                     for d, a in answers.items()},
         "asr_vs_no_defence_per_question": paired,
         "cost_per_question": {d: {"questions": c["questions"], "llm_calls": round(c["calls"] / c["questions"], 2),
+                                  # replayed from --cache: their verify_seconds are not LLM time
+                                  "llm_calls_cached": round(c["cached"] / c["questions"], 2),
                                   "tokens": round(c["tokens"] / c["questions"], 1),
                                   "verify_seconds": round(c["seconds"] / c["questions"], 2)} for d, c in cost.items()},
         "verdict_parse_status": parse_status,
@@ -328,6 +337,8 @@ async def main() -> None:
     parser.add_argument("--robust-limit", type=int, default=None,
                         help="questions (of --llm-limit) that also get the robust mode (default: all)")
     parser.add_argument("--model", default=None, help="GGUF file of the LLM (default: the packaged SmolLM2)")
+    parser.add_argument("--cache", default=None, metavar="DIR",
+                        help="keep LLM replies in this folder and replay them on reruns (default: no cache)")
     parser.add_argument("--out", default=None, help="results file (default: eval/results/poisoning.json for the "
                         "packaged model, poisoning_<model file stem>.json otherwise)")
     parser.add_argument("--merge", nargs="+", metavar="JSON",
@@ -346,7 +357,7 @@ async def main() -> None:
     from ragpipe.ingest.embed import get_embedder
 
     embedder = get_embedder(EmbeddingSettings())
-    llm = build_local_llm(args.model) if args.llm_limit > 0 else None
+    llm = build_local_llm(args.model, args.cache) if args.llm_limit > 0 else None
     results: dict[str, Any] = {
         "command": "python eval/bench_poisoning.py " + " ".join(sys.argv[1:]),
         "setup": {

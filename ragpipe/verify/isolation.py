@@ -49,7 +49,7 @@ def answer_key(answer: str | None) -> frozenset[str]:
     return frozenset(w for w in words if w not in _STOP)
 
 
-def _same_answer(a: frozenset[str], b: frozenset[str]) -> bool:
+def same_answer(a: frozenset[str], b: frozenset[str]) -> bool:
     return bool(a and b) and (a <= b or b <= a or len(a & b) / len(a | b) >= 0.5)
 
 
@@ -77,7 +77,7 @@ def answer_consistency_signal(
         if not key:
             continue
         for group in groups:
-            if _same_answer(keys[group[0]], key):
+            if same_answer(keys[group[0]], key):
                 group.append(i)
                 break
         else:
@@ -102,7 +102,7 @@ def answer_consistency_signal(
             outside = [j for j in range(n) if clusters[j] != clusters[i]]
             if not key or flagged[i] or sum(c == clusters[i] for c in clusters) < 2:
                 continue
-            agree = [j for j in outside if _same_answer(key, keys[j])]
+            agree = [j for j in outside if same_answer(key, keys[j])]
             if outside and not agree:
                 flagged[i] = True
                 details[i] = (f"answers '{answers[i]}', which none of the {len(outside)} passage(s) outside its "

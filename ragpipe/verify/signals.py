@@ -9,6 +9,9 @@ a score per chunk, so a report can say what each signal contributed on its own:
 - ``near_duplicate``: the text belongs to a tight cluster of mutually similar chunks (TrustRAG's
   observation that planted passages are near-duplicates of each other): ROUGE-L between texts,
   plus embedding cosine when an embedder is available.
+- ``uncorroborated``: a group of reworded passages that all state a term no other candidate
+  mentions (PoisonedRAG's several paraphrases asserting one false answer): the claim has no
+  independent support.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 INSTRUCTION = "instruction"
 QUERY_ECHO = "query_echo"
 NEAR_DUPLICATE = "near_duplicate"
+UNCORROBORATED = "uncorroborated"
 
 
 @dataclass(frozen=True)
@@ -225,3 +229,67 @@ def near_duplicate_signal(
             strengths[i] = (1.0 if reworded else 0.5) if flagged[i] else 0.0
     scores = [round(float(similarity[i].max()), 3) for i in range(n)]
     return SignalResult(NEAR_DUPLICATE, flagged, scores, details, strengths, groups)
+
+
+# Function words that say nothing about what a passage claims.
+_FILLER = frozenset(
+    "a an the of in on at to for by with and or but not no is was are were be been being it its this that these "
+    "those as from which who whom whose what when where why how has had have he she his her him they them their "
+    "there here than then also into over about after before more most new one".split())
+
+
+def claim_terms(text: str, asked: set[str]) -> set[str]:
+    """What a passage says beyond the question: its words, less the question's and filler."""
+    return {w for w in rouge_tokens(text) if len(w) > 2 and w not in _FILLER and w not in asked}
+
+
+def uncorroborated_signal(
+    question: str,
+    texts: Sequence[str],
+    embeddings: np.ndarray | None,
+    *,
+    cosine_threshold: float = 0.8,
+    rouge_threshold: float = 0.5,
+    min_cluster: int = 3,
+    paraphrase_rouge: float = 0.5,
+) -> SignalResult:
+    """Flag reworded groups whose shared claim no passage outside the group backs.
+
+    Groups are clusters (size >= ``min_cluster``) linked by meaning (``cosine_threshold``, looser
+    than ``near_duplicate``'s, since planted paraphrases vary their wording and framing) whose
+    mean ROUGE-L is below ``paraphrase_rouge``: the same thing said in different words, which
+    copying does not produce. Such a group is flagged when a term beyond the question occurs in
+    every member and in none of the other candidates. Honest rewordings of a story repeat what
+    the independent sources also say; a planted answer is only in the planted passages. A group
+    that is the whole pool has nothing to be checked against and is never flagged, nor is any
+    chunk without embeddings (rewording cannot be told from copying without them).
+    """
+    n = len(texts)
+    flagged, scores, details, groups = [False] * n, [0.0] * n, [""] * n, list(range(n))
+    if embeddings is None or n < min_cluster + 1:
+        why = "no embeddings" if embeddings is None else "too few chunks for a group and an outside"
+        return SignalResult(UNCORROBORATED, flagged, scores, [why] * n)
+    linked, _ = similarity_links(texts, embeddings, rouge_threshold, cosine_threshold)
+    rouge = rouge_l_matrix(texts)
+    asked = set(rouge_tokens(question))
+    terms = [claim_terms(t, asked) for t in texts]
+    for number, group in enumerate(components(linked)):
+        for i in group:
+            groups[i] = number
+        if len(group) < min_cluster or len(group) == n:
+            continue
+        overlap = float(np.mean([rouge[a, b] for a in group for b in group if a < b]))
+        if overlap >= paraphrase_rouge:
+            continue
+        members = set(group)
+        outside = set().union(*(terms[j] for j in range(n) if j not in members))
+        shared = set.intersection(*(terms[i] for i in group)) - outside
+        for i in group:
+            scores[i] = float(len(shared))
+            if shared:
+                flagged[i] = True
+                details[i] = (f"{len(group)} reworded passages all say {', '.join(sorted(shared)[:3])!r}, which none of "
+                              f"the other {n - len(group)} passage(s) mentions")
+            else:
+                details[i] = f"reworded group of {len(group)}; its claims also appear outside it"
+    return SignalResult(UNCORROBORATED, flagged, scores, details, groups=groups)

@@ -7,7 +7,10 @@ instruction pattern, ``query_echo``, ``perplexity``, ``answer_consistency``: 0.5
 ``near_duplicate``: 0.5 for a cluster of paraphrases, 0.25 for a cluster of copies) need a
 second one, because each also fires on honest text: outlets reword and syndicate one story, so
 a cluster alone is no proof of planting. A cluster of paraphrases whose answer none of the
-other candidates gives (near_duplicate + answer_consistency) is dropped.
+other candidates gives (near_duplicate + answer_consistency) is dropped, and so is one whose
+rewordings all state a term no other candidate mentions (near_duplicate + ``uncorroborated``,
+0.5: no LLM needed, the claim has no independent support; alone it also fires on manuals that
+reword one topic over several sections).
 
 **One LLM pass** (``llm_mode="listwise"``, the default): all candidates go into one prompt as
 numbered data blocks and the reply names the suspicious ones. ``llm_mode="per_chunk"`` asks one
@@ -54,6 +57,8 @@ from ragpipe.verify.isolation import (
     ISOLATED_PROMPT,
     IsolatedAnswers,
     answer_consistency_signal,
+    answer_key,
+    same_answer,
     isolated_answers,
 )
 from ragpipe.verify.listwise_answers import ANSWERS_PROMPT, listwise_answers
@@ -65,21 +70,24 @@ from ragpipe.verify.signals import (
     INSTRUCTION,
     NEAR_DUPLICATE,
     QUERY_ECHO,
+    UNCORROBORATED,
     SignalResult,
     instruction_signal,
     near_duplicate_signal,
     query_echo_signal,
+    rouge_tokens,
+    uncorroborated_signal,
 )
 
 log = logging.getLogger(__name__)
 
 LLM = "llm"
 PARSE_ERROR = "parse_error"
-ALL_SIGNALS = (INSTRUCTION, QUERY_ECHO, NEAR_DUPLICATE, PERPLEXITY, LLM, ANSWER_CONSISTENCY)
+ALL_SIGNALS = (INSTRUCTION, QUERY_ECHO, NEAR_DUPLICATE, UNCORROBORATED, PERPLEXITY, LLM, ANSWER_CONSISTENCY)
 # Perplexity is opt-in: one scoring pass per chunk, and little found on fluent LLM-written
 # poison (kept as the published baseline; see the poisoning benchmark).
-DEFAULT_SIGNALS = (INSTRUCTION, QUERY_ECHO, NEAR_DUPLICATE, LLM, ANSWER_CONSISTENCY)
-_WEIGHTS = {INSTRUCTION: 1.0, LLM: 1.0, NEAR_DUPLICATE: 0.5, QUERY_ECHO: 0.5, PERPLEXITY: 0.5, ANSWER_CONSISTENCY: 0.5}
+DEFAULT_SIGNALS = (INSTRUCTION, QUERY_ECHO, NEAR_DUPLICATE, UNCORROBORATED, LLM, ANSWER_CONSISTENCY)
+_WEIGHTS = {INSTRUCTION: 1.0, LLM: 1.0, UNCORROBORATED: 0.5, NEAR_DUPLICATE: 0.5, QUERY_ECHO: 0.5, PERPLEXITY: 0.5, ANSWER_CONSISTENCY: 0.5}
 # The robust mode: every chunk answers the question alone (one short call per chunk), and an
 # answer that loses to the independent sources drops its chunk by itself (RobustRAG's vote).
 ROBUST: dict[str, object] = {"answer_mode": "per_chunk", "weights": {**_WEIGHTS, ANSWER_CONSISTENCY: 1.0}}
@@ -107,6 +115,7 @@ class VerifierConfig(BaseModel):
     rouge_threshold: float = Field(0.5, gt=0, le=1)
     cosine_threshold: float = Field(0.88, gt=0, le=1)
     min_cluster: int = Field(3, ge=2)
+    claim_cosine: float = Field(0.8, gt=0, le=1, description="embedding cosine that groups rewordings of one claim")
     paraphrase_rouge: float = Field(0.5, gt=0, le=1, description="mean ROUGE-L below which a cluster is reworded")
     consistency_margin: int = Field(2, ge=1, description="independent sources by which an answer must lead")
 
@@ -165,7 +174,7 @@ class Verifier:
             found[INSTRUCTION] = instruction_signal(texts)
         if QUERY_ECHO in cfg.signals:
             found[QUERY_ECHO] = query_echo_signal(question, texts)
-        wants_vectors = NEAR_DUPLICATE in cfg.signals or ANSWER_CONSISTENCY in cfg.signals
+        wants_vectors = bool({NEAR_DUPLICATE, UNCORROBORATED, ANSWER_CONSISTENCY} & set(cfg.signals))
         if wants_vectors and ctx.embedder is not None and len(texts) > 1:
             vectors = await chunk_vectors(evidence, ctx.embedder, ctx.store)
             embeddings = vectors.vectors
@@ -177,6 +186,12 @@ class Verifier:
                 texts, embeddings, rouge_threshold=cfg.rouge_threshold,
                 cosine_threshold=cfg.cosine_threshold, min_cluster=cfg.min_cluster,
                 paraphrase_rouge=cfg.paraphrase_rouge,
+            )
+        if UNCORROBORATED in cfg.signals:
+            # Over the text the LLM is shown: a long chunk shares some rare word with any other by chance.
+            found[UNCORROBORATED] = uncorroborated_signal(
+                question, [t[:cfg.chunk_chars] for t in texts], embeddings, cosine_threshold=cfg.claim_cosine, rouge_threshold=cfg.rouge_threshold,
+                min_cluster=cfg.min_cluster, paraphrase_rouge=cfg.paraphrase_rouge,
             )
         if PERPLEXITY in cfg.signals:
             scorer = scorer_of(ctx.llm)
@@ -190,8 +205,8 @@ class Verifier:
                     trace.append(TraceEvent(node=node, kind="fallback", message=f"perplexity signal failed: {err}"))
         return found, embeddings
 
-    def _cheap_score(self, i: int, signals: dict[str, SignalResult]) -> float:
-        return sum(self._weight(name) * result.strength(i) for name, result in signals.items())
+    def _cheap_score(self, i: int, signals: dict[str, SignalResult], skip: str = "") -> float:
+        return sum(self._weight(name) * result.strength(i) for name, result in signals.items() if name != skip)
 
     async def _llm_pass(
         self, question: str, evidence: list[ScoredChunk], judged: list[int], rules: list[str],
@@ -242,8 +257,9 @@ class Verifier:
         if wanted and ctx.llm is None:
             trace.append(TraceEvent(node=cfg.node, kind="info", message=f"{', '.join(wanted)} skipped: no LLM in the context"))
             wanted = []
+        # An uncorroborated group still goes to the LLM: its short answers may show outside support.
         judged = [i for i in range(len(evidence)) if not (
-            cfg.skip_llm_when_dropped and self._cheap_score(i, signals) >= cfg.drop_threshold)]
+            cfg.skip_llm_when_dropped and self._cheap_score(i, signals, skip=UNCORROBORATED) >= cfg.drop_threshold)]
         rules, ignored = usable_rules(rationales or [], question)
         if ignored:
             trace.append(TraceEvent(node=cfg.node, kind="repair", message=f"{len(ignored)} flag instruction(s) ignored: "
@@ -270,6 +286,15 @@ class Verifier:
                                             margin=cfg.consistency_margin,
                                             clusters=[cluster.groups[i] for i in judged] if cluster else None)
             signals[ANSWER_CONSISTENCY] = _spread(sub, judged, len(evidence))
+            if UNCORROBORATED in signals:
+                before = signals[UNCORROBORATED]
+                signals[UNCORROBORATED] = _clear_corroborated(before, isolated, [c.chunk.text for c in evidence])
+                cleared = [evidence[i].id for i in range(len(evidence))
+                           if before.flagged[i] and not signals[UNCORROBORATED].flagged[i]]
+                if cleared:
+                    trace.append(TraceEvent(node=cfg.node, kind="info", message=f"uncorroborated cleared for "
+                                            f"{len(cleared)} chunk(s): their short answer has outside support",
+                                            data={"cleared": cleared}))
         elif ANSWER_CONSISTENCY in wanted:
             trace.append(TraceEvent(node=cfg.node, kind="info", message="answer_consistency skipped: no chunk "
                                     "it could tip over the drop threshold"))
@@ -299,6 +324,9 @@ class Verifier:
         if len(judged) < 3:  # no majority of independent sources to lose to
             return False
         weight = self._weight(ANSWER_CONSISTENCY)
+        uncorroborated = signals.get(UNCORROBORATED)
+        if uncorroborated is not None and any(uncorroborated.flagged[i] for i in judged):
+            return True  # the answers may show that a flagged group's answer has outside support
         return any(i not in llm.named and self._cheap_score(i, signals) + weight >= self.config.drop_threshold
                    for i in judged)
 
@@ -366,6 +394,29 @@ class Verifier:
                     reasons.append(f"LLM: {flag}" + (f" ({why})" if why else ""))
         kept = score < cfg.drop_threshold
         return kept, list(dict.fromkeys(flags)), reasons, values, status
+
+
+def _clear_corroborated(result: SignalResult, answers: Sequence[str | None], texts: Sequence[str]) -> SignalResult:
+    """``uncorroborated`` less the chunks whose short answer a chunk outside their group also gives.
+
+    The shared term that flagged a group may be a detail (a named source, a place) rather than
+    its answer; when the answers show outside support, the group's claim is corroborated after
+    all. A backer must give that answer *and* contain its words: small models answering many
+    passages at once copy one answer onto passages that never say it. A chunk without a readable
+    answer keeps its flag.
+    """
+    flagged, details = list(result.flagged), list(result.details)
+    keys = [answer_key(a) for a in answers]
+    words = [set(rouge_tokens(t)) for t in texts]
+    for i, flag in enumerate(result.flagged):
+        if not flag or not keys[i]:
+            continue
+        backers = [j for j, key in enumerate(keys) if result.groups[j] != result.groups[i]
+                   and same_answer(keys[i], key) and keys[i] <= words[j]]
+        if backers:
+            flagged[i] = False
+            details[i] += f"; cleared: its answer '{answers[i]}' is also given by {len(backers)} passage(s) outside it"
+    return SignalResult(result.name, flagged, result.scores, details, result.strengths, result.groups)
 
 
 def _spread(sub: SignalResult, judged: list[int], n: int) -> SignalResult:
