@@ -13,9 +13,11 @@ Per set and model, each answer mode:
 - ``baseline``: the first generated answer as it stood before degenerate-answer handling
   (read from the trace of the auto run: same call, same text);
 - ``generate``: generated answers with one retry; abstains when both are degenerate (derived
-  from the auto run: it is auto's answer except where auto quoted the evidence);
+  from the auto run: auto's answer, except where auto quoted the evidence: there the answer auto
+  replaced as weaker than the quote, or an abstention when generation stayed degenerate);
 - ``extractive``: quoted evidence sentences, no LLM (its own run);
-- ``auto``: generate, quote the evidence when generation stays degenerate (its own run).
+- ``auto``: generate, quote the evidence when generation stays degenerate or when the quote
+  answers better than the generated answer or abstention (its own run).
 Metrics: answer contains a gold answer (normalised), token F1, share of degenerate answers that
 reach the user, share of abstentions, share citing a chunk that holds a gold answer, seconds per
 question. Writes ``eval/results/answers.json`` (results of earlier runs for other set/model pairs
@@ -120,13 +122,23 @@ class CallTimer:
         llm.complete = timed
 
 
+def replaced_answer(answer: Any) -> tuple[str, list[str], bool] | None:
+    """The usable generated answer (text, cited chunk ids, abstained) that auto replaced by a quote
+    because the evidence answered better; None when auto kept it or had none."""
+    for event in answer.trace:
+        if event.kind == "extractive" and "replaced" in event.data:
+            replaced = event.data["replaced"]
+            return replaced["text"], list(replaced["cited"]), bool(replaced["abstained"])
+    return None
+
+
 def first_attempt(answer: Any) -> tuple[str, list[str], bool]:
     """The first generated answer (text, cited chunk ids, abstained) as the trace recorded it."""
     for event in answer.trace:
         if event.kind == "degenerate":
             text = event.data.get("text", "")
             return text, list(event.data.get("cited", [])), not text.strip()
-    return answer.text, [c.chunk_id for c in answer.citations], answer.abstained
+    return replaced_answer(answer) or (answer.text, [c.chunk_id for c in answer.citations], answer.abstained)
 
 
 def score(question: str, text: str, cited: list[str], abstained: bool, golds: list[str],
@@ -174,8 +186,12 @@ def run_set(name: str, folder: Path, rows: list[dict[str, Any]], model: str, llm
         record["auto"] = score(question, answer.text, [c.chunk_id for c in answer.citations], answer.abstained,
                                golds, evidence, total)
         record["auto"]["mode"] = answer.mode
+        record["auto"]["preferred_quote"] = replaced_answer(answer) is not None
         extract_s = sum(e.data.get("seconds", 0.0) for e in answer.trace if e.kind == "extractive")
-        if answer.mode == "extracted":
+        replaced = replaced_answer(answer)
+        if replaced is not None:  # generate mode would have given the answer auto replaced
+            record["generate"] = score(question, *replaced, golds, evidence, total - extract_s)
+        elif answer.mode == "extracted":
             record["generate"] = score(question, NOT_FOUND_TEXT, [], True, golds, evidence, total - extract_s)
         else:
             record["generate"] = dict(record["auto"])
@@ -235,6 +251,7 @@ def summarise(per_query: list[dict[str, Any]]) -> dict[str, Any]:
         "questions": n,
         "evidence_holds_answer": round(sum(q["evidence_holds_answer"] for q in per_query) / n, 4),
         "auto_extracted_share": round(sum(q["auto"]["mode"] == "extracted" for q in per_query) / n, 4),
+        "auto_preferred_quote_share": round(sum(q["auto"].get("preferred_quote", False) for q in per_query) / n, 4),
         "modes": modes,
         "goal_auto_ge_best_single": modes["auto"]["contains_gold"] >= best_single,
         "wins_ties_losses": wtl,

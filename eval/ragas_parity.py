@@ -1,6 +1,8 @@
 """Agreement between ragpipe's RAGAS-style metrics and the ``ragas`` library on the same inputs.
 
     python eval/ragas_parity.py [--data DIR] --limit 5 --ragas-python /tmp/ragas-venv/bin/python
+    python eval/ragas_parity.py --phase ours ...; python eval/ragas_parity.py --phase ragas --ragas-items 0:5 ...
+    python eval/ragas_parity.py --phase report   # rebuild the table from the kept inputs, no model
 
 Measures, per metric (faithfulness, answer relevancy, context precision, context recall), ragpipe's
 mean with its valid/n count, ragas' valid/NaN counts and the mean absolute difference where both
@@ -209,7 +211,8 @@ def timing(items: list[dict[str, Any]]) -> dict[str, Any]:
     ours_s = sum(i["ours_seconds"] for i in both) / len(both)
     ragas_s = sum(i["ragas_seconds"] for i in both) / len(both)
     return {"questions_timed": len(both), "ours_seconds_per_question": round(ours_s, 2),
-            "ragas_seconds_per_question": round(ragas_s, 2), "ragas_over_ours": round(ragas_s / ours_s, 2)}
+            "ragas_seconds_per_question": round(ragas_s, 2), "ragas_over_ours": round(ragas_s / ours_s, 2),
+            "ours_faster": ours_s < ragas_s}
 
 
 def main() -> None:
@@ -228,9 +231,10 @@ def main() -> None:
     parser.add_argument("--n-ctx", type=int, default=4096, help="context window of the served judge")
     parser.add_argument("--json-mode", default="json_object", choices=["json_schema", "json_object", "none"],
                         help="how ragpipe passes its JSON schemas (json_object: llama-cpp-python's server)")
-    parser.add_argument("--phase", default="all", choices=["all", "ours", "ragas"],
+    parser.add_argument("--phase", default="all", choices=["all", "ours", "ragas", "report"],
                         help="ours: answers and ragpipe's metrics (inputs kept for a later ragas phase); "
-                             "ragas: ragas on the kept inputs, merged into --out; all: both")
+                             "ragas: ragas on the kept inputs, merged into --out; all: both; "
+                             "report: rebuild --out from the kept inputs, calling no model")
     parser.add_argument("--ragas-items", default=None, metavar="START:END",
                         help="the ragas phase scores only these items (to split a long run)")
     parser.add_argument("--ragas-timeout", type=int, default=3000, help="seconds for one ragas run")
@@ -247,7 +251,7 @@ def main() -> None:
     alias = args.model or (Path(gguf).stem if args.judge_gguf else "smollm2")
     judge_name = args.judge_name or (f"{alias} at {args.base_url}" if args.base_url else
                                      f"{Path(gguf).name} via llama_cpp.server (OpenAI-compatible)")
-    if args.phase == "ragas":
+    if args.phase in ("ragas", "report"):
         kept = json.loads(inputs_path(args.out).read_text())
         items, result = kept["items"], json.loads(Path(args.out).read_text())
         result = {k: v for k, v in result.items() if k not in ("agreement", "items", "timing")}
@@ -258,7 +262,9 @@ def main() -> None:
                   "json_mode": args.json_mode, "embeddings": "all-MiniLM-L6-v2", "dataset": DATASET,
                   "data": data.describe()}
     server = None
-    if args.base_url:
+    if args.phase == "report":
+        base_url = args.base_url or ""
+    elif args.base_url:
         base_url = args.base_url
     else:
         port = free_port()

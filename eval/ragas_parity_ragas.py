@@ -48,11 +48,14 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     class MiniLM(Embeddings):
+        # ragas records ``model`` in its embedding usage events and requires a string there: a
+        # SentenceTransformer in that attribute fails every answer-relevancy row.
         def __init__(self, path: str) -> None:
-            self.model = SentenceTransformer(path, device="cpu")
+            self.model = path
+            self.encoder = SentenceTransformer(path, device="cpu")
 
         def embed_documents(self, texts):
-            return self.model.encode(list(texts), normalize_embeddings=True).tolist()
+            return self.encoder.encode(list(texts), normalize_embeddings=True).tolist()
 
         def embed_query(self, text):
             return self.embed_documents([text])[0]

@@ -8,7 +8,9 @@ Answer modes: ``generate`` writes the answer with the LLM; ``extractive`` quotes
 sentences that best answer the question (no LLM); ``auto`` (the default) generates and, when the
 answer is degenerate (only ``[1]``, echoed markup, the question again, a refusal…) even after one
 retry with a simpler answer-first prompt, answers by extraction instead. ``generate`` abstains in
-that case. Every retry and fallback is in the trace.
+that case. ``auto`` also quotes the evidence when a usable generated answer (or an abstention) is
+weaker than the evidence's best sentence (see :mod:`ragpipe.generate.choose`). Every retry,
+fallback and choice is in the trace.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from ragpipe.concurrency import run_blocking
 from ragpipe.context import RunContext
 from ragpipe.errors import ConfigError, Truncated
 from ragpipe.generate.abstain import NOT_FOUND_TEXT, says_not_found, starts_with_not_found
+from ragpipe.generate.choose import prefer_quote
 from ragpipe.generate.citations import resolve_citations
 from ragpipe.generate.degenerate import degenerate_reason
-from ragpipe.generate.extractive import extract_answer
+from ragpipe.generate.extractive import Extraction, extract_answer
 from ragpipe.generate.quotes import pin_citations
 from ragpipe.generate.repair import (
     attribute_citations,
@@ -186,7 +189,7 @@ class Generator:
                        llm: LLM, mode: str) -> Generation:
         """Keep a usable answer; else ask once more with the simpler prompt; else extract or abstain."""
         if self._degenerate(first, question, evidence) is None:
-            return first
+            return self._choose(question, first, evidence, ctx, mode)
         events = first.events
         fitted, dropped = await run_blocking(self._fit, question, evidence, ctx, llm, self.retry_prompt)
         events.extend(dropped)
@@ -197,31 +200,61 @@ class Generator:
             completion = await self._call(llm, messages, ctx, self.retry_prompt)
             second = self._finish(question, completion, fitted, events)
             if self._degenerate(second, question, fitted) is None:
-                return second
+                return self._choose(question, second, fitted, ctx, mode)
         if mode == "auto":
             return self._extract(question, evidence, ctx, events, because="the generated answer stayed unusable")
         return self._abstain(question, "no usable generated answer after the retry", events)
 
-    def _extract(self, question: str, evidence: list[ScoredChunk], ctx: RunContext, events: list[TraceEvent],
-                 because: str) -> Generation:
+    def _choose(self, question: str, generation: Generation, evidence: list[ScoredChunk], ctx: RunContext,
+                mode: str) -> Generation:
+        """In ``auto``: the usable generated answer (or abstention), unless the evidence's best sentence
+        answers better; the replaced answer stays in the trace."""
+        if mode != "auto":
+            return generation
         start = time.perf_counter()
+        extraction = self._extraction(question, evidence, ctx, generation.events)
+        answer = generation.answer
+        reason = None if extraction is None else prefer_quote(
+            None if answer.abstained else answer.text, question, evidence, extraction)
+        if reason is None:
+            return generation
+        replaced = {"text": "" if answer.abstained else answer.text, "abstained": answer.abstained,
+                    "cited": [c.chunk_id for c in answer.citations]}
+        return self._quote(question, extraction, evidence, ctx, generation.events, because=reason, start=start,
+                           replaced=replaced)
+
+    def _extraction(self, question: str, evidence: list[ScoredChunk], ctx: RunContext,
+                    events: list[TraceEvent]) -> Extraction | None:
         embedder = ctx.embedder
         try:
-            extraction = extract_answer(question, evidence, embedder)
+            return extract_answer(question, evidence, embedder)
         except Exception as err:  # an embedder failure must not cost the answer: score by words only
             events.append(TraceEvent(node=self.node, kind="fallback",
                                      message=f"sentence embedding failed ({type(err).__name__}: {err}); scored by words only"))
-            extraction = extract_answer(question, evidence, None)
+            return extract_answer(question, evidence, None)
+
+    def _extract(self, question: str, evidence: list[ScoredChunk], ctx: RunContext, events: list[TraceEvent],
+                 because: str) -> Generation:
+        start = time.perf_counter()
+        extraction = self._extraction(question, evidence, ctx, events)
+        return self._quote(question, extraction, evidence, ctx, events, because=because, start=start)
+
+    def _quote(self, question: str, extraction: Extraction | None, evidence: list[ScoredChunk], ctx: RunContext,
+               events: list[TraceEvent], because: str, start: float,
+               replaced: dict[str, Any] | None = None) -> Generation:
         if extraction is None:
             return self._abstain(question, "no evidence sentence to quote", events)
+        data = {"because": because, "scores": [round(c.score, 4) for c in extraction.quoted],
+                "scoring": "words+embedding" if ctx.embedder is not None else "words",
+                "seconds": round(time.perf_counter() - start, 4)}
+        if replaced is not None:
+            data["replaced"] = replaced
         events.append(
             TraceEvent(
                 node=self.node,
                 kind="extractive",
                 message=f"answered with {len(extraction.quoted)} quoted evidence sentence(s), no LLM ({because})",
-                data={"because": because, "scores": [round(c.score, 4) for c in extraction.quoted],
-                      "scoring": "words+embedding" if embedder is not None else "words",
-                      "seconds": round(time.perf_counter() - start, 4)},
+                data=data,
             )
         )
         answer = Answer(question=question, text=extraction.text, citations=extraction.citations, mode="extracted")

@@ -1,0 +1,73 @@
+"""In ``auto`` mode: give the generated answer, or quote the evidence sentence instead?
+
+A generated answer that passes the degenerate checks can still be worse than the evidence's own
+best sentence. Seen from small models on real documentation: "The cache file keeps files out of
+your npm package" (built on the evidence sentence about npm's cache directory) when the evidence
+says "Use a .npmignore file to keep stuff out of your package", and "Not found in the documents"
+when an evidence sentence names the ``:vuln`` selector the question asks about. Both are judged by
+the evidence alone, never by an expected answer:
+
+- the words the answer adds to the question (its claim) come from an evidence sentence that
+  addresses the question far less than the quoted sentence does: the claim rests on something else;
+- the model abstained, yet one evidence sentence holds nearly all of the question's words and adds
+  more: the evidence plainly addresses the question, and a quote is never worse than no answer.
+  (A model's abstention over evidence that only partly matches the question stands.)
+"""
+
+from __future__ import annotations
+
+from ragpipe.generate.citations import MARKER
+from ragpipe.generate.extractive import Extraction, candidates
+from ragpipe.generate.sentences import content_words, split_sentences
+from ragpipe.schema import ScoredChunk
+
+MIN_BACKING_RATIO = 0.5  # of the quoted sentence's question coverage, for the claim's backing sentence
+MIN_QUOTE_COVERAGE = 0.75  # of the question's words, for a quote to replace an abstention
+MIN_QUESTION_WORDS = 3  # a shorter question says too little to tell a matching sentence by its words
+
+
+def coverage(question: str, text: str) -> float:
+    """Share of the question's content words that ``text`` holds."""
+    asked = content_words(question)
+    return len(asked & content_words(text)) / len(asked) if asked else 0.0
+
+
+def claim(answer: str, question: str) -> set[str]:
+    """The words the answer adds to the question: those of its first sentence (the answer, in an
+    answer-first reply), else of the whole answer when the first only restates the question."""
+    bare = MARKER.sub(" ", answer)
+    asked = content_words(question)
+    sentences = split_sentences(bare)
+    added = content_words(sentences[0].text) - asked if sentences else set()
+    return added or content_words(bare) - asked
+
+
+def backing_coverage(answer: str, question: str, evidence: list[ScoredChunk]) -> float | None:
+    """Question coverage of the evidence sentence that holds most of the answer's claim (the best
+    covering one among equals); None when no evidence sentence holds any of it."""
+    added = claim(answer, question)
+    pool = [c.sentence.text for c in candidates(evidence)]
+    held = [(len(added & content_words(text)), coverage(question, text)) for text in pool]
+    if not added or not held or max(h for h, _ in held) == 0:
+        return None
+    return max(held)[1]
+
+
+def prefer_quote(answer: str | None, question: str, evidence: list[ScoredChunk], quote: Extraction) -> str | None:
+    """Why the quoted evidence answers better than ``answer`` (None: the model abstained); None
+    when the generated answer should stand."""
+    if len(content_words(question)) < MIN_QUESTION_WORDS:
+        return None
+    quoted = " ".join(c.sentence.text for c in quote.quoted)
+    matched = coverage(question, quoted)
+    if answer is None:  # one sentence must match: two half-matching ones from different places are weaker
+        best = quote.quoted[0].sentence.text
+        best_match = coverage(question, best)
+        if best_match >= MIN_QUOTE_COVERAGE and content_words(best) - content_words(question):
+            return f"the model abstained, yet an evidence sentence holds {best_match:.0%} of the question's words"
+        return None
+    backing = backing_coverage(answer, question, evidence)
+    if backing is not None and backing < MIN_BACKING_RATIO * matched:
+        return (f"the generated answer rests on evidence holding {backing:.0%} of the question's words; "
+                f"the quoted sentence holds {matched:.0%}")
+    return None

@@ -1,0 +1,108 @@
+"""Auto answers: a usable generated answer (or abstention) gives way to the quote when the evidence
+answers better, judged by the evidence alone; generate mode keeps what the model said."""
+
+from __future__ import annotations
+
+from ragpipe.context import RunContext
+from ragpipe.generate import Generator
+from ragpipe.generate.choose import backing_coverage, prefer_quote
+from ragpipe.generate.extractive import extract_answer
+from ragpipe.generate.generator import Generation
+from ragpipe.llm.scripted import ScriptedLLM
+from ragpipe.schema import Chunk, ScoredChunk
+
+QUESTION = "Which file keeps files out of your npm package?"
+IGNORE = ("Keeping files out of your Package\nUse a .npmignore file to keep stuff out of your package. If there's "
+          "no .npmignore file, but there is a .gitignore file, then npm will ignore the stuff matched by the "
+          ".gitignore file.")
+CACHE = ("cache\nDefault: Windows: %LocalAppData%\\npm-cache , Posix: ~/.npm\nType: Path\n"
+         "The location of npm's cache directory.")
+EVIDENCE = [
+    ScoredChunk(chunk=Chunk(id="ignore", doc_id="developers", position=3, text=IGNORE, source="developers.html")),
+    ScoredChunk(chunk=Chunk(id="cache", doc_id="config", position=12, text=CACHE, source="config.html")),
+]
+VULN_QUESTION = "Which pseudo selector matches a dependency that has a known vulnerability?"
+VULN = ("Pseudo Selectors\n:vuln\nThe :vuln pseudo selector retrieves data from the registry and returns information "
+        "about which of your dependencies has a known vulnerability. Only dependencies whose current version "
+        "matches a vulnerability will be returned.")
+OUTDATED = ":outdated\nThe :outdated pseudo selector retrieves data from the registry about outdated dependencies."
+VULN_EVIDENCE = [
+    ScoredChunk(chunk=Chunk(id="vuln", doc_id="selectors", position=8, text=VULN, source="dependency-selectors.html")),
+    ScoredChunk(chunk=Chunk(id="outdated", doc_id="selectors", position=9, text=OUTDATED,
+                            source="dependency-selectors.html")),
+]
+
+
+async def run(reply: str, answer: str = "auto", question: str = QUESTION,
+              evidence: list[ScoredChunk] = EVIDENCE) -> tuple[Generation, ScriptedLLM]:
+    llm = ScriptedLLM([reply])
+    result = await Generator(answer=answer).agenerate(question, evidence, RunContext(llm=llm))
+    return result, llm
+
+
+async def test_an_answer_built_on_the_wrong_sentence_gives_way_to_the_quote() -> None:
+    # Qwen2.5-0.5B on npm's docs: fluent, cited, its words all in the evidence, and wrong.
+    result, llm = await run("The cache file keeps files out of your npm package [2].")
+    answer = result.answer
+    assert answer.mode == "extracted" and len(llm.requests) == 1  # no retry: the answer was usable
+    assert answer.text.startswith("\u201cUse a .npmignore file to keep stuff out of your package.\u201d [1]")
+    assert answer.citations[0].chunk_id == "ignore"
+    event = result.events[-1]
+    assert event.kind == "extractive" and "rests on evidence" in event.message
+    assert event.data["replaced"] == {"text": "The cache file keeps files out of your npm package [1].",
+                                      "abstained": False, "cited": ["cache"]}
+
+
+async def test_generate_mode_keeps_the_generated_answer() -> None:
+    result, _ = await run("The cache file keeps files out of your npm package [2].", answer="generate")
+    assert result.answer.mode == "generated" and "cache file" in result.answer.text
+
+
+async def test_an_answer_resting_on_the_matching_sentence_stands() -> None:
+    result, _ = await run("A .npmignore file keeps files out of your package [1].")
+    assert result.answer.mode == "generated"
+    assert result.answer.text == "A .npmignore file keeps files out of your package [1]."
+    assert "extractive" not in [e.kind for e in result.events]
+
+
+async def test_a_rambling_uncited_wrong_answer_gives_way_too() -> None:
+    # SmolLM2-135M: a backticked literal the evidence holds, from the sentence about the cache.
+    reply = ("The file that keeps files out of your npm package is the `npm-cache` file. This file is used to "
+             "cache the npm-package's cache directory.")
+    result, _ = await run(reply)
+    assert result.answer.mode == "extracted" and result.answer.citations[0].chunk_id == "ignore"
+
+
+async def test_an_abstention_gives_way_when_one_sentence_holds_the_question() -> None:
+    result, _ = await run("Not found in the documents.", question=VULN_QUESTION, evidence=VULN_EVIDENCE)
+    answer = result.answer
+    assert answer.mode == "extracted" and not answer.abstained
+    assert ":vuln pseudo selector" in answer.text and answer.citations[0].chunk_id == "vuln"
+    assert result.events[-1].data["replaced"]["abstained"] is True
+    assert "abstained" in result.events[-1].message
+
+
+async def test_an_abstention_stands_in_generate_mode() -> None:
+    result, _ = await run("Not found in the documents.", answer="generate", question=VULN_QUESTION,
+                          evidence=VULN_EVIDENCE)
+    assert result.answer.abstained
+
+
+async def test_an_abstention_over_evidence_that_only_partly_matches_stands() -> None:
+    question = "Which pseudo selector matches a dependency with a vulnerability reported last week by email?"
+    result, _ = await run("Not found in the documents.", question=question, evidence=VULN_EVIDENCE)
+    assert result.answer.abstained
+
+
+def test_a_short_question_is_not_judged_by_word_overlap() -> None:
+    question = "Who wrote it?"
+    quote = extract_answer(question, EVIDENCE)
+    assert quote is not None
+    assert prefer_quote("The cache team wrote it.", question, EVIDENCE, quote) is None
+
+
+def test_the_backing_is_the_sentence_holding_the_claim() -> None:
+    assert backing_coverage("The cache file keeps files out [1].", QUESTION, EVIDENCE) == 0.25
+    assert backing_coverage("A .npmignore file [1].", QUESTION, EVIDENCE) == 0.75
+    # A claim no evidence sentence holds has no backing (the support check judges those).
+    assert backing_coverage("The Makefile does.", QUESTION, EVIDENCE) is None
