@@ -17,6 +17,7 @@ import numpy as np
 
 from ragpipe.generate.quotes import quote_citation
 from ragpipe.generate.sentences import Sentence, content_words, split_sentences
+from ragpipe.retrieve.dense import embed_question
 from ragpipe.schema import Citation, ScoredChunk
 
 MAX_CHUNKS = 8  # the head of the evidence ranking; later chunks rarely hold the answer
@@ -77,7 +78,10 @@ def _lexical(question: str, pool: list[Candidate]) -> list[float]:
 
 
 def _dense(question: str, pool: list[Candidate], embedder: Any) -> list[float]:
-    vectors = np.asarray(embedder.embed([question, *(c.sentence.text for c in pool)]), dtype=np.float32)
+    """Cosine of each sentence to the question, embedded as a query (the vector retrieval already made)."""
+    asked = np.asarray(embed_question(embedder, question), dtype=np.float32)
+    vectors = np.asarray(embedder.embed([c.sentence.text for c in pool]), dtype=np.float32)
+    vectors = np.vstack([asked, vectors])
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     vectors = vectors / np.where(norms == 0, 1.0, norms)
     return [float(s) for s in vectors[1:] @ vectors[0]]

@@ -21,6 +21,7 @@ import numpy as np
 from ragpipe.context import RunContext
 from ragpipe.errors import LLMError
 from ragpipe.schema import ScoredChunk, TraceEvent, Usage
+from ragpipe.verify.calls import CallSite
 from ragpipe.verify.signals import SignalResult, components, similarity_links
 
 ANSWER_CONSISTENCY = "answer_consistency"
@@ -114,24 +115,23 @@ def answer_consistency_signal(
 
 
 async def isolated_answers(
-    question: str, evidence: Sequence[ScoredChunk], ctx: RunContext, *, prompt: str = ISOLATED_PROMPT,
-    node: str = "verify", chunk_chars: int = 1200,
+    question: str, evidence: Sequence[ScoredChunk], ctx: RunContext, call: CallSite = CallSite(ISOLATED_PROMPT),
 ) -> IsolatedAnswers:
     """One short answer per passage, each from that passage alone; failures count as abstentions."""
-    template = ctx.prompts.get(prompt)
-    llm = ctx.llm_for(node)
+    template = ctx.prompts.get(call.prompt)
+    llm = ctx.llm_for(call.node)
 
     async def one(chunk: ScoredChunk) -> tuple[str | None, Usage, TraceEvent]:
-        messages = template.render(question=question, passage=chunk.chunk.text[:chunk_chars])
+        messages = template.render(question=question, passage=call.shown(chunk.chunk.text))
         try:
             completion = await llm.chat(messages, max_tokens=template.max_tokens, temperature=0.0, stop=["\n"])
         except LLMError as err:
             return None, Usage(calls=1, failed_calls=1), TraceEvent(
-                node=node, kind="llm_error", message=f"isolated answer failed for {chunk.id}: {err}",
+                node=call.node, kind="llm_error", message=f"isolated answer failed for {chunk.id}: {err}",
                 data={"chunk_id": chunk.id})
         text = completion.text.strip().strip('"').strip()
         return text, completion.usage.model_copy(update={"calls": 1}), TraceEvent(
-            node=node, kind="llm_reply", message=f"isolated answer for {chunk.id}",
+            node=call.node, kind="llm_reply", message=f"isolated answer for {chunk.id}",
             data={"chunk_id": chunk.id, "raw": completion.text})
 
     results = await asyncio.gather(*(one(c) for c in evidence))

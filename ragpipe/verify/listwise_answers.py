@@ -15,9 +15,10 @@ from collections.abc import Sequence
 
 from ragpipe.context import RunContext
 from ragpipe.errors import LLMError
-from ragpipe.schema import ScoredChunk, TraceEvent, Usage
-from ragpipe.verify.isolation import IsolatedAnswers
 from ragpipe.llm.json_reply import parse_json_lenient
+from ragpipe.schema import ScoredChunk, TraceEvent, Usage
+from ragpipe.verify.calls import CallSite, call_failed
+from ragpipe.verify.isolation import IsolatedAnswers
 from ragpipe.verify.signals import rouge_tokens
 
 ANSWERS_PROMPT = "verifier.answers"
@@ -60,23 +61,21 @@ def parse_answers(text: str, n: int, question: str) -> tuple[list[str | None], s
 
 
 async def listwise_answers(
-    question: str, evidence: Sequence[ScoredChunk], ctx: RunContext, *, prompt: str = ANSWERS_PROMPT,
-    node: str = "verify", chunk_chars: int = 1200,
+    question: str, evidence: Sequence[ScoredChunk], ctx: RunContext, call: CallSite = CallSite(ANSWERS_PROMPT),
 ) -> tuple[IsolatedAnswers, str]:
     """(answers, problem) from one call; a failed call or unreadable reply gives no answers and says why."""
-    template = ctx.prompts.get(prompt)
-    passages = [{"n": i + 1, "text": c.chunk.text[:chunk_chars]} for i, c in enumerate(evidence)]
+    template = ctx.prompts.get(call.prompt)
+    passages = [{"n": i + 1, "text": call.shown(c.chunk.text)} for i, c in enumerate(evidence)]
     messages = template.render(question=question, passages=passages)
     try:
-        completion = await ctx.llm_for(node).chat(messages, max_tokens=template.max_tokens, temperature=0.0,
+        completion = await ctx.llm_for(call.node).chat(messages, max_tokens=template.max_tokens, temperature=0.0,
                                                   stop=["<data", "</data>"])
     except LLMError as err:
-        event = TraceEvent(node=node, kind="llm_error", message=f"listwise answers call failed: {err}",
-                           data={"error": type(err).__name__})
+        event = call_failed(call.node, "listwise answers", err)
         return (IsolatedAnswers([None] * len(evidence), Usage(calls=1, failed_calls=1), [event], failed=len(evidence)),
                 f"LLM call failed ({type(err).__name__})")
     answers, problem = parse_answers(completion.text, len(evidence), question)
-    event = TraceEvent(node=node, kind="llm_reply", message=f"short answers of {len(evidence)} passages",
+    event = TraceEvent(node=call.node, kind="llm_reply", message=f"short answers of {len(evidence)} passages",
                        data={"raw": completion.text, "answers": answers, "readable": not problem,
                              "finish_reason": completion.finish_reason})
     return (IsolatedAnswers(answers, completion.usage.model_copy(update={"calls": 1}), [event],

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 from ragpipe.context import RunContext
 from ragpipe.errors import LLMError
-from ragpipe.schema import ScoredChunk, TraceEvent, Usage
 from ragpipe.llm.json_reply import parse_json_lenient
+from ragpipe.schema import ScoredChunk, TraceEvent, Usage
+from ragpipe.verify.calls import CallSite, call_failed, reply_events
 from ragpipe.verify.llm_check import normalise_flag
 
 LISTWISE_PROMPT = "verifier.listwise"
@@ -142,34 +143,23 @@ async def check_all(
     evidence: Sequence[ScoredChunk],
     rules: Sequence[str],
     ctx: RunContext,
-    *,
-    prompt: str = LISTWISE_PROMPT,
-    node: str = "verify",
-    chunk_chars: int = 1200,
+    call: CallSite = CallSite(LISTWISE_PROMPT),
 ) -> ListwiseCheck:
     """One LLM call naming the suspicious passages among ``evidence``; never raises for LLM failures."""
-    template = ctx.prompts.get(prompt)
-    passages = [{"n": i + 1, "text": c.chunk.text[:chunk_chars]} for i, c in enumerate(evidence)]
+    template = ctx.prompts.get(call.prompt)
+    passages = [{"n": i + 1, "text": call.shown(c.chunk.text)} for i, c in enumerate(evidence)]
     messages = template.render(question=question, rules=list(rules), passages=passages)
-    llm = ctx.llm_for(node)
+    llm = ctx.llm_for(call.node)
     try:
         # No json_schema request: the reply is read tolerantly, so any backend's plain chat will do.
         completion = await llm.chat(messages, max_tokens=template.max_tokens, temperature=0.0,
                                     stop=["<data", "</data>"])  # a reply that starts quoting passages is an echo
     except LLMError as err:
-        event = TraceEvent(node=node, kind="llm_error", message=f"listwise verifier call failed: {err}",
-                           data={"error": type(err).__name__})
         return ListwiseCheck(readable=False, problem=f"LLM call failed ({type(err).__name__})",
-                             error=f"{type(err).__name__}: {err}", trace=[event], usage=Usage(calls=1, failed_calls=1))
+                             error=f"{type(err).__name__}: {err}", trace=[call_failed(call.node, "listwise verifier", err)],
+                             usage=Usage(calls=1, failed_calls=1))
     check = parse_listwise(completion.text, len(evidence))
     check.usage = completion.usage.model_copy(update={"calls": 1})
-    check.trace.append(TraceEvent(node=node, kind="llm_reply", message=f"listwise verdict over {len(evidence)} passages",
-                                  data={"raw": completion.text, "parse": check.method, "readable": check.readable,
-                                        "finish_reason": completion.finish_reason, "ignored": check.ignored}))
-    if completion.truncated:
-        check.trace.append(TraceEvent(node=node, kind="truncation", message="listwise verdict stopped at max_tokens; "
-                                      "read what was there", data={"readable": check.readable}))
-    if check.method not in ("json:strict", "none", "none_word"):
-        check.trace.append(TraceEvent(node=node, kind="repair", message=f"listwise verdict read via {check.method}",
-                                      data={"method": check.method}))
+    check.trace.extend(reply_events(call.node, f"listwise verdict over {len(evidence)} passages", completion,
+                                    method=check.method, readable=check.readable, ignored=check.ignored))
     return check

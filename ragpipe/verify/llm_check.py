@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 from ragpipe.context import RunContext
 from ragpipe.errors import LLMError
-from ragpipe.schema import Rationale, ScoredChunk, TraceEvent, Usage
 from ragpipe.llm.json_reply import parse_json_lenient
+from ragpipe.schema import Rationale, ScoredChunk, TraceEvent, Usage
+from ragpipe.verify.calls import CallSite, call_failed, reply_events
 
 DEFAULT_PROMPT = "verifier.default"
 _TRUE = {"true", "yes", "1", "keep", "accept", "accepted", "valid"}
@@ -124,39 +125,28 @@ async def check_chunk(
     chunk: ScoredChunk,
     rationales: Sequence[Rationale],
     ctx: RunContext,
-    *,
-    prompt: str = DEFAULT_PROMPT,
-    node: str = "verify",
-    chunk_chars: int = 1200,
+    call: CallSite = CallSite(DEFAULT_PROMPT),
 ) -> LLMCheck:
     """One LLM call judging ``chunk``; never raises for LLM or parse failures."""
-    template = ctx.prompts.get(prompt)
+    template = ctx.prompts.get(call.prompt)
     messages = template.render(
         question=question,
         rationales=_rationale_rows(rationales),
-        chunk_text=chunk.chunk.text[:chunk_chars],
+        chunk_text=call.shown(chunk.chunk.text),
         chunk_id=chunk.id,
     )
-    llm = ctx.llm_for(node)
+    llm = ctx.llm_for(call.node)
     try:
         completion = await llm.chat(messages, max_tokens=template.max_tokens, temperature=0.0, stop=["}"])
     except LLMError as err:
-        event = TraceEvent(node=node, kind="llm_error", message=f"verifier call failed for {chunk.id}: {err}",
-                           data={"chunk_id": chunk.id, "error": type(err).__name__})
+        event = call_failed(call.node, f"verifier for {chunk.id}", err, chunk_id=chunk.id)
         return LLMCheck(chunk.id, ParsedVerdict(None), error=f"{type(err).__name__}: {err}", trace=[event],
                         usage=Usage(calls=1, failed_calls=1))
     text = completion.text
     if completion.finish_reason == "stop" and "{" in text and not text.rstrip().endswith("}"):
         text = text + "}"  # the verdict is a flat object: generation stops at its closing brace (saves tokens)
     verdict = parse_verdict(text)
-    trace = [TraceEvent(node=node, kind="llm_reply", message=f"verdict for {chunk.id}",
-                        data={"chunk_id": chunk.id, "raw": completion.text, "parse": verdict.method,
-                              "finish_reason": completion.finish_reason})]
-    if completion.truncated:
-        trace.append(TraceEvent(node=node, kind="truncation", message=f"verdict for {chunk.id} stopped at max_tokens; "
-                                "read what was there", data={"chunk_id": chunk.id, "readable": verdict.keep is not None}))
-    if verdict.method not in ("json:strict", "none"):
-        trace.append(TraceEvent(node=node, kind="repair", message=f"verdict for {chunk.id} read via {verdict.method}",
-                                data={"chunk_id": chunk.id, "method": verdict.method}))
+    trace = reply_events(call.node, f"verdict for {chunk.id}", completion, method=verdict.method,
+                         readable=verdict.keep is not None, ids={"chunk_id": chunk.id})
     return LLMCheck(chunk.id, verdict, raw=completion.text, usage=completion.usage.model_copy(update={"calls": 1}),
                     trace=trace)

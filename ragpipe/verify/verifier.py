@@ -50,16 +50,24 @@ from pydantic import BaseModel, ConfigDict, Field
 from ragpipe.context import RunContext
 from ragpipe.errors import ConfigError
 from ragpipe.retrieve.vectors import chunk_vectors
-from ragpipe.schema import DroppedEvidence, Rationale, ScoredChunk, TraceEvent, Usage, Verdict
+from ragpipe.schema import (
+    DroppedEvidence,
+    Rationale,
+    ScoredChunk,
+    TraceEvent,
+    Usage,
+    Verdict,
+)
 from ragpipe.settings_layers import validate_table
+from ragpipe.verify.calls import CallSite
 from ragpipe.verify.isolation import (
     ANSWER_CONSISTENCY,
     ISOLATED_PROMPT,
     IsolatedAnswers,
     answer_consistency_signal,
     answer_key,
-    same_answer,
     isolated_answers,
+    same_answer,
 )
 from ragpipe.verify.listwise_answers import ANSWERS_PROMPT, listwise_answers
 from ragpipe.verify.listwise_check import LISTWISE_PROMPT, check_all
@@ -205,6 +213,9 @@ class Verifier:
                     trace.append(TraceEvent(node=node, kind="fallback", message=f"perplexity signal failed: {err}"))
         return found, embeddings
 
+    def _call_site(self, prompt: str) -> CallSite:
+        return CallSite(prompt=prompt, node=self.config.node, chunk_chars=self.config.chunk_chars)
+
     def _cheap_score(self, i: int, signals: dict[str, SignalResult], skip: str = "") -> float:
         return sum(self._weight(name) * result.strength(i) for name, result in signals.items() if name != skip)
 
@@ -217,16 +228,15 @@ class Verifier:
         if not judged:
             return out
         if cfg.llm_mode == "listwise":
-            check = await check_all(question, [evidence[i] for i in judged], rules, ctx, prompt=cfg.listwise_prompt,
-                                    node=cfg.node, chunk_chars=cfg.chunk_chars)
+            check = await check_all(question, [evidence[i] for i in judged], rules, ctx,
+                                    self._call_site(cfg.listwise_prompt))
             out.usage, out.trace = check.usage, check.trace
             if not check.readable:
                 out.unreadable = {i: check.problem for i in judged}
             out.named = {judged[k]: (s.flag, s.reason) for k, s in check.suspicious.items()}
             return out
         checks = await asyncio.gather(*(
-            check_chunk(question, evidence[i], rationales, ctx, prompt=cfg.per_chunk_prompt, node=cfg.node,
-                        chunk_chars=cfg.chunk_chars) for i in judged))
+            check_chunk(question, evidence[i], rationales, ctx, self._call_site(cfg.per_chunk_prompt)) for i in judged))
         for i, check in zip(judged, checks):
             out.usage = out.usage + check.usage
             out.trace.extend(check.trace)
@@ -334,10 +344,8 @@ class Verifier:
         """Each chunk's short answer: one listwise call, or one isolated call per chunk (robust mode)."""
         cfg = self.config
         if cfg.answer_mode == "listwise":
-            return await listwise_answers(question, chunks, ctx, prompt=cfg.answers_prompt, node=cfg.node,
-                                          chunk_chars=cfg.chunk_chars)
-        answers = await isolated_answers(question, chunks, ctx, prompt=cfg.isolated_prompt, node=cfg.node,
-                                         chunk_chars=cfg.chunk_chars)
+            return await listwise_answers(question, chunks, ctx, self._call_site(cfg.answers_prompt))
+        answers = await isolated_answers(question, chunks, ctx, self._call_site(cfg.isolated_prompt))
         return answers, ("every isolated answer call failed" if answers.failed == len(chunks) else "")
 
     def _unreadable_warnings(self, llm: LLMVerdicts, n: int, trace: list[TraceEvent]) -> list[str]:

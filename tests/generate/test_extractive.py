@@ -62,6 +62,9 @@ class TopicEmbedder:
         rows = [[float(t in text.lower()) for t in self.topics] for text in texts]
         return np.asarray(rows, dtype=np.float32) + 1e-3
 
+    def embed_query(self, text):
+        return self.embed([text])[0]
+
 
 def test_embedding_similarity_breaks_a_word_overlap_tie() -> None:
     text = "The key opens the door of the house. The river opens into the sea near the town."
