@@ -20,9 +20,9 @@ are reconciled by their letter distributions: mean log-probability per passage, 
 weighted by the probability the two answers put on it, so pairs of letters the model never
 considered do not count as agreement or disagreement.
 
-FIRST letter logprobs are calibrated before use (``calibrate``, on by default): one extra call
-per window size asks the same prompt with every passage replaced by a content-free placeholder,
-and the letter distribution it gives, the model's preference for a letter whatever it labels, is
+FIRST letter logprobs are calibrated before use (``calibrate``, on by default): two extra calls
+per window size ask the same prompt with every passage replaced by a content-free placeholder,
+and the letter distribution they give, the model's preference for a letter whatever it labels, is
 divided out of every window's answer (calibrate-before-use, Zhao et al. 2021). Without it a
 small model's ``A`` wins because it is ``A``, and the reversed check can only tell the two apart
 by distrusting the model altogether.
@@ -53,7 +53,7 @@ from ragpipe.select.parsing import (
 
 OUTPUT_SLACK_TOKENS = 16  # plus a quarter of the ideal answer: models space and prefix their rankings
 FIRST_MAX_TOKENS = 3  # no assistant prefill: "[" or "Passage" may come first, the letter after it
-CONTENT_FREE = "N/A"  # what every passage says in the calibration call
+CONTENT_FREE = ("N/A", "[MASK]")  # what every passage says in the calibration calls
 
 
 def window_spans(n: int, window: int, stride: int) -> list[tuple[int, int]]:
@@ -266,26 +266,36 @@ class ListwiseSelector(Selector[ListwiseConfig]):
 
     async def _letter_prior(self, query: str, n: int, run: SelectorRun) -> tuple[list[float] | None, bool]:
         """The letter distribution of an ``n``-passage window whose passages say nothing (``None`` if
-        unread), and whether FIRST stays usable: a backend that ignores the logprob request is not."""
+        unread), and whether FIRST stays usable: a backend that ignores the logprob request is not.
+
+        Averaged over a few placeholders, as calibrate-before-use does, so that how the model reacts
+        to one placeholder's wording is not taken for its letter prior.
+        """
         label = f"calibration ({n} passages)"
-        try:
-            completion = await self._first_call(query, [CONTENT_FREE] * n, run, label)
-        except Exception as err:
-            run.note("fallback", f"{label}: {type(err).__name__}: {err}; FIRST letters used uncalibrated",
-                     error=type(err).__name__)
+        read: list[list[float]] = []
+        for placeholder in CONTENT_FREE:
+            try:
+                completion = await self._first_call(query, [placeholder] * n, run, label)
+            except Exception as err:
+                run.note("fallback", f"{label}: {type(err).__name__}: {err}", error=type(err).__name__)
+                continue
+            if not completion.logprobs:
+                run.note("fallback", f"{label}: the backend returned no logprobs; switched to generation")
+                return None, False
+            prior = letter_prior(first_letter_logprobs(completion, n), n)
+            if prior is None:
+                run.note("repair", f"{label}: no identifier letter among the top logprobs for {placeholder!r}",
+                         raw=completion.text[:100])
+            else:
+                read.append(prior)
+        if not read:
+            run.note("fallback", f"{label}: no content-free answer was readable; FIRST letters used uncalibrated")
             return None, True
-        if not completion.logprobs:
-            run.note("fallback", f"{label}: the backend returned no logprobs; switched to generation")
-            return None, False
-        prior = letter_prior(first_letter_logprobs(completion, n), n)
-        if prior is None:
-            run.note("fallback", f"{label}: no identifier letter among the top logprobs; FIRST letters used "
-                     "uncalibrated", raw=completion.text[:100])
-            return None, True
+        prior = [math.log(sum(math.exp(p[i]) for p in read) / len(read)) for i in range(n)]
         shown = sorted(range(n), key=lambda i: -prior[i])[:3]
         run.note("info", f"{label}: letter prior " + ", ".join(f"{chr(65 + i)} {math.exp(prior[i]):.0%}"
                                                              for i in shown),
-                 prior={chr(65 + i): round(math.exp(prior[i]), 4) for i in shown})
+                 prior={chr(65 + i): round(math.exp(prior[i]), 4) for i in shown}, placeholders=len(read))
         return prior, True
 
     async def _first_window(self, query: str, passages: list[str], run: SelectorRun, label: str,

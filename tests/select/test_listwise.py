@@ -412,8 +412,8 @@ async def test_calibrated_first_finds_the_relevant_passage_under_a_strong_letter
     llm = ScriptedLLM(fn=prior_times_relevance)
     selection = await get_selector("listwise", mode="first").select("q?", candidates(8, texts=texts),
                                                                      RunContext(llm=llm))
-    assert len(llm.requests) == 3  # one content-free call, then the window forwards and reversed
-    assert set(letters_of(llm.requests[0]).values()) == {"N/A"}
+    assert len(llm.requests) == 4  # two content-free calls, then the window forwards and reversed
+    assert [set(letters_of(r).values()) for r in llm.requests[:2]] == [{"N/A"}, {"[MASK]"}]
     prior = next(e for e in selection.trace if "letter prior" in e.message)
     assert prior.message.startswith("calibration (8 passages): letter prior A 59%")  # 0.55 of the letters' 0.94
     harm = next(e for e in selection.trace if e.kind == "harm_bound")
@@ -445,14 +445,26 @@ async def test_one_calibration_call_per_window_size(candidates):
         "q?", candidates(10), RunContext(llm=llm))  # windows [2, 10) and [0, 6): sizes 8 and 6
     content_free = [r for r in llm.requests if set(letters_of(r).values()) == {"N/A"}]
     assert sorted(len(letters_of(r)) for r in content_free) == [6, 8]
-    assert len(llm.requests) == 2 + 2 * 2 == selection.usage.calls
+    assert len(llm.requests) == 2 * 2 + 2 * 2 == selection.usage.calls
 
 
 async def test_an_unreadable_calibration_answer_leaves_first_uncalibrated(candidates):
     prose = TokenLogprob(token="The", logprob=-0.1, top=[TopLogprob(token="The", logprob=-0.1)])
-    llm = ScriptedLLM([Completion(text="The", logprobs=[prose]), first_reply({"C": 0.6, "A": 0.2})],
+    llm = ScriptedLLM([Completion(text="The", logprobs=[prose]), Completion(text="The", logprobs=[prose])],
                       cycle=[first_reply({"C": 0.6, "A": 0.2})])
     selection = await get_selector("listwise", mode="first", check_reversed=False).select(
         "q?", candidates(4), RunContext(llm=llm))
     assert any("FIRST letters used uncalibrated" in e.message for e in selection.trace)
     assert selection.extras["llm_order"][0] == "c2"
+
+
+async def test_the_prior_averages_the_placeholders_that_gave_letters(candidates):
+    prose = TokenLogprob(token="The", logprob=-0.1, top=[TopLogprob(token="The", logprob=-0.1)])
+    llm = ScriptedLLM([first_reply({"A": 0.8, "B": 0.1}), Completion(text="The", logprobs=[prose])],
+                      cycle=[first_reply({"A": 0.8, "B": 0.1})])  # the answer is the prior: nothing learned
+    selection = await get_selector("listwise", mode="first", check_reversed=False).select(
+        "q?", candidates(3), RunContext(llm=llm))
+    prior = next(e for e in selection.trace if "letter prior" in e.message)
+    assert prior.data["placeholders"] == 1 and prior.message.endswith("A 84%, B 11%, C 5%")
+    assert any("no identifier letter" in e.message and e.kind == "repair" for e in selection.trace)
+    assert selection.extras["llm_order"] == ["c0", "c1", "c2"]
