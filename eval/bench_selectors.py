@@ -2,6 +2,7 @@
 
     python eval/bench_selectors.py [--data DIR] [--model PATH.gguf] [--limit 16] [--top 20] [--words 40]
         [--datasets trec_dl2019_bm25,...] [--methods listwise,...] [--backends embedded,server] [--merge]
+        [--cache DIR]
 
 Data: ``trec_dl2019_bm25`` and ``trec_dl2020_bm25`` (``queries.jsonl``, ``qrels.tsv``,
 ``run_bm25_top100.tsv``, ``corpus.jsonl``) and ``noveleval`` (the same with ``run_candidates.tsv``);
@@ -26,6 +27,9 @@ Prints a table and writes ``eval/results/selectors.json`` (``--out``): one row p
 backend and method with nDCG@10 and per-query cost, the elbow's kept counts, the peer's figures;
 ``data``: the data folder and the record counts it ran on. ``--merge`` keeps the rows of other
 models, datasets and methods already there, so one benchmark can run in several invocations.
+``--cache DIR`` answers repeated temperature-0 requests from a disk cache, so methods that ask
+the same prompts (``listwise_first`` and ``listwise_first_uncalibrated``) share their calls; a
+row's ``cached_calls`` says how many of its calls came from the cache (their wall time is not spent).
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ INPUT_ORDER = {"trec_dl2019_bm25": "BM25 (run_bm25_top100.tsv rank order)",
 METHODS: dict[str, tuple[str, dict[str, Any]]] = {  # each selector's defaults unless named
     "listwise": ("listwise", {"window": 20, "stride": 10}),
     "listwise_first": ("listwise", {"window": 20, "stride": 10, "mode": "first"}),
+    "listwise_first_uncalibrated": ("listwise", {"window": 20, "stride": 10, "mode": "first", "calibrate": False}),
     "listwise_checked": ("listwise", {"window": 20, "stride": 10, "check_reversed": True}),
     "groupwise": ("groupwise", {"group_size": 20}),
     "pointwise_yesno": ("pointwise_yesno", {}),
@@ -180,15 +185,21 @@ def peer_rows(peer: dict[str, Any], data: dict[str, Any], rows: list[dict[str, A
     return added
 
 
-def build_backends(names: list[str], stack: ExitStack, n_ctx: int, model_path: Path | None) -> dict[str, Any]:
+def build_backends(names: list[str], stack: ExitStack, n_ctx: int, model_path: Path | None,
+                   cache: Path | None = None) -> dict[str, Any]:
+    from ragpipe.llm.cache import Cached
     from ragpipe.models import packaged_smollm2
+
+    def cached(llm: Any) -> Any:
+        return Cached(llm, cache) if cache else llm
 
     path = model_path or packaged_smollm2()
     backends: dict[str, Any] = {}
     if "embedded" in names:
         from ragpipe.llm.llamacpp import LlamaCppLLM
 
-        backends["embedded"] = Limited(LlamaCppLLM(path, model=model_name(model_path), n_ctx=n_ctx, n_threads=2), 1)
+        backends["embedded"] = Limited(cached(LlamaCppLLM(path, model=model_name(model_path), n_ctx=n_ctx,
+                                                          n_threads=2)), 1)
     if "server" in names:
         from ragpipe.llm.llamacpp_server import LlamaCppServer
         from ragpipe.llm.openai_compat import OpenAICompatLLM
@@ -196,9 +207,9 @@ def build_backends(names: list[str], stack: ExitStack, n_ctx: int, model_path: P
         server = stack.enter_context(LlamaCppServer(model_path=path, model_alias=model_name(model_path)[:60],
                                                     n_ctx=n_ctx, n_threads=2))
         backends["server_process"] = server
-        backends["server"] = Limited(OpenAICompatLLM(base_url=server.base_url, model=server.model_alias,
-                                                     json_mode="json_object", context_window=n_ctx,
-                                                     timeout_s=300, max_retries=0), 1)
+        backends["server"] = Limited(cached(OpenAICompatLLM(base_url=server.base_url, model=server.model_alias,
+                                                            json_mode="json_object", context_window=n_ctx,
+                                                            timeout_s=300, max_retries=0)), 1)
     return backends
 
 
@@ -219,6 +230,7 @@ async def run_method(items: list[dict[str, Any]], selector: Any, llm: Any, top: 
         cost["prompt_tokens"] += usage.prompt_tokens
         cost["completion_tokens"] += usage.completion_tokens
         cost["failed_calls"] += usage.failed_calls
+        cost["cached_calls"] += usage.cached_calls
         cost["queries_with_fallback"] += any(e.kind == "fallback" for e in selection.trace)
         cost["repairs"] += sum(e.kind == "repair" for e in selection.trace)
         harm = [e.data.get("trusted") for e in selection.trace if e.kind == "harm_bound"]
@@ -316,6 +328,9 @@ async def main() -> None:
                         help="python of the rank_llm venv (see eval/peer_rankllm.py); the peer runs on the "
                              "server backend when it exists")
     parser.add_argument("--merge", action="store_true", help="keep other rows already in --out")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="disk cache of temperature-0 LLM answers (outside the project), shared by methods "
+                             "that ask the same prompts")
     parser.add_argument("--out", type=Path, default=RESULTS)
     add_data_arguments(parser)
     args = parser.parse_args()
@@ -356,7 +371,7 @@ async def main() -> None:
         kept_runs.setdefault(name, {})["input order"] = [
             apply_cutoff([c.score for c in it["candidates"]], "zscore_gap").keep for it in items]
     with ExitStack() as stack:
-        backends = build_backends(args.backends.split(","), stack, args.n_ctx, args.model)
+        backends = build_backends(args.backends.split(","), stack, args.n_ctx, args.model, args.cache)
         server = backends.pop("server_process", None)
         for backend, llm in backends.items():
             for method in args.methods.split(","):

@@ -19,6 +19,13 @@ whatever comes first), and only a reversed window tells that apart from relevanc
 are reconciled by their letter distributions: mean log-probability per passage, and each pair
 weighted by the probability the two answers put on it, so pairs of letters the model never
 considered do not count as agreement or disagreement.
+
+FIRST letter logprobs are calibrated before use (``calibrate``, on by default): two extra calls
+per window size ask the same prompt with every passage replaced by a content-free placeholder,
+and the letter distribution they give, the model's preference for a letter whatever it labels, is
+divided out of every window's answer (calibrate-before-use, Zhao et al. 2021). Without it a
+small model's ``A`` wins because it is ``A``, and the reversed check can only tell the two apart
+by distrusting the model altogether.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from ragpipe.select.parsing import (
 
 OUTPUT_SLACK_TOKENS = 16  # plus a quarter of the ideal answer: models space and prefix their rankings
 FIRST_MAX_TOKENS = 3  # no assistant prefill: "[" or "Passage" may come first, the letter after it
+CONTENT_FREE = ("N/A", "[MASK]")  # what every passage says in the calibration calls
 
 
 def window_spans(n: int, window: int, stride: int) -> list[tuple[int, int]]:
@@ -69,6 +77,7 @@ class ListwiseConfig(LLMSelectorConfig):
     passes: int = 1
     mode: Literal["generate", "first"] = "generate"
     check_reversed: bool | None = None  # ask each window again reversed; None: on in FIRST mode only
+    calibrate: bool = True  # FIRST: divide out the letter prior of a content-free window
     max_passage_words: int = 300
     prompt: str = "listwise.default"
     first_prompt: str = "listwise.first"
@@ -115,6 +124,12 @@ class ListwiseSelector(Selector[ListwiseConfig]):
         windows = window_spans(len(candidates), config.window, config.stride)
         run.note("info", f"{config.passes} pass(es) of {len(windows)} window(s) over {len(candidates)} candidates",
                  window=config.window, stride=config.stride, mode="first" if use_first else "generate")
+        priors: dict[int, list[float] | None] = {}
+        if use_first and config.calibrate:
+            for size in sorted({end - start for start, end in windows if end - start >= 2}, reverse=True):
+                priors[size], use_first = await self._letter_prior(query, size, run)
+                if not use_first:
+                    break
         answered = 0
         for p in range(config.passes):
             for start, end in windows:
@@ -122,11 +137,13 @@ class ListwiseSelector(Selector[ListwiseConfig]):
                 if len(slot) < 2:
                     continue  # a one-passage window has nothing to rank
                 label = f"pass {p + 1} window [{start}, {end})"
-                answer, use_first = await self._rank_window(query, [texts[i] for i in slot], run, label, use_first)
+                prior = priors.get(len(slot))
+                answer, use_first = await self._rank_window(query, [texts[i] for i in slot], run, label, use_first,
+                                                            prior)
                 permutation = None if answer is None else answer.order
                 if config.reversed_check and answer is not None:
                     backwards, use_first = await self._rank_window(query, [texts[i] for i in reversed(slot)], run,
-                                                                   f"{label} reversed", use_first)
+                                                                   f"{label} reversed", use_first, prior)
                     permutation = self._reconcile(answer, backwards, run, label)
                 run.reliability.answer(permutation is not None)
                 if permutation is not None:
@@ -140,12 +157,12 @@ class ListwiseSelector(Selector[ListwiseConfig]):
             scores[index] = float(slots[position]) - 1e-9 * position  # strictly decreasing: ties keep this order
         return scores
 
-    async def _rank_window(self, query: str, passages: list[str], run: SelectorRun, label: str, use_first: bool
-                           ) -> tuple[WindowAnswer | None, bool]:
+    async def _rank_window(self, query: str, passages: list[str], run: SelectorRun, label: str, use_first: bool,
+                           prior: list[float] | None = None) -> tuple[WindowAnswer | None, bool]:
         """One window's answer (or ``None``), and whether later windows still use FIRST."""
         answer, generate = None, True
         if use_first:
-            answer, use_first, generate = await self._first_window(query, passages, run, label)
+            answer, use_first, generate = await self._first_window(query, passages, run, label, prior)
         if answer is None and generate:
             permutation = await self._generate_window(query, passages, run, label)
             answer = None if permutation is None else WindowAnswer(permutation)
@@ -240,17 +257,53 @@ class ListwiseSelector(Selector[ListwiseConfig]):
             return False
         return True
 
-    async def _first_window(self, query: str, passages: list[str], run: SelectorRun, label: str
-                            ) -> tuple[WindowAnswer | None, bool, bool]:
-        """(answer or None, keep using FIRST for later windows, retry this window by generation)."""
+    async def _first_call(self, query: str, passages: list[str], run: SelectorRun, label: str) -> Completion:
         config = self.config
-        top = min(20, run.llm.capabilities.max_top_logprobs)
         max_tokens = min(FIRST_MAX_TOKENS, run.ctx.prompts.get(config.first_prompt).max_tokens)
+        messages = self._fit(run, self._render(config.first_prompt, run, query, True), passages, max_tokens, label)
+        return await run.chat(messages, purpose=f"{label}: FIRST", max_tokens=max_tokens, temperature=0.0,
+                              top_logprobs=min(20, run.llm.capabilities.max_top_logprobs))
+
+    async def _letter_prior(self, query: str, n: int, run: SelectorRun) -> tuple[list[float] | None, bool]:
+        """The letter distribution of an ``n``-passage window whose passages say nothing (``None`` if
+        unread), and whether FIRST stays usable: a backend that ignores the logprob request is not.
+
+        Averaged over a few placeholders, as calibrate-before-use does, so that how the model reacts
+        to one placeholder's wording is not taken for its letter prior.
+        """
+        label = f"calibration ({n} passages)"
+        read: list[list[float]] = []
+        for placeholder in CONTENT_FREE:
+            try:
+                completion = await self._first_call(query, [placeholder] * n, run, label)
+            except Exception as err:
+                run.note("fallback", f"{label}: {type(err).__name__}: {err}", error=type(err).__name__)
+                continue
+            if not completion.logprobs:
+                run.note("fallback", f"{label}: the backend returned no logprobs; switched to generation")
+                return None, False
+            prior = letter_prior(first_letter_logprobs(completion, n), n)
+            if prior is None:
+                run.note("repair", f"{label}: no identifier letter among the top logprobs for {placeholder!r}",
+                         raw=completion.text[:100])
+            else:
+                read.append(prior)
+        if not read:
+            run.note("fallback", f"{label}: no content-free answer was readable; FIRST letters used uncalibrated")
+            return None, True
+        prior = [math.log(sum(math.exp(p[i]) for p in read) / len(read)) for i in range(n)]
+        shown = sorted(range(n), key=lambda i: -prior[i])[:3]
+        run.note("info", f"{label}: letter prior " + ", ".join(f"{chr(65 + i)} {math.exp(prior[i]):.0%}"
+                                                             for i in shown),
+                 prior={chr(65 + i): round(math.exp(prior[i]), 4) for i in shown}, placeholders=len(read))
+        return prior, True
+
+    async def _first_window(self, query: str, passages: list[str], run: SelectorRun, label: str,
+                            prior: list[float] | None = None) -> tuple[WindowAnswer | None, bool, bool]:
+        """(answer or None, keep using FIRST for later windows, retry this window by generation)."""
+        top = min(20, run.llm.capabilities.max_top_logprobs)
         try:
-            messages = self._fit(run, self._render(config.first_prompt, run, query, True), passages,
-                                 max_tokens, label)
-            completion = await run.chat(messages, purpose=f"{label}: FIRST", max_tokens=max_tokens,
-                                        temperature=0.0, top_logprobs=top)
+            completion = await self._first_call(query, passages, run, label)
         except Exception as err:
             run.note("fallback", f"{label}: {type(err).__name__}: {err}; window kept its order",
                      error=type(err).__name__)
@@ -263,7 +316,9 @@ class ListwiseSelector(Selector[ListwiseConfig]):
             run.note("fallback", f"{label}: no identifier letter among the top logprobs; used generation",
                      raw=completion.text[:100])
             return None, True, True
-        ranked = sorted(letter_logprobs, key=lambda i: -letter_logprobs[i])
+        if prior is not None:
+            letter_logprobs = calibrated(letter_logprobs, prior)
+        ranked = sorted(letter_logprobs, key=lambda i: (-letter_logprobs[i], i))
         order, _ = complete_permutation(ranked, len(passages))
         if len(ranked) < len(passages):
             run.note("repair", f"{label}: {len(passages) - len(ranked)} letter(s) missing from the top "
@@ -279,6 +334,36 @@ def first_letter_logprobs(completion: Completion, n: int) -> dict[int, float]:
     letters = {x: i for i, x in enumerate(letter_ids(n))}
     found = answer_mass(completion, letters.get)
     return {} if found is None else {index: math.log(p) for index, p in found[1].items()}
+
+
+def letter_prior(logprobs: dict[int, float], n: int) -> list[float] | None:
+    """Log-probability per letter position, normalised over the ``n`` letters; ``None`` without letters.
+
+    A letter the content-free answer did not show gets half the least likely shown one's share.
+    """
+    if not logprobs:
+        return None
+    floor = min(logprobs.values()) - math.log(2)
+    filled = [logprobs.get(i, floor) for i in range(n)]
+    return _log_normalised(filled)
+
+
+def calibrated(logprobs: dict[int, float], prior: list[float]) -> dict[int, float]:
+    """A window's letter log-probabilities with the letter prior divided out, renormalised.
+
+    Only the letters the answer showed are rated; a missing one stays missing (least likely).
+    Rounded so that letters the answer rates exactly as the prior does tie instead of being
+    ordered by float noise.
+    """
+    keys = sorted(logprobs)
+    values = _log_normalised([logprobs[i] - prior[i] for i in keys])
+    return {i: round(v, 9) for i, v in zip(keys, values)}
+
+
+def _log_normalised(values: list[float]) -> list[float]:
+    top = max(values)
+    total = top + math.log(sum(math.exp(v - top) for v in values))
+    return [v - total for v in values]
 
 
 @dataclass
@@ -306,9 +391,12 @@ def first_consensus(forwards: dict[int, float], backwards: dict[int, float], n: 
     agreed = weight = 0.0
     for x in range(n):
         for y in range(x + 1, n):
+            signs = _sign(filled[0][x] - filled[0][y]), _sign(filled[1][x] - filled[1][y])
+            if signs == (0, 0):
+                continue  # neither answer tells the two apart: no evidence either way
             w = shares[0][x] + shares[0][y] + shares[1][x] + shares[1][y]
             weight += w
-            if _sign(filled[0][x] - filled[0][y]) == _sign(filled[1][x] - filled[1][y]):
+            if signs[0] == signs[1]:
                 agreed += w
     return Consensus(order, agreed, weight)
 
@@ -328,4 +416,4 @@ def _sign(x: float) -> int:
 
 
 __all__ = ["ListwiseSelector", "ListwiseConfig", "WindowAnswer", "window_spans", "first_letter_logprobs",
-           "first_consensus"]
+           "first_consensus", "letter_prior", "calibrated"]

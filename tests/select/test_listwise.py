@@ -124,7 +124,7 @@ def test_first_reads_the_position_after_an_opening_bracket():
 
 async def test_first_mode_ranks_by_letter_logprobs_in_one_token_per_window(candidates):
     llm = ScriptedLLM(cycle=[logprob_reply({"C": 0.5, "A": 0.3, "E": 0.1, "]": 0.1})])
-    selection = await get_selector("listwise", mode="first", check_reversed=False, **RAW).select("q?", candidates(5), RunContext(llm=llm))
+    selection = await get_selector("listwise", mode="first", calibrate=False, check_reversed=False, **RAW).select("q?", candidates(5), RunContext(llm=llm))
     assert [c.id for c in selection.ranked] == ["c2", "c0", "c4", "c1", "c3"]  # B, D missing: input order
     request = llm.requests[0]
     assert request.max_tokens <= 3 and request.top_logprobs == 20
@@ -199,7 +199,7 @@ def test_first_gives_nothing_when_the_model_starts_with_prose():
 
 async def test_first_mode_ranks_by_the_letter_position_of_a_realistic_stream(candidates):
     llm = ScriptedLLM(cycle=[bracket_then_letter({"A": 0.01, "B": 0.008}, {"D": 0.5, "C": 0.3, "E": 0.1})])
-    selection = await get_selector("listwise", mode="first", check_reversed=False, **RAW).select("q?", candidates(5), RunContext(llm=llm))
+    selection = await get_selector("listwise", mode="first", calibrate=False, check_reversed=False, **RAW).select("q?", candidates(5), RunContext(llm=llm))
     assert [c.id for c in selection.ranked] == ["c3", "c2", "c4", "c0", "c1"]
 
 
@@ -296,7 +296,7 @@ async def test_first_checks_each_window_reversed_by_default_and_keeps_the_input_
         candidates):
     """Qwen-0.5B-like: most of the mass on whatever letter comes first, whatever it holds."""
     llm = ScriptedLLM(cycle=[first_reply({"A": 0.62, "B": 0.14, "C": 0.07, "E": 0.03, "D": 0.02})])
-    selection = await get_selector("listwise", mode="first").select("q?", candidates(6), RunContext(llm=llm))
+    selection = await get_selector("listwise", mode="first", calibrate=False).select("q?", candidates(6), RunContext(llm=llm))
     assert len(llm.requests) == 2 and all(r.max_tokens <= 3 for r in llm.requests)
     shown = [letters_of(r)["A"] for r in llm.requests]
     assert "Passage 0 " in shown[0] and "Passage 5 " in shown[1]  # the second call sees the window reversed
@@ -316,7 +316,7 @@ async def test_first_trusts_a_model_that_picks_the_same_passage_from_either_end(
     texts = [f"Passage {i} about something else." for i in range(8)]
     texts[5] = "Passage 5 with the needle in it."
     llm = ScriptedLLM(fn=relevant_first)
-    selection = await get_selector("listwise", mode="first").select("q?", candidates(8, texts=texts),
+    selection = await get_selector("listwise", mode="first", calibrate=False).select("q?", candidates(8, texts=texts),
                                                                      RunContext(llm=llm))
     harm = next(e for e in selection.trace if e.kind == "harm_bound")
     assert harm.data["trusted"] == "fused" and harm.data["self_agreement"] > 0.65
@@ -328,7 +328,7 @@ async def test_first_trusts_a_model_that_picks_the_same_passage_from_either_end(
 
 async def test_first_without_the_reversed_check_is_one_call(candidates):
     llm = ScriptedLLM(cycle=[first_reply({"C": 0.5, "A": 0.3})])
-    selection = await get_selector("listwise", mode="first", check_reversed=False).select(
+    selection = await get_selector("listwise", mode="first", calibrate=False, check_reversed=False).select(
         "q?", candidates(4), RunContext(llm=llm))
     assert len(llm.requests) == 1
     harm = next(e for e in selection.trace if e.kind == "harm_bound")
@@ -367,9 +367,104 @@ async def test_first_whose_reversed_window_gives_no_ranking_keeps_the_input_orde
     prose = TokenLogprob(token="The", logprob=-0.1, top=[TopLogprob(token="The", logprob=-0.1)])
     llm = ScriptedLLM([first_reply({"D": 0.7, "A": 0.1}), Completion(text="The", logprobs=[prose]),
                        "The passages are all relevant."])  # reversed: prose, then generation: no ranking either
-    selection = await get_selector("listwise", mode="first").select("q?", candidates(5), RunContext(llm=llm))
+    selection = await get_selector("listwise", mode="first", calibrate=False).select("q?", candidates(5), RunContext(llm=llm))
     assert len(llm.requests) == 3
     harm = next(e for e in selection.trace if e.kind == "harm_bound")
     assert harm.data["trusted"] == "input" and harm.data["self_agreement"] == 0.0
     assert any("reversed window gave no ranking" in e.message for e in selection.trace)
     assert [c.id for c in selection.ranked] == [f"c{i}" for i in range(5)]
+
+
+# --- calibration: the content-free letter prior is divided out of FIRST answers ---
+
+QWEN_PRIOR = [0.55, 0.15, 0.08, 0.05, 0.04, 0.03, 0.02, 0.02]  # letter A..H whatever it labels
+
+
+def prior_times_relevance(request) -> Completion:
+    """A small model: the letter prior times a relevance factor, one letter's mass split over spellings."""
+    letters = letters_of(request)
+    weights = {x: QWEN_PRIOR[i] * (6.0 if "needle" in text else 1.0) for i, (x, text) in enumerate(letters.items())}
+    total = sum(weights.values()) / 0.95  # the rest goes to "]" and friends
+    probs = {}
+    for x, w in weights.items():
+        probs[x], probs[" " + x] = 0.8 * w / total, 0.2 * w / total  # "B" and " B" are the same answer
+    return bracket_then_letter({"A": 0.004, "B": 0.002}, probs)
+
+
+def test_calibration_divides_the_letter_prior_out_of_a_bracketed_answer():
+    from ragpipe.select.listwise import calibrated, letter_prior
+
+    content_free = bracket_then_letter({"A": 0.01}, {"A": 0.6, " A": 0.05, "B": 0.2, "C": 0.1, "D": 0.04})
+    prior = letter_prior(first_letter_logprobs(content_free, 5), 5)
+    assert prior is not None and len(prior) == 5
+    assert math.isclose(sum(math.exp(v) for v in prior), 1.0)
+    assert prior[0] > prior[1] > prior[2] > prior[3] > prior[4]  # E unseen: below the least likely shown
+    answer = first_letter_logprobs(bracket_then_letter({"A": 0.01}, {"A": 0.5, "C": 0.3, " C": 0.05, "B": 0.1}), 5)
+    assert max(answer, key=answer.get) == 0  # read raw, A wins
+    fixed = calibrated(answer, prior)
+    assert sorted(fixed, key=lambda i: -fixed[i]) == [2, 0, 1]  # C is what this passage adds over the prior
+    assert 3 not in fixed  # a letter the answer did not show stays unrated
+
+
+async def test_calibrated_first_finds_the_relevant_passage_under_a_strong_letter_prior(candidates):
+    texts = [f"Passage {i} about something else." for i in range(8)]
+    texts[5] = "Passage 5 with the needle in it."
+    llm = ScriptedLLM(fn=prior_times_relevance)
+    selection = await get_selector("listwise", mode="first").select("q?", candidates(8, texts=texts),
+                                                                     RunContext(llm=llm))
+    assert len(llm.requests) == 4  # two content-free calls, then the window forwards and reversed
+    assert [set(letters_of(r).values()) for r in llm.requests[:2]] == [{"N/A"}, {"[MASK]"}]
+    prior = next(e for e in selection.trace if "letter prior" in e.message)
+    assert prior.message.startswith("calibration (8 passages): letter prior A 59%")  # 0.55 of the letters' 0.94
+    harm = next(e for e in selection.trace if e.kind == "harm_bound")
+    assert harm.data["trusted"] == "fused" and harm.data["self_agreement"] > 0.9
+    assert selection.ranked[0].id == "c5"
+
+
+async def test_the_same_model_uncalibrated_looks_position_biased_and_keeps_the_input(candidates):
+    texts = [f"Passage {i} about something else." for i in range(8)]
+    texts[5] = "Passage 5 with the needle in it."
+    llm = ScriptedLLM(fn=prior_times_relevance)
+    selection = await get_selector("listwise", mode="first", calibrate=False).select(
+        "q?", candidates(8, texts=texts), RunContext(llm=llm))
+    assert len(llm.requests) == 2
+    harm = next(e for e in selection.trace if e.kind == "harm_bound")
+    assert harm.data["trusted"] == "input"
+    assert [c.id for c in selection.ranked] == [f"c{i}" for i in range(8)]
+
+
+async def test_a_model_that_only_repeats_its_prior_leaves_the_input_order(candidates):
+    llm = ScriptedLLM(fn=prior_times_relevance)  # no needle anywhere: every answer is the prior
+    selection = await get_selector("listwise", mode="first").select("q?", candidates(8), RunContext(llm=llm))
+    assert [c.id for c in selection.ranked] == [f"c{i}" for i in range(8)]
+
+
+async def test_one_calibration_call_per_window_size(candidates):
+    llm = ScriptedLLM(fn=prior_times_relevance)
+    selection = await get_selector("listwise", mode="first", window=8, stride=4).select(
+        "q?", candidates(10), RunContext(llm=llm))  # windows [2, 10) and [0, 6): sizes 8 and 6
+    content_free = [r for r in llm.requests if set(letters_of(r).values()) == {"N/A"}]
+    assert sorted(len(letters_of(r)) for r in content_free) == [6, 8]
+    assert len(llm.requests) == 2 * 2 + 2 * 2 == selection.usage.calls
+
+
+async def test_an_unreadable_calibration_answer_leaves_first_uncalibrated(candidates):
+    prose = TokenLogprob(token="The", logprob=-0.1, top=[TopLogprob(token="The", logprob=-0.1)])
+    llm = ScriptedLLM([Completion(text="The", logprobs=[prose]), Completion(text="The", logprobs=[prose])],
+                      cycle=[first_reply({"C": 0.6, "A": 0.2})])
+    selection = await get_selector("listwise", mode="first", check_reversed=False).select(
+        "q?", candidates(4), RunContext(llm=llm))
+    assert any("FIRST letters used uncalibrated" in e.message for e in selection.trace)
+    assert selection.extras["llm_order"][0] == "c2"
+
+
+async def test_the_prior_averages_the_placeholders_that_gave_letters(candidates):
+    prose = TokenLogprob(token="The", logprob=-0.1, top=[TopLogprob(token="The", logprob=-0.1)])
+    llm = ScriptedLLM([first_reply({"A": 0.8, "B": 0.1}), Completion(text="The", logprobs=[prose])],
+                      cycle=[first_reply({"A": 0.8, "B": 0.1})])  # the answer is the prior: nothing learned
+    selection = await get_selector("listwise", mode="first", check_reversed=False).select(
+        "q?", candidates(3), RunContext(llm=llm))
+    prior = next(e for e in selection.trace if "letter prior" in e.message)
+    assert prior.data["placeholders"] == 1 and prior.message.endswith("A 84%, B 11%, C 5%")
+    assert any("no identifier letter" in e.message and e.kind == "repair" for e in selection.trace)
+    assert selection.extras["llm_order"] == ["c0", "c1", "c2"]
