@@ -28,7 +28,7 @@ backend and method with nDCG@10 and per-query cost, the elbow's kept counts, the
 ``data``: the data folder and the record counts it ran on. ``--merge`` keeps the rows of other
 models, datasets and methods already there, so one benchmark can run in several invocations.
 ``--cache DIR`` answers repeated temperature-0 requests from a disk cache, so methods that ask
-the same prompts (``listwise_first`` and ``listwise_first_uncalibrated``) share their calls; a
+the same prompts (``listwise_first`` and ``listwise_first_calibrated``) share their calls; a
 row's ``cached_calls`` says how many of its calls came from the cache (their wall time is not spent).
 """
 
@@ -66,7 +66,7 @@ INPUT_ORDER = {"trec_dl2019_bm25": "BM25 (run_bm25_top100.tsv rank order)",
 METHODS: dict[str, tuple[str, dict[str, Any]]] = {  # each selector's defaults unless named
     "listwise": ("listwise", {"window": 20, "stride": 10}),
     "listwise_first": ("listwise", {"window": 20, "stride": 10, "mode": "first"}),
-    "listwise_first_uncalibrated": ("listwise", {"window": 20, "stride": 10, "mode": "first", "calibrate": False}),
+    "listwise_first_calibrated": ("listwise", {"window": 20, "stride": 10, "mode": "first", "calibrate": True}),
     "listwise_checked": ("listwise", {"window": 20, "stride": 10, "check_reversed": True}),
     "groupwise": ("groupwise", {"group_size": 20}),
     "pointwise_yesno": ("pointwise_yesno", {}),

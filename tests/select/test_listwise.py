@@ -410,7 +410,7 @@ async def test_calibrated_first_finds_the_relevant_passage_under_a_strong_letter
     texts = [f"Passage {i} about something else." for i in range(8)]
     texts[5] = "Passage 5 with the needle in it."
     llm = ScriptedLLM(fn=prior_times_relevance)
-    selection = await get_selector("listwise", mode="first").select("q?", candidates(8, texts=texts),
+    selection = await get_selector("listwise", mode="first", calibrate=True).select("q?", candidates(8, texts=texts),
                                                                      RunContext(llm=llm))
     assert len(llm.requests) == 4  # two content-free calls, then the window forwards and reversed
     assert [set(letters_of(r).values()) for r in llm.requests[:2]] == [{"N/A"}, {"[MASK]"}]
@@ -435,13 +435,13 @@ async def test_the_same_model_uncalibrated_looks_position_biased_and_keeps_the_i
 
 async def test_a_model_that_only_repeats_its_prior_leaves_the_input_order(candidates):
     llm = ScriptedLLM(fn=prior_times_relevance)  # no needle anywhere: every answer is the prior
-    selection = await get_selector("listwise", mode="first").select("q?", candidates(8), RunContext(llm=llm))
+    selection = await get_selector("listwise", mode="first", calibrate=True).select("q?", candidates(8), RunContext(llm=llm))
     assert [c.id for c in selection.ranked] == [f"c{i}" for i in range(8)]
 
 
 async def test_one_calibration_call_per_window_size(candidates):
     llm = ScriptedLLM(fn=prior_times_relevance)
-    selection = await get_selector("listwise", mode="first", window=8, stride=4).select(
+    selection = await get_selector("listwise", mode="first", calibrate=True, window=8, stride=4).select(
         "q?", candidates(10), RunContext(llm=llm))  # windows [2, 10) and [0, 6): sizes 8 and 6
     content_free = [r for r in llm.requests if set(letters_of(r).values()) == {"N/A"}]
     assert sorted(len(letters_of(r)) for r in content_free) == [6, 8]
@@ -452,7 +452,7 @@ async def test_an_unreadable_calibration_answer_leaves_first_uncalibrated(candid
     prose = TokenLogprob(token="The", logprob=-0.1, top=[TopLogprob(token="The", logprob=-0.1)])
     llm = ScriptedLLM([Completion(text="The", logprobs=[prose]), Completion(text="The", logprobs=[prose])],
                       cycle=[first_reply({"C": 0.6, "A": 0.2})])
-    selection = await get_selector("listwise", mode="first", check_reversed=False).select(
+    selection = await get_selector("listwise", mode="first", calibrate=True, check_reversed=False).select(
         "q?", candidates(4), RunContext(llm=llm))
     assert any("FIRST letters used uncalibrated" in e.message for e in selection.trace)
     assert selection.extras["llm_order"][0] == "c2"
@@ -462,7 +462,7 @@ async def test_the_prior_averages_the_placeholders_that_gave_letters(candidates)
     prose = TokenLogprob(token="The", logprob=-0.1, top=[TopLogprob(token="The", logprob=-0.1)])
     llm = ScriptedLLM([first_reply({"A": 0.8, "B": 0.1}), Completion(text="The", logprobs=[prose])],
                       cycle=[first_reply({"A": 0.8, "B": 0.1})])  # the answer is the prior: nothing learned
-    selection = await get_selector("listwise", mode="first", check_reversed=False).select(
+    selection = await get_selector("listwise", mode="first", calibrate=True, check_reversed=False).select(
         "q?", candidates(3), RunContext(llm=llm))
     prior = next(e for e in selection.trace if "letter prior" in e.message)
     assert prior.data["placeholders"] == 1 and prior.message.endswith("A 84%, B 11%, C 5%")
