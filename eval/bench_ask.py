@@ -90,13 +90,13 @@ def timed_ask(code: Path, question: str, docs: Path, timeout: float) -> dict[str
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
     stderr = bytes(errors)
-    text = _ANSI.sub("", out.decode("utf-8", "replace")).replace("\r", "")
+    text = screen_text(bytes(out))
     run: dict[str, Any] = {"question": question, "rc": proc.returncode, "wall_s": round(wall, 3),
                            "first_answer_s": round(first, 3) if first is not None else None,
                            "peak_rss_mb": round(rusage.ru_maxrss / 1024, 1),
                            "answer": text.strip().splitlines()[0] if text.strip() else ""}
-    usage_at = out.find(b" LLM call(s), ")
-    run["printed_s"] = next((round(t, 3) for n, t in arrivals if n > usage_at), None) if usage_at >= 0 else None
+    printed = printed_at(bytes(out), arrivals)
+    run["printed_s"] = round(printed, 3) if printed is not None else None
     if proc.returncode != 0:
         run["stderr"] = stderr.decode("utf-8", "replace")[-500:]
     if match := USAGE.search(text):
@@ -104,6 +104,22 @@ def timed_ask(code: Path, question: str, docs: Path, timeout: float) -> dict[str
                    nodes={name: float(secs) for name, secs in
                           (part.rsplit(" ", 1) for part in match[5].split(", ") if " " in part)})
     return run
+
+
+def screen_text(out: bytes) -> str:
+    """What a terminal shows for ``out``: text without ANSI styling or carriage returns."""
+    return _ANSI.sub("", out.decode("utf-8", "replace")).replace("\r", "")
+
+
+def printed_at(out: bytes, arrivals: list[tuple[int, float]]) -> float | None:
+    """Seconds at which the whole usage line (the end of the printout) had arrived, or None without one.
+
+    rich styles the numbers and brackets of that line, so it is looked for in the text as shown,
+    not in the raw bytes: the first read after which the shown text holds a complete usage line.
+    """
+    if not USAGE.search(screen_text(out)):
+        return None
+    return next((t for n, t in arrivals if USAGE.search(screen_text(out[:n]))), None)
 
 
 def _read(fd: int) -> bytes:

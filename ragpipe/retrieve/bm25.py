@@ -108,7 +108,7 @@ class BM25Index:
     directory: Path
     revision: str | None
     ids: list[str]
-    tokens: list[list[str]]
+    tokens: list[list[str]] | None  # read only to sync (most of the index's memory); None for search
     fields: list[dict[str, Any]]  # each chunk's filterable fields, in ``ids`` order
     model: Any  # a bm25s.BM25, or None when loaded only to be updated
     tokenizer: Tokenizer
@@ -130,11 +130,11 @@ class BM25Index:
         with FileLock(str(directory / ".lock")):
             tokenizer = Tokenizer()
             revision = store.revision
-            current = cls._load(directory, tokenizer, with_model=False)
+            current = cls._load(directory, tokenizer, with_model=False, with_tokens=True)
             if current is not None and current.revision == revision:
                 return cls._load(directory, tokenizer) or current
             known: dict[str, tuple[list[str], dict[str, Any]]] = {}
-            if current is not None:
+            if current is not None and current.tokens is not None:
                 known = {cid: (tok, fld) for cid, tok, fld in zip(current.ids, current.tokens, current.fields)}
             ids: list[str] = []
             tokens: list[list[str] | None] = []
@@ -175,6 +175,7 @@ class BM25Index:
 
     def _write(self) -> None:
         """Write a new generation folder, then point ``CURRENT`` at it with an atomic replace."""
+        assert self.tokens is not None, "only an index built with its tokens is written"
         generation = Path(tempfile.mkdtemp(prefix="gen-", dir=self.directory))
         meta = {"revision": self.revision, "tokenizer": self.tokenizer.config.as_dict(), "count": len(self.ids)}
         with (generation / "corpus.jsonl").open("w", encoding="utf-8") as fh:
@@ -191,8 +192,13 @@ class BM25Index:
                 shutil.rmtree(stale, ignore_errors=True)
 
     @classmethod
-    def _load(cls, directory: Path, tokenizer: Tokenizer, *, with_model: bool = True) -> BM25Index | None:
-        """The live generation, or ``None`` when absent, unreadable or tokenised differently."""
+    def _load(cls, directory: Path, tokenizer: Tokenizer, *, with_model: bool = True,
+              with_tokens: bool = False) -> BM25Index | None:
+        """The live generation, or ``None`` when absent, unreadable or tokenised differently.
+
+        Searching needs the model, ids and filter fields only; the per-chunk tokens (about 5 KB a
+        chunk as Python lists, most of the index's memory) are read only to sync, which reuses them.
+        """
         try:
             generation = directory / (directory / "CURRENT").read_text().strip()
             meta = json.loads((generation / "meta.json").read_text())
@@ -203,7 +209,8 @@ class BM25Index:
                 for line in fh:
                     row = json.loads(line)
                     ids.append(row["id"])
-                    tokens.append(row["tokens"])
+                    if with_tokens:
+                        tokens.append(row["tokens"])
                     fields.append(row["fields"])
             model = None
             if with_model and ids:
@@ -216,7 +223,7 @@ class BM25Index:
             directory=directory,
             revision=meta.get("revision"),
             ids=ids,
-            tokens=tokens,
+            tokens=tokens if with_tokens else None,
             fields=fields,
             model=model,
             tokenizer=tokenizer,

@@ -96,3 +96,15 @@ async def test_token_logprobs_prefer_fluent_text(embedded: LlamaCppLLM) -> None:
     garbled = await embedded.token_logprobs("mat window cat the out sat looked the of on and.")
     assert len(fluent) == embedded.count_tokens("The cat sat on the mat and looked out of the window.")
     assert sum(fluent) / len(fluent) > sum(garbled) / len(garbled)
+
+
+async def test_the_context_starts_small_and_grows_for_a_long_prompt() -> None:
+    llm = LlamaCppLLM(packaged_smollm2(), n_ctx=2048, n_threads=1, initial_context=512)
+    short = await llm.chat(PROMPT, max_tokens=4)
+    assert short.text and llm._llama.n_ctx() == 512  # no KV cache beyond what the call needed
+    notes = "The archive opens at nine and closes at five on weekdays. " * 60  # about 800 tokens
+    long = await llm.chat([{"role": "user", "content": notes + "When does the archive open?"}], max_tokens=8)
+    assert long.usage.prompt_tokens > 512 and long.usage.completion_tokens >= 1
+    assert 512 < llm._llama.n_ctx() <= 2048 and llm.capabilities.context_window == 2048
+    again = await llm.chat(PROMPT, max_tokens=4)
+    assert again.text == short.text  # the same greedy answer from the larger context

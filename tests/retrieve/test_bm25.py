@@ -84,6 +84,20 @@ def test_open_loads_from_disk_and_resyncs_when_stale(store, embedder, tokenised)
     assert index.search("zeppelins", k=1)[0][0] == new[0].id
 
 
+def test_an_index_opened_for_search_keeps_no_tokens_yet_a_later_sync_reuses_them(store, embedder, tokenised):
+    BM25Index.sync(store)
+    tokenised.clear()
+    opened = BM25Index.open(store)
+    assert opened.tokens is None  # searching needs the model, ids and fields only
+    assert "QZ7" in store.get([opened.search("protocol QZ7 telemetry", k=1)[0][0]])[0].text
+    tokenised.clear()  # the query's own tokens
+    new = make_chunks([("notes/otters.md", ["Sea otters hold hands while sleeping."], {})])
+    store.add(new, embedder.embed([c.text for c in new]))
+    synced = BM25Index.sync(store)
+    assert tokenised == ["Sea otters hold hands while sleeping."]  # the others' tokens came from disk
+    assert synced.search("otters", k=1)[0][0] == new[0].id
+
+
 def test_a_crash_while_writing_leaves_the_previous_index_live(store, embedder, monkeypatch):
     BM25Index.sync(store)
     before = _live_generation(store)
