@@ -83,11 +83,18 @@ def _stem(word: str) -> str:
     return word
 
 
+def _tokens(text: str) -> list[str]:
+    return [w.replace("’", "'") for w in _WORD.findall(text.lower())]
+
+
 def words(text: str) -> list[str]:
     """Lower-cased, lightly stemmed word tokens (stopwords kept)."""
-    return [_stem(w.replace("’", "'")) for w in _WORD.findall(text.lower())]
+    return [_stem(w) for w in _tokens(text)]
 
 
 def content_words(text: str) -> set[str]:
-    """The words that carry meaning: no stopwords, no one-letter tokens except digits."""
-    return {w for w in words(text) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())}
+    """The words that carry meaning: no stopwords, no one-letter tokens except digits.
+
+    Stopwords are dropped before stemming: stemmed, "does" and "this" would pass as "doe" and "thi".
+    """
+    return {_stem(w) for w in _tokens(text) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())}

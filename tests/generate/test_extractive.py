@@ -102,3 +102,10 @@ def test_heading_lines_of_extracted_html_are_their_own_sentences() -> None:
 def test_a_fragment_is_quoted_with_the_heading_it_belongs_to() -> None:
     result = extract_answer("What is the default loglevel?", [chunk(HTML_TEXT, "config")])
     assert result.quoted[0].sentence.text == 'loglevel\nDefault: "notice"'
+
+
+def test_stopwords_are_dropped_before_stemming_so_does_and_this_carry_no_meaning() -> None:
+    from ragpipe.generate.sentences import content_words
+
+    assert content_words("What does this loop do when it has no items?") == {"loop", "item"}
+    assert content_words("The directories of this project") == {"directory", "project"}
