@@ -286,6 +286,9 @@ class LlamaCppLLM(BaseLLM):
             if stop_at != -1:
                 text, finish = text[:stop_at], "stop"
                 break
+            if text.endswith("\n") and looping(text):
+                finish = "stop"  # the rest would be the same line again, at seconds per line on a CPU
+                break
             if emit is not None and len(text) > emitted:
                 emit(text[emitted:])
                 emitted = len(text)
@@ -348,3 +351,16 @@ class LlamaCppLLM(BaseLLM):
             shifted = row - row.max()
             result.append(float(shifted[token] - np.log(np.exp(shifted).sum())))
         return result
+
+
+LOOP_LINES = 3  # identical lines in a row that end a generation
+LOOP_MIN_CHARS = 20  # shorter lines (rules, table rows, blank markup) may repeat on purpose
+
+
+def looping(text: str) -> bool:
+    """Whether the last finished lines of ``text`` are one line repeated: small models, once they
+    repeat a line, repeat it until max_tokens."""
+    finished = [line.strip() for line in text.split("\n")[:-1]]
+    finished = [line for line in finished if line]
+    last = finished[-LOOP_LINES:]
+    return len(last) == LOOP_LINES and len(set(last)) == 1 and len(last[0]) >= LOOP_MIN_CHARS

@@ -159,6 +159,16 @@ def _ends_the_reply(text: str, reply: str) -> bool:
     return tail is None or not re.search(r"[^\W_]{2,}", tail.group(1))
 
 
+def at_most(schema: dict[str, Any] | None, n: int) -> dict[str, Any] | None:
+    """``schema`` with its ``rationales`` array capped at ``n`` items, so a constrained decoder closes
+    the reply after the count asked for instead of repeating rationales until max_tokens."""
+    array = ((schema or {}).get("properties") or {}).get("rationales")
+    if not isinstance(array, dict) or array.get("type") != "array":
+        return schema
+    capped = {**array, "maxItems": min(n, array.get("maxItems", n))}
+    return {**schema, "properties": {**schema["properties"], "rationales": capped}}
+
+
 def question_rationale(question: str) -> Rationale:
     """The fallback rationale: the question itself, with no flag rule."""
     return Rationale(index=1, text=question.strip(), label="question")
@@ -178,7 +188,7 @@ async def generate_rationales(
     template = ctx.prompts.get(prompt)
     messages = template.render(question=question, num_rationales=num_rationales)
     llm = ctx.llm_for(node)
-    schema = template.output.json_schema if llm.capabilities.json_schema else None
+    schema = at_most(template.output.json_schema, num_rationales) if llm.capabilities.json_schema else None
     trace: list[TraceEvent] = []
     usage = Usage()
     # Decoding dominates on a CPU: stop near the count asked for, not at the prompt's ceiling.

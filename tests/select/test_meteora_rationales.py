@@ -107,6 +107,16 @@ async def test_generate_uses_json_schema_only_when_backend_supports_it() -> None
     assert structured.requests[0].json_schema["required"] == ["rationales"]
 
 
+async def test_the_schema_caps_the_array_at_the_count_asked_for() -> None:
+    """A small model under a grammar repeats one rationale until max_tokens unless the array is capped."""
+    structured = ScriptedLLM([JSON_REPLY], capabilities=Capabilities(json_schema=True))
+    await generate_rationales(QUESTION, RunContext(llm=structured), num_rationales=3)
+    schema = structured.requests[0].json_schema
+    assert schema["properties"]["rationales"]["maxItems"] == 3
+    assert schema["properties"]["rationales"]["items"]["required"] == ["text"]  # the rest is the prompt's
+    assert "maxItems" not in RunContext().prompts.get("rationale.default").output.json_schema["properties"]["rationales"]
+
+
 @pytest.mark.parametrize("reply", ["", REFUSAL, "!!!", LLMTimeout("slow server")])
 async def test_unusable_output_falls_back_to_the_question(reply) -> None:
     ctx = RunContext(llm=ScriptedLLM([reply]))
