@@ -39,9 +39,11 @@ SelectorClass = TypeVar("SelectorClass", bound=type)
 
 
 def register_selector(name: str) -> Callable[[SelectorClass], SelectorClass]:
-    """Class decorator: make a ``Selector`` subclass available as ``name`` (see ``get_selector``)."""
+    """Class decorator: make a ``Selector`` subclass available as ``name`` (see ``get_selector``);
+    the class takes the name it is registered under."""
 
     def decorate(cls: SelectorClass) -> SelectorClass:
+        cls.name = name
         _REGISTRY[name] = cls
         return cls
 

@@ -101,7 +101,6 @@ def score_schema(n: int) -> dict:
 class GroupwiseSelector(Selector[GroupwiseConfig]):
     """GroupRank-style joint 0-10 scoring of shuffled groups, fused with the retriever score."""
 
-    name = "groupwise"
     Config = GroupwiseConfig
 
     async def score(self, question: str, candidates: list[ScoredChunk], run: SelectorRun) -> list[float]:

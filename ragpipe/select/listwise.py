@@ -113,7 +113,6 @@ class WindowAnswer:
 class ListwiseSelector(Selector[ListwiseConfig]):
     """RankGPT-style sliding-window permutation ranking (``mode="first"`` for FIRST)."""
 
-    name = "listwise"
     Config = ListwiseConfig
 
     async def score(self, question: str, candidates: list[ScoredChunk], run: SelectorRun) -> list[float]:

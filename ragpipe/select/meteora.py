@@ -228,7 +228,6 @@ class MeteoraConfig(SelectorConfig):
 class MeteoraSelector(Selector[MeteoraConfig]):
     """Rationale-driven evidence selection with an adaptive (elbow) cutoff and neighbour expansion."""
 
-    name = NAME
 
     Config = MeteoraConfig
 

@@ -129,7 +129,6 @@ class Comparisons:
 class PairwiseSelector(Selector[PairwiseConfig]):
     """PRP with both orders per pair: all pairs (parallel) or heapsort top-k (sequential)."""
 
-    name = "pairwise"
     Config = PairwiseConfig
 
     async def score(self, question: str, candidates: list[ScoredChunk], run: SelectorRun) -> list[float]:

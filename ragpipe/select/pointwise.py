@@ -132,7 +132,6 @@ def expected_score(completion: Completion, high: int = 10) -> float | None:
 class YesNoSelector(PointwiseSelector):
     """Relevance = normalised yes-probability (text: yes 1, no 0)."""
 
-    name = "pointwise_yesno"
     default_prompt = "pointwise.yesno"
 
     def from_logprobs(self, completion: Completion) -> float | None:
@@ -146,7 +145,6 @@ class YesNoSelector(PointwiseSelector):
 class ScaleSelector(PointwiseSelector):
     """Relevance = expected 0-10 score over the score tokens (text: the parsed integer)."""
 
-    name = "pointwise_scale"
     default_prompt = "pointwise.scale"
 
     def from_logprobs(self, completion: Completion) -> float | None:

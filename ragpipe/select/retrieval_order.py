@@ -13,7 +13,6 @@ from ragpipe.select.base import Selector, SelectorConfig, SelectorRun, input_ord
 class RetrievalOrderSelector(Selector[SelectorConfig]):
     """Ranks by the incoming order; with ``cutoff`` set, the elbow runs on the retriever scores."""
 
-    name = "retrieval_order"
     needs_llm = False
 
     async def score(self, question: str, candidates: list[ScoredChunk], run: SelectorRun) -> list[float]:
