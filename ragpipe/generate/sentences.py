@@ -13,6 +13,7 @@ from dataclasses import dataclass
 # A sentence ends at . ! ? followed by space (not inside "e.g. x" or "3.5") or at a blank line.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9`])|\n\s*\n|\n(?=\s*[-*•#]|\s*\d+\.\s)")
 _ABBREVIATION = re.compile(r"\b(e\.g|i\.e|etc|vs|Mr|Mrs|Dr|St|No|approx|cf|Fig)\.$", re.IGNORECASE)
+_INITIAL = re.compile(r"(?:^|[\s.(])[A-Z]\.$")  # "Roderick A." or "J. R. R.": a name goes on
 _WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 STOPWORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before being below
@@ -40,7 +41,7 @@ def split_sentences(text: str) -> list[Sentence]:
     start = 0
     for match in _SENTENCE_END.finditer(text):
         piece = text[start : match.start()]
-        if _ABBREVIATION.search(piece.rstrip("\"')]")):
+        if _ABBREVIATION.search(piece.rstrip("\"')]")) or _INITIAL.search(piece):
             continue
         _add(sentences, text, start, match.start())
         start = match.end()

@@ -109,3 +109,14 @@ def test_stopwords_are_dropped_before_stemming_so_does_and_this_carry_no_meaning
 
     assert content_words("What does this loop do when it has no items?") == {"loop", "item"}
     assert content_words("The directories of this project") == {"directory", "project"}
+
+
+def test_initials_in_a_name_do_not_end_a_sentence() -> None:
+    from ragpipe.generate.sentences import split_sentences
+
+    text = 'Roddy Maude-Roxby\n\nRoderick A. "Roddy" Maude-Roxby (born 1930) is an English actor. See J. R. R. Tolkien.'
+    assert [s.text for s in split_sentences(text)] == [
+        "Roddy Maude-Roxby",
+        'Roderick A. "Roddy" Maude-Roxby (born 1930) is an English actor.',
+        "See J. R. R. Tolkien.",
+    ]
