@@ -12,7 +12,9 @@ from documents or file names is printed through ``printable``.
 
 from __future__ import annotations
 
+import math
 import os
+import shutil
 import sys
 import threading
 from pathlib import Path
@@ -371,10 +373,13 @@ def _ask(question: str, docs: Path, method: str | None, no_verify: bool, connect
 
 
 async def stream_answer(pipe: Any, question: str, *, trace: bool, budget: Any, out: Any,
-                        status: StatusLine | None = None) -> tuple[Answer, str]:
+                        status: StatusLine | None = None) -> tuple[Answer, str | None]:
     """Write the answer to ``out`` as the model generates it; returns the final answer and the raw text.
 
-    The first piece of text ends the status line, so the two never share a terminal line.
+    The first piece of text ends the status line, so the two never share a terminal line. When
+    checking replaced the streamed text (a degenerate answer retried or quoted from the evidence,
+    citations renumbered), a terminal gets the streamed text erased and the raw text is ``None``:
+    only the checked answer stays on screen.
     """
     from ragpipe.generate.generator import AnswerEvent
 
@@ -395,4 +400,18 @@ async def stream_answer(pipe: Any, question: str, *, trace: bool, budget: Any, o
         out.write("\n")
         out.flush()
     assert answer is not None, "the answer stream ended without its answer"
-    return answer, "".join(pieces)
+    streamed = "".join(pieces)
+    if streamed.strip() != answer.text.strip() and take_back(out, printable(streamed)):
+        return answer, None
+    return answer, streamed
+
+
+def take_back(out: Any, printed: str) -> bool:
+    """Erase ``printed`` (just written to ``out``, then a newline) from a terminal; False elsewhere."""
+    if not printed or not bool(getattr(out, "isatty", lambda: False)()):
+        return False
+    columns = max(1, shutil.get_terminal_size().columns)
+    rows = sum(max(1, math.ceil(len(line) / columns)) for line in printed.split("\n"))
+    out.write(f"\x1b[{rows}F\x1b[J")  # up to the first streamed row, then clear to the end of the screen
+    out.flush()
+    return True

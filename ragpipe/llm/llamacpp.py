@@ -149,8 +149,11 @@ class LlamaCppLLM(BaseLLM):
                     if not self.model_path.is_file():
                         raise LLMUnavailable(f"GGUF model file {self.model_path} does not exist")
                     try:
-                        self._tokenizer = llama_cpp.Llama(model_path=str(self.model_path), vocab_only=True,
-                                                          verbose=False)
+                        # A vocabulary-only load warns about its (unused) context on stderr whatever
+                        # ``verbose`` says; on a terminal that line would land inside the answer.
+                        with _quiet_stderr():
+                            self._tokenizer = llama_cpp.Llama(model_path=str(self.model_path), vocab_only=True,
+                                                              verbose=False)
                     except (ValueError, RuntimeError) as err:
                         raise LLMUnavailable(f"llama.cpp could not load {self.model_path}: {err}") from err
         return self._tokenizer
@@ -351,6 +354,17 @@ class LlamaCppLLM(BaseLLM):
             shifted = row - row.max()
             result.append(float(shifted[token] - np.log(np.exp(shifted).sum())))
         return result
+
+
+def _quiet_stderr() -> Any:
+    """llama-cpp-python's own redirect of the C library's stderr (falls back to no redirect)."""
+    try:
+        from llama_cpp._utils import suppress_stdout_stderr
+    except ImportError:  # pragma: no cover - a llama-cpp-python without the helper
+        import contextlib
+
+        return contextlib.nullcontext()
+    return suppress_stdout_stderr(disable=False)
 
 
 LOOP_LINES = 3  # identical lines in a row that end a generation

@@ -257,6 +257,48 @@ def test_streamed_control_characters_are_escaped(tmp_path: Path) -> None:
     assert answer.text == "red text" and streamed == "red \x1b[31m text"
 
 
+def test_a_terminal_keeps_only_the_checked_answer_when_checking_replaced_the_streamed_one(monkeypatch) -> None:
+    """A degenerate streamed answer is erased from the screen before the quoted replacement is printed."""
+    import asyncio
+    import io
+    import os
+
+    from ragpipe.cli.ask import stream_answer
+
+    degenerate = "The only person who can add users is the **n**malloc" + "**n**" * 30
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    class Replaced:
+        async def astream(self, question: str, **kwargs: Any) -> AsyncIterator[Any]:
+            from ragpipe.generate.generator import AnswerEvent, TokenEvent
+            from ragpipe.schema import Answer
+
+            yield TokenEvent(degenerate[:40])
+            yield TokenEvent(degenerate[40:])
+            yield AnswerEvent(Answer(question=question, text="“The super admin adds users.” [1]", mode="extracted"))
+
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *a, **k: os.terminal_size((80, 24)))
+    out = Terminal()
+    answer, streamed = asyncio.run(stream_answer(Replaced(), "q", trace=False, budget=None, out=out))
+    rows = -(-len(degenerate) // 80)
+    assert streamed is None and out.getvalue().endswith(f"\n\x1b[{rows}F\x1b[J")
+
+    kept = Terminal()  # an answer checking left alone stays as it was streamed
+    class Kept(Replaced):
+        async def astream(self, question: str, **kwargs: Any) -> AsyncIterator[Any]:
+            from ragpipe.generate.generator import AnswerEvent, TokenEvent
+            from ragpipe.schema import Answer
+
+            yield TokenEvent("Every 90 days [1].")
+            yield AnswerEvent(Answer(question=question, text="Every 90 days [1]."))
+
+    _, streamed = asyncio.run(stream_answer(Kept(), "q", trace=False, budget=None, out=kept))
+    assert streamed == "Every 90 days [1]." and "\x1b[" not in kept.getvalue()
+
+
 def test_status_line_clears_itself_once_on_a_terminal() -> None:
     import io
 
