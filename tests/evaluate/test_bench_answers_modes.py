@@ -4,9 +4,6 @@ evidence over a usable answer, generate mode would have given that answer, not a
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +11,8 @@ from ragpipe.context import RunContext
 from ragpipe.generate import Generator
 from ragpipe.llm.scripted import ScriptedLLM
 from ragpipe.schema import Chunk, ScoredChunk
+from tests.evaluate.eval_scripts import load_eval_script
 
-ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "Which file keeps files out of your npm package?"
 EVIDENCE = [
     ScoredChunk(chunk=Chunk(id="ignore", doc_id="developers", position=3,
@@ -27,11 +24,7 @@ EVIDENCE = [
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(ROOT / "eval"))
-    spec = importlib.util.spec_from_file_location("bench_answers", ROOT / "eval" / "bench_answers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_eval_script("bench_answers")
 
 
 def auto_answer(*replies: str):

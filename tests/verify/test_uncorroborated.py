@@ -3,7 +3,6 @@ honest rewordings keep their chunks when their terms, or their short answers, ha
 
 from __future__ import annotations
 
-import random
 
 import numpy as np
 
@@ -12,7 +11,15 @@ from ragpipe.llm.base import ChatRequest
 from ragpipe.llm.scripted import ScriptedLLM
 from ragpipe.verify import Verifier
 from ragpipe.verify.signals import uncorroborated_signal
-from tests.verify.test_cluster_disagreement import HONEST, NEWS, QUESTION, passages_of, scored, with_vectors
+from tests.verify.test_cluster_disagreement import (
+    HONEST,
+    NEWS,
+    QUESTION,
+    dropped_in_every_order,
+    passages_of,
+    scored,
+    with_vectors,
+)
 
 # PoisonedRAG-style planted passages: one false answer, reworded, each naming it.
 PLANTED = [
@@ -113,13 +120,7 @@ async def test_broken_replies_leave_the_cheap_verdict_standing() -> None:
 
 async def test_the_group_verdict_does_not_depend_on_the_order_of_the_evidence() -> None:
     evidence = [scored(f"p{i}", t) for i, t in enumerate(PLANTED)] + [scored(f"h{i}", t) for i, t in enumerate(HONEST)]
-    dropped = set()
-    for seed in range(4):
-        order = list(evidence)
-        random.Random(seed).shuffle(order)
-        result = await Verifier().verify(QUESTION, order, with_vectors(ScriptedLLM(fn=gullible)))
-        dropped.add(tuple(sorted(d.chunk.id for d in result.dropped)))
-    assert dropped == {("p0", "p1", "p2")}
+    assert await dropped_in_every_order(evidence, gullible) == {("p0", "p1", "p2")}
 
 
 async def test_an_answer_copied_onto_every_passage_does_not_clear_a_planted_group() -> None:
