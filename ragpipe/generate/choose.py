@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from ragpipe.generate.citations import MARKER
 from ragpipe.generate.extractive import Extraction, candidates
-from ragpipe.generate.sentences import content_words, split_sentences
+from ragpipe.generate.sentences import content_words, question_coverage, split_sentences
+from ragpipe.generate.support import added_words
 from ragpipe.schema import ScoredChunk
 
 MIN_BACKING_RATIO = 0.5  # of the quoted sentence's question coverage, for the claim's backing sentence
@@ -26,20 +27,12 @@ MIN_QUOTE_COVERAGE = 0.75  # of the question's words, for a quote to replace an 
 MIN_QUESTION_WORDS = 3  # a shorter question says too little to tell a matching sentence by its words
 
 
-def coverage(question: str, text: str) -> float:
-    """Share of the question's content words that ``text`` holds."""
-    asked = content_words(question)
-    return len(asked & content_words(text)) / len(asked) if asked else 0.0
-
-
 def claim(answer: str, question: str) -> set[str]:
     """The words the answer adds to the question: those of its first sentence (the answer, in an
     answer-first reply), else of the whole answer when the first only restates the question."""
-    bare = MARKER.sub(" ", answer)
-    asked = content_words(question)
-    sentences = split_sentences(bare)
-    added = content_words(sentences[0].text) - asked if sentences else set()
-    return added or content_words(bare) - asked
+    sentences = split_sentences(MARKER.sub(" ", answer))
+    added = added_words(sentences[0].text, question) if sentences else set()
+    return added or added_words(answer, question)
 
 
 def backing_coverage(answer: str, question: str, evidence: list[ScoredChunk]) -> float | None:
@@ -47,7 +40,7 @@ def backing_coverage(answer: str, question: str, evidence: list[ScoredChunk]) ->
     covering one among equals); None when no evidence sentence holds any of it."""
     added = claim(answer, question)
     pool = [c.sentence.text for c in candidates(evidence)]
-    held = [(len(added & content_words(text)), coverage(question, text)) for text in pool]
+    held = [(len(added & content_words(text)), question_coverage(question, text)) for text in pool]
     if not added or not held or max(h for h, _ in held) == 0:
         return None
     return max(held)[1]
@@ -59,10 +52,10 @@ def prefer_quote(answer: str | None, question: str, evidence: list[ScoredChunk],
     if len(content_words(question)) < MIN_QUESTION_WORDS:
         return None
     quoted = " ".join(c.sentence.text for c in quote.quoted)
-    matched = coverage(question, quoted)
+    matched = question_coverage(question, quoted)
     if answer is None:  # one sentence must match: two half-matching ones from different places are weaker
         best = quote.quoted[0].sentence.text
-        best_match = coverage(question, best)
+        best_match = question_coverage(question, best)
         if best_match >= MIN_QUOTE_COVERAGE and content_words(best) - content_words(question):
             return f"the model abstained, yet an evidence sentence holds {best_match:.0%} of the question's words"
         return None

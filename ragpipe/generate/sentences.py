@@ -99,3 +99,9 @@ def content_words(text: str) -> set[str]:
     Stopwords are dropped before stemming: stemmed, "does" and "this" would pass as "doe" and "thi".
     """
     return {_stem(w) for w in _tokens(text) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())}
+
+
+def question_coverage(question: str, text: str) -> float:
+    """Share of the question's content words that ``text`` holds: how far it addresses the question."""
+    asked = content_words(question)
+    return len(asked & content_words(text)) / len(asked) if asked else 0.0

@@ -1,14 +1,13 @@
 """Does the evidence back what an answer adds to the question?
 
 A small model's wrong answers are fluent and reuse the evidence's vocabulary, so "most of its
-words occur in the evidence" lets them through. Two things give them away:
+words occur in the evidence" lets them through. Three things give them away:
 
 - the names and literals it states (a flag such as ``-f``, a version such as ``2.1``, a date,
   ``npm_config_foo``, ``file.json``, "the Thames") are nowhere in the evidence, though a real
   answer copies them;
 - the words its first sentence (the answer, in an answer-first reply) adds to the question are
-  mostly absent from the evidence, even though the question's own words are there.
-
+  mostly absent from the evidence, even though the question's own words are there;
 - it rests on evidence that does not address the question: each of its sentences, and the
   evidence sentence that best backs it, hold under half as many of the question's words as the evidence
   sentence that best matches the question ("See package.json for more on package configs" to
@@ -24,7 +23,12 @@ import re
 
 from ragpipe.generate.citations import MARKER
 from ragpipe.generate.extractive import candidates
-from ragpipe.generate.sentences import content_words, split_sentences, words
+from ragpipe.generate.sentences import (
+    content_words,
+    question_coverage,
+    split_sentences,
+    words,
+)
 from ragpipe.schema import ScoredChunk
 
 MIN_SUPPORTED_SHARE = 0.3  # of a sentence's content words; one sentence reaching it is enough
@@ -94,10 +98,6 @@ def _off_topic(answer: str, known: set[str]) -> bool:
     return True
 
 
-def _coverage(question_words: set[str], text: str) -> float:
-    return len(question_words & content_words(text)) / len(question_words) if question_words else 0.0
-
-
 def off_question(sentence: str, question: str, evidence: list[ScoredChunk]) -> bool:
     """``sentence`` and the evidence sentence backing it address the question far less than the
     evidence's best sentence does: the answer is about something else the evidence says."""
@@ -106,9 +106,9 @@ def off_question(sentence: str, question: str, evidence: list[ScoredChunk]) -> b
     pool = [c.sentence.text for c in candidates(evidence)]
     if len(said) < MIN_ADDED_WORDS or not asked or not pool:
         return False
-    best = max(_coverage(asked, text) for text in pool)
+    best = max(question_coverage(question, text) for text in pool)
     backing = max(pool, key=lambda text: len(said & content_words(text)))
-    return max(_coverage(asked, sentence), _coverage(asked, backing)) < MIN_RELEVANCE_RATIO * best
+    return max(question_coverage(question, sentence), question_coverage(question, backing)) < MIN_RELEVANCE_RATIO * best
 
 
 def unsupported_reason(answer: str, question: str, evidence: list[ScoredChunk]) -> str | None:

@@ -53,6 +53,7 @@ from ragpipe.select.parsing import (
 )
 
 OUTPUT_SLACK_TOKENS = 16  # plus a quarter of the ideal answer: models space and prefix their rankings
+FIRST_TOP_LOGPROBS = 20
 FIRST_MAX_TOKENS = 3  # no assistant prefill: "[" or "Passage" may come first, the letter after it
 CONTENT_FREE = ("N/A", "[MASK]")  # what every passage says in the calibration calls
 
@@ -262,7 +263,7 @@ class ListwiseSelector(Selector[ListwiseConfig]):
         max_tokens = min(FIRST_MAX_TOKENS, run.ctx.prompts.get(config.first_prompt).max_tokens)
         messages = self._fit(run, self._render(config.first_prompt, run, query, True), passages, max_tokens, label)
         return await run.chat(messages, purpose=f"{label}: FIRST", max_tokens=max_tokens, temperature=0.0,
-                              top_logprobs=min(20, run.llm.capabilities.max_top_logprobs))
+                              top_logprobs=_top_logprobs(run))
 
     async def _letter_prior(self, query: str, n: int, run: SelectorRun) -> tuple[list[float] | None, bool]:
         """The letter distribution of an ``n``-passage window whose passages say nothing (``None`` if
@@ -301,7 +302,7 @@ class ListwiseSelector(Selector[ListwiseConfig]):
     async def _first_window(self, query: str, passages: list[str], run: SelectorRun, label: str,
                             prior: list[float] | None = None) -> tuple[WindowAnswer | None, bool, bool]:
         """(answer or None, keep using FIRST for later windows, retry this window by generation)."""
-        top = min(20, run.llm.capabilities.max_top_logprobs)
+        top = _top_logprobs(run)
         try:
             completion = await self._first_call(query, passages, run, label)
         except Exception as err:
@@ -326,6 +327,11 @@ class ListwiseSelector(Selector[ListwiseConfig]):
         return WindowAnswer(order, letter_logprobs), True, False
 
 
+def _top_logprobs(run: SelectorRun) -> int:
+    """Alternatives asked for per position: enough for every letter of a 20-passage window."""
+    return min(FIRST_TOP_LOGPROBS, run.llm.capabilities.max_top_logprobs)
+
+
 def first_letter_logprobs(completion: Completion, n: int) -> dict[int, float]:
     """Log-probability per identifier letter at the identifier position (after any ``[`` or ``Passage``).
 
@@ -341,11 +347,7 @@ def letter_prior(logprobs: dict[int, float], n: int) -> list[float] | None:
 
     A letter the content-free answer did not show gets half the least likely shown one's share.
     """
-    if not logprobs:
-        return None
-    floor = min(logprobs.values()) - math.log(2)
-    filled = [logprobs.get(i, floor) for i in range(n)]
-    return _log_normalised(filled)
+    return _log_normalised(_filled(logprobs, n)) if logprobs else None
 
 
 def calibrated(logprobs: dict[int, float], prior: list[float]) -> dict[int, float]:
@@ -402,6 +404,7 @@ def first_consensus(forwards: dict[int, float], backwards: dict[int, float], n: 
 
 
 def _filled(logprobs: dict[int, float], n: int) -> list[float]:
+    """One log-probability per position; a missing one gets half the least likely shown one's share."""
     floor = min(logprobs.values(), default=0.0) - math.log(2)
     return [logprobs.get(i, floor) for i in range(n)]
 

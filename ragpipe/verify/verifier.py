@@ -95,7 +95,10 @@ ALL_SIGNALS = (INSTRUCTION, QUERY_ECHO, NEAR_DUPLICATE, UNCORROBORATED, PERPLEXI
 # Perplexity is opt-in: one scoring pass per chunk, and little found on fluent LLM-written
 # poison (kept as the published baseline; see the poisoning benchmark).
 DEFAULT_SIGNALS = (INSTRUCTION, QUERY_ECHO, NEAR_DUPLICATE, UNCORROBORATED, LLM, ANSWER_CONSISTENCY)
-_WEIGHTS = {INSTRUCTION: 1.0, LLM: 1.0, UNCORROBORATED: 0.5, NEAR_DUPLICATE: 0.5, QUERY_ECHO: 0.5, PERPLEXITY: 0.5, ANSWER_CONSISTENCY: 0.5}
+_WEIGHTS = {
+    INSTRUCTION: 1.0, LLM: 1.0,  # each drops a chunk alone
+    UNCORROBORATED: 0.5, NEAR_DUPLICATE: 0.5, QUERY_ECHO: 0.5, PERPLEXITY: 0.5, ANSWER_CONSISTENCY: 0.5,
+}
 # The robust mode: every chunk answers the question alone (one short call per chunk), and an
 # answer that loses to the independent sources drops its chunk by itself (RobustRAG's vote).
 ROBUST: dict[str, object] = {"answer_mode": "per_chunk", "weights": {**_WEIGHTS, ANSWER_CONSISTENCY: 1.0}}
@@ -198,8 +201,8 @@ class Verifier:
         if UNCORROBORATED in cfg.signals:
             # Over the text the LLM is shown: a long chunk shares some rare word with any other by chance.
             found[UNCORROBORATED] = uncorroborated_signal(
-                question, [t[:cfg.chunk_chars] for t in texts], embeddings, cosine_threshold=cfg.claim_cosine, rouge_threshold=cfg.rouge_threshold,
-                min_cluster=cfg.min_cluster, paraphrase_rouge=cfg.paraphrase_rouge,
+                question, [t[:cfg.chunk_chars] for t in texts], embeddings, cosine_threshold=cfg.claim_cosine,
+                rouge_threshold=cfg.rouge_threshold, min_cluster=cfg.min_cluster, paraphrase_rouge=cfg.paraphrase_rouge,
             )
         if PERPLEXITY in cfg.signals:
             scorer = scorer_of(ctx.llm)
