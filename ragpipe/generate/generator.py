@@ -189,7 +189,7 @@ class Generator:
                        llm: LLM, mode: str) -> Generation:
         """Keep a usable answer; else ask once more with the simpler prompt; else extract or abstain."""
         if self._degenerate(first, question, evidence) is None:
-            return self._choose(question, first, evidence, ctx, mode)
+            return await self._choose(question, first, evidence, ctx, mode)
         events = first.events
         fitted, dropped = await run_blocking(self._fit, question, evidence, ctx, llm, self.retry_prompt)
         events.extend(dropped)
@@ -200,19 +200,19 @@ class Generator:
             completion = await self._call(llm, messages, ctx, self.retry_prompt)
             second = self._finish(question, completion, fitted, events)
             if self._degenerate(second, question, fitted) is None:
-                return self._choose(question, second, fitted, ctx, mode)
+                return await self._choose(question, second, fitted, ctx, mode)
         if mode == "auto":
-            return self._extract(question, evidence, ctx, events, because="the generated answer stayed unusable")
+            return await self._extract(question, evidence, ctx, events, because="the generated answer stayed unusable")
         return self._abstain(question, "no usable generated answer after the retry", events)
 
-    def _choose(self, question: str, generation: Generation, evidence: list[ScoredChunk], ctx: RunContext,
+    async def _choose(self, question: str, generation: Generation, evidence: list[ScoredChunk], ctx: RunContext,
                 mode: str) -> Generation:
         """In ``auto``: the usable generated answer (or abstention), unless the evidence's best sentence
         answers better; the replaced answer stays in the trace."""
         if mode != "auto":
             return generation
         start = time.perf_counter()
-        extraction = self._extraction(question, evidence, ctx, generation.events)
+        extraction = await self._extraction(question, evidence, ctx, generation.events)
         answer = generation.answer
         reason = None if extraction is None else prefer_quote(
             None if answer.abstained else answer.text, question, evidence, extraction)
@@ -223,20 +223,20 @@ class Generator:
         return self._quote(question, extraction, evidence, ctx, generation.events, because=reason, start=start,
                            replaced=replaced)
 
-    def _extraction(self, question: str, evidence: list[ScoredChunk], ctx: RunContext,
-                    events: list[TraceEvent]) -> Extraction | None:
-        embedder = ctx.embedder
+    async def _extraction(self, question: str, evidence: list[ScoredChunk], ctx: RunContext,
+                          events: list[TraceEvent]) -> Extraction | None:
+        """The best evidence sentences, scored off the event loop (embedding the sentences blocks)."""
         try:
-            return extract_answer(question, evidence, embedder)
+            return await run_blocking(extract_answer, question, evidence, ctx.embedder)
         except Exception as err:  # an embedder failure must not cost the answer: score by words only
             events.append(TraceEvent(node=self.node, kind="fallback",
                                      message=f"sentence embedding failed ({type(err).__name__}: {err}); scored by words only"))
             return extract_answer(question, evidence, None)
 
-    def _extract(self, question: str, evidence: list[ScoredChunk], ctx: RunContext, events: list[TraceEvent],
-                 because: str) -> Generation:
+    async def _extract(self, question: str, evidence: list[ScoredChunk], ctx: RunContext, events: list[TraceEvent],
+                       because: str) -> Generation:
         start = time.perf_counter()
-        extraction = self._extraction(question, evidence, ctx, events)
+        extraction = await self._extraction(question, evidence, ctx, events)
         return self._quote(question, extraction, evidence, ctx, events, because=because, start=start)
 
     def _quote(self, question: str, extraction: Extraction | None, evidence: list[ScoredChunk], ctx: RunContext,
@@ -268,7 +268,7 @@ class Generator:
             return self._abstain(question, "no evidence survived selection and verification", events)
         mode = self.mode(ctx)
         if mode == "extractive":
-            return self._extract(question, evidence, ctx, events, because="answer mode is extractive")
+            return await self._extract(question, evidence, ctx, events, because="answer mode is extractive")
         llm = ctx.llm_for(self.node)
         fitted, events = await run_blocking(self._fit, question, evidence, ctx, llm)  # tokenizers block
         if not fitted:
@@ -296,7 +296,7 @@ class Generator:
             return
         mode = self.mode(ctx)
         if mode == "extractive":
-            generation = self._extract(question, evidence, ctx, [], because="answer mode is extractive")
+            generation = await self._extract(question, evidence, ctx, [], because="answer mode is extractive")
             yield TokenEvent(generation.answer.text)
             yield generation
             return

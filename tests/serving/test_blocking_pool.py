@@ -63,7 +63,8 @@ def _default_pool() -> Iterator[None]:
     set_workers(DEFAULT_WORKERS)
 
 
-def _pipeline(tmp_path: Path, llm: ScriptedLLM, embedder: HashingEmbedder, **settings: object) -> Pipeline:
+def _pipeline(tmp_path: Path, llm: ScriptedLLM, embedder: HashingEmbedder, answer: str = "generate",
+              **settings: object) -> Pipeline:
     docs = tmp_path / "docs"
     if not docs.exists():
         docs.mkdir()
@@ -74,7 +75,7 @@ def _pipeline(tmp_path: Path, llm: ScriptedLLM, embedder: HashingEmbedder, **set
     store = ChunkStore.open(docs / ".ragpipe", loaded.store, embedding_model=embedder.name)
     index = SimpleNamespace(store=store, embedder=embedder)
     return Pipeline.from_settings(index=index, settings=loaded, llm=llm, method="fast", verify=False,
-                                  answer="generate")
+                                  answer=answer)
 
 
 def _pool_threads() -> list[threading.Thread]:
@@ -89,6 +90,17 @@ async def test_retrieval_and_token_counting_run_on_the_pool_threads(tmp_path: Pa
     assert all(a.text for a in answers)
     assert embedder.threads and llm.threads
     assert {name.rsplit("_", 1)[0] for name in embedder.threads + llm.threads} == {THREAD_PREFIX}
+
+
+async def test_auto_answers_embed_the_evidence_sentences_on_the_pool_threads(tmp_path: Path) -> None:
+    """``auto`` weighs the generated answer against the best evidence sentence: embedding blocks."""
+    embedder = RecordingEmbedder()
+    pipe = _pipeline(tmp_path, RecordingTokenizerLLM(cycle=["The Seine flows through Paris [1]."]), embedder,
+                     answer="auto")
+    answers = await asyncio.gather(*(pipe.aask(q) for q in QUESTIONS))
+    assert all(a.text for a in answers)
+    assert len(embedder.threads) > len(QUESTIONS)  # the sentences were embedded, besides each question
+    assert {name.rsplit("_", 1)[0] for name in embedder.threads} == {THREAD_PREFIX}
 
 
 async def test_the_pool_runs_no_more_calls_at_once_than_its_size() -> None:
