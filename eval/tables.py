@@ -156,10 +156,37 @@ def ask_rows(doc: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
+SELECTOR_SETS = ("trec_dl2019_bm25", "trec_dl2020_bm25", "noveleval")
+
+
+def _selector_order(row: dict[str, Any]) -> tuple:
+    """Model, dataset, the input order first, then method (its unbounded row right after it)."""
+    name = row["dataset"]
+    return (row.get("model", ""), SELECTOR_SETS.index(name) if name in SELECTOR_SETS else len(SELECTOR_SETS), name,
+            row["backend"] != "-", row["method"].removesuffix(" (no harm bound)"), row["backend"],
+            row["method"].endswith("(no harm bound)"))
+
+
+def selector_summary(doc: dict[str, Any]) -> str:
+    """Per model and method (harm bound on): nDCG@10 minus the input order's, and W/T/L, per dataset."""
+    inputs = {(r["dataset"], r.get("model")): r["ndcg@10"] for r in doc["rows"] if r["backend"] == "-"}
+    cells: dict[tuple[str, str, str], dict[str, str]] = {}
+    for r in doc["rows"]:
+        base = inputs.get((r["dataset"], r.get("model")))
+        if r["backend"] == "-" or base is None or r["method"].endswith("(no harm bound)"):
+            continue
+        wtl = "/".join(str(r["vs_input"][k]) for k in ("win", "tie", "loss")) if "vs_input" in r else "–"
+        key = (r.get("model", "–"), r["method"], r["backend"])
+        cells.setdefault(key, {})[r["dataset"]] = f"{r['ndcg@10'] - base:+.3f} ({wtl}, top {r.get('candidates', '–')})"
+    header = ["model", "method", "backend", *(f"{name} Δ (W/T/L, candidates)" for name in SELECTOR_SETS)]
+    rows = [[*key, *(cells[key].get(name, "not run") for name in SELECTOR_SETS)] for key in sorted(cells)]
+    return _table(header, rows)
+
+
 def selectors(doc: dict[str, Any]) -> str:
     inputs = {(r["dataset"], r.get("model")): r["ndcg@10"] for r in doc["rows"] if r["backend"] == "-"}
     rows = []
-    for r in doc["rows"]:
+    for r in sorted(doc["rows"], key=_selector_order):
         q = r["per_query"]
         base = inputs.get((r["dataset"], r.get("model")))
         delta = "" if r["backend"] == "-" or base is None else f"{r['ndcg@10'] - base:+.3f}"
@@ -170,11 +197,13 @@ def selectors(doc: dict[str, Any]) -> str:
                                                              q["completion_tokens"], q["wall_s"]]
         if shared:
             cost = cost[:4]
-        rows.append([r.get("model", "–"), r["dataset"], r["backend"], r["method"], r["queries"], r["ndcg@10"], delta,
+        rows.append([r.get("model", "–"), r["dataset"], r["backend"], r["method"], r["queries"],
+                     r.get("candidates", "–"), r["ndcg@10"], delta,
                      wtl, *cost, q.get("queries_with_fallback", "") if not shared else "",
                      q.get("queries_input_order_kept", "") if not shared else "",
                      ", ".join(f"{k} {v}" for k, v in ratio.items()) if ratio else ""])
-    header = ["model", "dataset", "backend", "method", "queries", "nDCG@10", "Δ vs input", "W/T/L vs input",
+    header = ["model", "dataset", "backend", "method", "queries", "candidates", "nDCG@10", "Δ vs input",
+              "W/T/L vs input",
               "calls/q", "prompt tok/q", "compl tok/q", "wall s/q", "fallback q", "input kept q",
               "ragpipe listwise / peer"]
     peers = doc.get("peer_rank_llm") or {}
@@ -194,7 +223,9 @@ def selectors(doc: dict[str, Any]) -> str:
             "the `(no harm bound)` row is the same LLM calls' own order.") if orders else \
         f"**LLM selectors** on BM25 candidates ({commands}; {doc.get('model', '')})"
     tail = "".join(f"\n\n{n}" for n in notes) + (f"\n\nElbow kept counts: {kept}." if kept else "")
-    return f"{head}\n\n" + _table(header, rows) + tail
+    summary = ("Δ nDCG@10 against the input order with the harm bound on (per-query wins/ties/losses, "
+               "candidates reranked):\n\n" + selector_summary(doc))
+    return f"{head}\n\n{summary}\n\nEvery row:\n\n" + _table(header, rows) + tail
 
 
 def poisoning(doc: dict[str, Any]) -> str:
