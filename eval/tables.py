@@ -222,6 +222,7 @@ def selectors(doc: dict[str, Any]) -> str:
             "Input orders: " + "; ".join(orders) + ". Every method runs with its harm bound on; "
             "the `(no harm bound)` row is the same LLM calls' own order.") if orders else \
         f"**LLM selectors** on BM25 candidates ({commands}; {doc.get('model', '')})"
+    notes += list(doc.get("notes") or [])
     tail = "".join(f"\n\n{n}" for n in notes) + (f"\n\nElbow kept counts: {kept}." if kept else "")
     summary = ("Δ nDCG@10 against the input order with the harm bound on (per-query wins/ties/losses, "
                "candidates reranked):\n\n" + selector_summary(doc))
