@@ -127,6 +127,24 @@ class LlamaCppLLM(BaseLLM):
             self._llama = llama
         return self._llama
 
+    def preload(self) -> threading.Thread:
+        """Load the model in a background thread (returned), so the first call need not wait for it.
+
+        Meant to overlap the load with work before the first call (retrieval); a failure is left
+        for that call to report.
+        """
+
+        def load() -> None:
+            with self._lock:
+                try:
+                    self._ensure_loaded()
+                except Exception:  # noqa: BLE001 - the first real call raises it with its context
+                    pass
+
+        thread = threading.Thread(target=load, name="ragpipe-llm-load", daemon=True)
+        thread.start()
+        return thread
+
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(

@@ -128,3 +128,21 @@ def test_token_counts_use_the_one_loaded_model(monkeypatch) -> None:
     assert llm.count_tokens("Paris") >= 1 and llm.count_tokens("") == 0
     assert len(loads) == 1 and not loads[0].get("vocab_only")  # no second, vocabulary-only copy
     assert llm._llama.n_ctx() == 2048  # the context an ask's prompts fit in, not n_ctx's 8192 default
+
+
+async def test_a_preloaded_model_is_the_one_the_first_call_uses() -> None:
+    llm = LlamaCppLLM(packaged_smollm2(), n_ctx=2048, n_threads=1)
+    llm.preload().join(timeout=30)
+    loaded = llm._llama
+    assert loaded is not None
+    reply = await llm.chat(PROMPT, max_tokens=2)
+    assert reply.text and llm._llama is loaded
+
+
+def test_preloading_a_missing_model_leaves_the_error_to_the_first_call(tmp_path) -> None:
+    from ragpipe.errors import LLMUnavailable
+
+    llm = LlamaCppLLM(tmp_path / "missing.gguf")
+    llm.preload()
+    with pytest.raises(LLMUnavailable, match="does not exist"):
+        llm.count_tokens("Paris")
