@@ -92,7 +92,7 @@ async def test_a_truncated_answer_keeps_its_partial_text_and_is_traced() -> None
 
 
 async def test_evidence_that_does_not_fit_the_context_window_is_left_out() -> None:
-    small = Capabilities(context_window=320)  # 200 for the answer: the prompt holds the first chunk, not the second
+    small = Capabilities(context_window=220)  # 100 for the answer: the prompt holds the first chunk, not the second
     llm = ScriptedLLM(["The Seine [1] [2]."], capabilities=small)
     result = await generate(llm)
     user = llm.requests[0].messages[-1].content
