@@ -83,8 +83,8 @@ class EmbeddingSettings(Section):
     batch_size: int | None = Field(None, ge=1, le=4096)
     base_url: str | None = None
     api_key_env: str | None = None
-    # Query time: "auto" embeds questions with an ONNX export of the model when one exists
-    # (no torch import, same vectors); "torch" always uses sentence-transformers.
+    # "auto" embeds questions, and on a machine without a GPU also chunks, with an ONNX export of
+    # the model when one exists (no torch import, same vectors); "torch" always uses sentence-transformers.
     query_runtime: Literal["auto", "torch"] = "auto"
     encoder_cache: str = "~/.cache/ragpipe/encoders"
 

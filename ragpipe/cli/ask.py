@@ -353,6 +353,9 @@ def _ask(question: str, docs: Path, method: str | None, no_verify: bool, connect
     from ragpipe.pipeline import Pipeline
 
     pipe = Pipeline.from_settings(index=index, settings=settings)
+    preload = getattr(pipe.ctx.llm, "preload", None)  # an in-process model loads while retrieval runs
+    if callable(preload):
+        preload()
     budget = pipe.new_budget()
     if as_json:
         with StatusLine(budget):

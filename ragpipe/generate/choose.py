@@ -46,6 +46,22 @@ def backing_coverage(answer: str, question: str, evidence: list[ScoredChunk]) ->
     return max(held)[1]
 
 
+def quote_could_win(answer: str | None, question: str, evidence: list[ScoredChunk]) -> bool:
+    """Whether :func:`prefer_quote` could pick a quote over ``answer``, judged by words alone.
+
+    Ranking the evidence sentences embeds each of them, which costs more than the rest of a
+    query's non-LLM work together; most answers stand on these word checks without it.
+    """
+    if len(content_words(question)) < MIN_QUESTION_WORDS:
+        return False
+    if answer is None:
+        return any(question_coverage(question, text) >= MIN_QUOTE_COVERAGE
+                   and content_words(text) - content_words(question)
+                   for text in (c.sentence.text for c in candidates(evidence)))
+    backing = backing_coverage(answer, question, evidence)
+    return backing is not None and backing < MIN_BACKING_RATIO  # a quote covers at most all of the question
+
+
 def prefer_quote(answer: str | None, question: str, evidence: list[ScoredChunk], quote: Extraction) -> str | None:
     """Why the quoted evidence answers better than ``answer`` (None: the model abstained); None
     when the generated answer should stand."""

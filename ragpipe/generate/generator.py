@@ -24,7 +24,7 @@ from ragpipe.concurrency import run_blocking
 from ragpipe.context import RunContext
 from ragpipe.errors import ConfigError, Truncated
 from ragpipe.generate.abstain import NOT_FOUND_TEXT, says_not_found, starts_with_not_found
-from ragpipe.generate.choose import prefer_quote
+from ragpipe.generate.choose import prefer_quote, quote_could_win
 from ragpipe.generate.citations import resolve_citations
 from ragpipe.generate.degenerate import degenerate_reason
 from ragpipe.generate.extractive import Extraction, extract_answer
@@ -209,11 +209,11 @@ class Generator:
                 mode: str) -> Generation:
         """In ``auto``: the usable generated answer (or abstention), unless the evidence's best sentence
         answers better; the replaced answer stays in the trace."""
-        if mode != "auto":
+        answer = generation.answer
+        if mode != "auto" or not quote_could_win(None if answer.abstained else answer.text, question, evidence):
             return generation
         start = time.perf_counter()
         extraction = await self._extraction(question, evidence, ctx, generation.events)
-        answer = generation.answer
         reason = None if extraction is None else prefer_quote(
             None if answer.abstained else answer.text, question, evidence, extraction)
         if reason is None:

@@ -7,6 +7,8 @@ points each citation at the sentence it rests on).
 
 from __future__ import annotations
 
+import functools
+
 import re
 from dataclasses import dataclass
 
@@ -93,12 +95,14 @@ def words(text: str) -> list[str]:
     return [_stem(w) for w in _tokens(text)]
 
 
-def content_words(text: str) -> set[str]:
+@functools.lru_cache(maxsize=2048)
+def content_words(text: str) -> frozenset[str]:
     """The words that carry meaning: no stopwords, no one-letter tokens except digits.
 
     Stopwords are dropped before stemming: stemmed, "does" and "this" would pass as "doe" and "thi".
+    Kept per text: one answer's checks ask for the same question's and sentences' words dozens of times.
     """
-    return {_stem(w) for w in _tokens(text) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())}
+    return frozenset({_stem(w) for w in _tokens(text) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())})
 
 
 def question_coverage(question: str, text: str) -> float:

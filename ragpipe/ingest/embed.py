@@ -203,6 +203,32 @@ def get_embedder(settings: EmbeddingSettings) -> Embedder:
     return _cached_embedder(settings.model_dump_json())
 
 
+def get_index_embedder(settings: EmbeddingSettings) -> Embedder:
+    """The embedder for indexing: on CPU the ONNX export when there is one, else the configured model.
+
+    The export gives the same vectors (checked when it was made) without importing torch and
+    sentence-transformers, which cost seconds and about 400 MB of resident memory per process.
+    With an accelerator the configured model runs there instead: batches of chunks are where a
+    GPU pays.
+    """
+    if not _accelerator_possible(settings):
+        from ragpipe.ingest.onnx_encoder import load_onnx_embedder
+
+        fast = load_onnx_embedder(settings)
+        if fast is not None:
+            return fast
+    return get_embedder(settings)
+
+
+def _accelerator_possible(settings: EmbeddingSettings) -> bool:
+    """Whether sentence-transformers could run on a GPU (``cuda``: NVIDIA or ROCm), judged without torch."""
+    if settings.device is not None:
+        return settings.device != "cpu"
+    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return False
+    return any(Path("/dev").glob("nvidia[0-9]*")) or Path("/dev/kfd").exists()
+
+
 def get_query_embedder(settings: EmbeddingSettings) -> Embedder:
     """The embedder for questions: the ONNX export when there is one, else the configured model.
 

@@ -25,7 +25,7 @@ import numpy as np
 from ragpipe.config import Settings
 from ragpipe.errors import ConfigError, EmbeddingMismatch, IngestError, StoreError
 from ragpipe.ingest.chunker import Chunker, ChunkPlan
-from ragpipe.ingest.embed import Embedder, embedder_name, get_embedder, get_query_embedder
+from ragpipe.ingest.embed import Embedder, embedder_name, get_index_embedder, get_query_embedder
 from ragpipe.ingest.loaders import LoadedDocument
 from ragpipe.ingest.manifest import Manifest, ManifestEntry, run_state
 from ragpipe.ingest.report import IndexReport, ProgressEvent, ProgressFn
@@ -289,7 +289,7 @@ class _Run:
         from ragpipe.ingest.store import ChunkStore
 
         if self.embedder is None:
-            self.embedder = get_embedder(self.settings.embedding)
+            self.embedder = get_index_embedder(self.settings.embedding)
             name = self._check_model(manifest)  # the loaded model's own name is what gets recorded
         store = ChunkStore.open(
             self.index_dir, self.settings.store, embedding_model=name, dim=self.embedder.dim, create=True

@@ -265,11 +265,20 @@ class ChunkStore:
                                      include=include)
 
     def get(self, ids: Sequence[str]) -> list[Chunk]:
-        """Chunks by id, in the order asked (missing ids are left out)."""
+        """Chunks by id, in the order asked (missing ids are left out).
+
+        Their vectors come in the same read and are kept for :meth:`embeddings`: the selector and
+        the verifier ask for the vectors of the chunks just retrieved, and a second read of the
+        same rows would cost about as much as the first.
+        """
         if not ids:
             return []
-        result = self._live().get(ids=list(ids), include=["documents", "metadatas"])
+        revision = self.revision
+        result = self._live().get(ids=list(ids), include=["documents", "metadatas", "embeddings"])
         found = {i: _to_chunk(i, d, m) for i, d, m in zip(result["ids"], result["documents"], result["metadatas"])}
+        vectors = result.get("embeddings")
+        if vectors is not None and len(vectors) == len(result["ids"]):
+            self._vectors.put({i: np.asarray(v, dtype=np.float32) for i, v in zip(result["ids"], vectors)}, revision)
         return [found[i] for i in ids if i in found]
 
     def neighbours(self, doc_id: str, position: int, window: int) -> list[Chunk]:

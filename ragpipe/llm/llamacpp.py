@@ -26,9 +26,9 @@ from ragpipe.schema import Usage
 
 MAX_TOP_LOGPROBS = 20
 # The KV cache first allocated, in tokens; it grows (up to ``n_ctx``) when a prompt and its output
-# need more. The cache is written in full when allocated, so an ``n_ctx`` of 8192 costs SmolLM2
-# about 190 MB of resident memory even for the 2000-token prompts of an ask.
-INITIAL_CONTEXT = 4096
+# need more. The cache is written in full when allocated (SmolLM2: about 23 KB a token, so 47 MB
+# here), and an ask's prompts stay under 1500 tokens.
+INITIAL_CONTEXT = 2048
 CONTEXT_STEP = 1024
 SCORER_CONTEXT = 512  # tokens of text scored by ``token_logprobs`` (perplexity); longer text is cut
 
@@ -82,9 +82,7 @@ class LlamaCppLLM(BaseLLM):
         self._scorer: Any = None
         self._formatter: Any = None
         self._special_texts: tuple[str, ...] = ()
-        self._tokenizer: Any = None
         self._lock = threading.Lock()
-        self._tokenizer_lock = threading.Lock()
         self._scorer_lock = threading.Lock()
 
     # -- loading ---------------------------------------------------------------------------
@@ -129,6 +127,24 @@ class LlamaCppLLM(BaseLLM):
             self._llama = llama
         return self._llama
 
+    def preload(self) -> threading.Thread:
+        """Load the model in a background thread (returned), so the first call need not wait for it.
+
+        Meant to overlap the load with work before the first call (retrieval); a failure is left
+        for that call to report.
+        """
+
+        def load() -> None:
+            with self._lock:
+                try:
+                    self._ensure_loaded()
+                except Exception:  # noqa: BLE001 - the first real call raises it with its context
+                    pass
+
+        thread = threading.Thread(target=load, name="ragpipe-llm-load", daemon=True)
+        thread.start()
+        return thread
+
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(
@@ -137,26 +153,16 @@ class LlamaCppLLM(BaseLLM):
 
     # -- tokens ----------------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:
-        """Tokens of ``text`` by the model's vocabulary alone: never waits for a running generation."""
-        return len(self._vocab().tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        """Tokens of ``text`` by the model's vocabulary alone.
 
-    def _vocab(self) -> Any:
-        """A vocabulary-only handle on the GGUF (no weights, no context), loaded once."""
-        if self._tokenizer is None:
-            with self._tokenizer_lock:
-                if self._tokenizer is None:
-                    llama_cpp = _import_llama_cpp()
-                    if not self.model_path.is_file():
-                        raise LLMUnavailable(f"GGUF model file {self.model_path} does not exist")
-                    try:
-                        # A vocabulary-only load warns about its (unused) context on stderr whatever
-                        # ``verbose`` says; on a terminal that line would land inside the answer.
-                        with _quiet_stderr():
-                            self._tokenizer = llama_cpp.Llama(model_path=str(self.model_path), vocab_only=True,
-                                                              verbose=False)
-                    except (ValueError, RuntimeError) as err:
-                        raise LLMUnavailable(f"llama.cpp could not load {self.model_path}: {err}") from err
-        return self._tokenizer
+        Tokenizing reads only the vocabulary, never the context, so it does not wait for a running
+        generation; a first call loads the model, which the next generation needs anyway.
+        """
+        llama = self._llama
+        if llama is None:
+            with self._lock:
+                llama = self._ensure_loaded()
+        return len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def prompt_tokens(self, messages: Sequence[Any]) -> list[int]:
         """The token ids the model sees for ``messages`` (chat template applied)."""
@@ -354,17 +360,6 @@ class LlamaCppLLM(BaseLLM):
             shifted = row - row.max()
             result.append(float(shifted[token] - np.log(np.exp(shifted).sum())))
         return result
-
-
-def _quiet_stderr() -> Any:
-    """llama-cpp-python's own redirect of the C library's stderr (falls back to no redirect)."""
-    try:
-        from llama_cpp._utils import suppress_stdout_stderr
-    except ImportError:  # pragma: no cover - a llama-cpp-python without the helper
-        import contextlib
-
-        return contextlib.nullcontext()
-    return suppress_stdout_stderr(disable=False)
 
 
 LOOP_LINES = 3  # identical lines in a row that end a generation

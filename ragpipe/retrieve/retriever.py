@@ -131,10 +131,9 @@ class Retriever:
         Reading 100 chunks' texts and metadata costs several times the vector search itself. Ids
         that the store no longer has (a BM25 sidecar behind the store) are skipped for the next ones.
         """
-        vector = await run_blocking(embed_question, self.embedder, question)
         where = to_chroma_where(flt, stored_keys(self.store))
-        dense, keyword = await asyncio.gather(
-            run_blocking(self.store.query_ids, vector, depth, where),
+        dense, keyword = await asyncio.gather(  # BM25 needs no vector: it runs while the question is embedded
+            run_blocking(self._dense_ids, question, depth, where),
             run_blocking(self._keyword_or_nothing, question, depth, flt),
         )
         stages, final = self._fuse({"dense": dense, "bm25": keyword}, "hybrid")
@@ -145,6 +144,9 @@ class Retriever:
             start += len(wanted)
             chunks.update({c.id: c for c in await run_blocking(self.chunks, wanted)})
         return self._build(final, stages, chunks, k)
+
+    def _dense_ids(self, question: str, k: int, where: dict[str, Any] | None) -> list[tuple[str, float]]:
+        return self.store.query_ids(embed_question(self.embedder, question), k, where)
 
     def _dense(self, question: str, k: int, flt: Any) -> list[tuple[Chunk, float]]:
         return dense_search(self.store, embed_question(self.embedder, question), k, flt)

@@ -43,3 +43,10 @@ class RevisionCache(Generic[V]):
                     values.update(fetched)
             found.update(fetched)
         return found
+
+    def put(self, values: dict[str, V], revision: str) -> None:
+        """Keep ``values`` read at ``revision`` (dropped when the cache has moved on to another one)."""
+        with self._lock:
+            if revision != self._revision or len(self._values) > self.max_items:
+                self._values, self._revision = {}, revision
+            self._values.update(values)

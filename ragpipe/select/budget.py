@@ -92,7 +92,11 @@ def fit_leading(render: Callable[[int], list[Message]], count: int, llm: LLM, *,
     paid for; a prompt grows with ``k``, so a binary search needs about log2(count) renders.
     """
     budget = prompt_budget(llm, output_tokens)
-    low, high = 0, count
+    messages = render(count)
+    tokens = prompt_tokens(llm, messages)
+    if tokens <= budget:  # the usual case: everything fits, one render
+        return FittedItems(count, messages, tokens, budget)
+    low, high = 0, count - 1
     while low < high:  # invariant: k <= low fits or low == 0; k > high does not fit
         middle = (low + high + 1) // 2
         if prompt_tokens(llm, render(middle)) <= budget:

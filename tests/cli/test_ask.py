@@ -315,3 +315,19 @@ def test_status_line_clears_itself_once_on_a_terminal() -> None:
         status.stop()
         status.stop()
     assert term.getvalue() == "\r\x1b[K"
+
+
+def test_an_in_process_model_starts_loading_before_retrieval(small_index, capsys: pytest.CaptureFixture[str]) -> None:
+    events: list[str] = []
+    small_index.llm.preload = lambda: events.append("preload")
+    original = small_index.llm.complete
+
+    async def complete(request):
+        events.append("call")
+        return await original(request)
+
+    small_index.llm.complete = complete
+    code = main(["ask", "How often are API keys rotated?", "--docs", str(small_index.docs), "--method", "fast",
+                 "--no-verify", "--json"])
+    assert code == 0, capsys.readouterr().err
+    assert events[0] == "preload" and events.count("preload") == 1 and "call" in events

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def fake_model(monkeypatch):
     fake = HashingEmbedder()
-    monkeypatch.setattr("ragpipe.ingest.indexer.get_embedder", lambda settings: fake)
+    monkeypatch.setattr("ragpipe.ingest.indexer.get_index_embedder", lambda settings: fake)
     monkeypatch.setattr("ragpipe.ingest.indexer.get_query_embedder", lambda settings: fake)
     monkeypatch.setattr("ragpipe.ingest.indexer.embedder_name", lambda settings: fake.name)
     return fake

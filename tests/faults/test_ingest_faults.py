@@ -223,7 +223,7 @@ def test_progress_lines_are_printed_when_stderr_is_not_a_terminal(tmp_path, caps
     from ragpipe.cli import main
 
     fake = HashingEmbedder()
-    monkeypatch.setattr("ragpipe.ingest.indexer.get_embedder", lambda settings: fake)
+    monkeypatch.setattr("ragpipe.ingest.indexer.get_index_embedder", lambda settings: fake)
     monkeypatch.setattr("ragpipe.ingest.indexer.embedder_name", lambda settings: fake.name)
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -363,7 +363,7 @@ def hashing_queries(monkeypatch):
     fake = HashingEmbedder()
     monkeypatch.setattr("ragpipe.ingest.indexer.get_query_embedder", lambda settings: fake)
     monkeypatch.setattr("ragpipe.ingest.indexer.embedder_name", lambda settings: fake.name)
-    monkeypatch.setattr("ragpipe.ingest.indexer.get_embedder", lambda settings: fake)
+    monkeypatch.setattr("ragpipe.ingest.indexer.get_index_embedder", lambda settings: fake)
     return fake
 
 

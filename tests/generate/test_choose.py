@@ -3,9 +3,11 @@ answers better, judged by the evidence alone; generate mode keeps what the model
 
 from __future__ import annotations
 
+import numpy as np
+
 from ragpipe.context import RunContext
 from ragpipe.generate import Generator
-from ragpipe.generate.choose import backing_coverage, prefer_quote
+from ragpipe.generate.choose import backing_coverage, prefer_quote, quote_could_win
 from ragpipe.generate.extractive import extract_answer
 from ragpipe.generate.generator import Generation
 from ragpipe.llm.scripted import ScriptedLLM
@@ -106,3 +108,62 @@ def test_the_backing_is_the_sentence_holding_the_claim() -> None:
     assert backing_coverage("A .npmignore file [1].", QUESTION, EVIDENCE) == 0.75
     # A claim no evidence sentence holds has no backing (the support check judges those).
     assert backing_coverage("The Makefile does.", QUESTION, EVIDENCE) is None
+
+
+class CountingEmbedder:
+    """Word-hash vectors; counts the texts it was asked to embed."""
+
+    name, dim, max_tokens = "counting", 16, 256
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def embed(self, texts: list[str], *, batch_size: int | None = None) -> np.ndarray:
+        self.texts += list(texts)
+        rows = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in text.lower().split():
+                rows[i, sum(map(ord, word)) % self.dim] += 1.0
+        return rows + 1e-3
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
+
+
+async def run_embedded(reply: str, question: str = QUESTION,
+                       evidence: list[ScoredChunk] = EVIDENCE) -> tuple[Generation, CountingEmbedder]:
+    embedder = CountingEmbedder()
+    ctx = RunContext(llm=ScriptedLLM([reply]), embedder=embedder)
+    return await Generator(answer="auto").agenerate(question, evidence, ctx), embedder
+
+
+async def test_a_well_backed_answer_stands_without_embedding_the_evidence_sentences() -> None:
+    result, embedder = await run_embedded("A .npmignore file keeps files out of your package [1].")
+    assert result.answer.mode == "generated"
+    assert embedder.texts == []
+
+
+async def test_an_abstention_over_partly_matching_evidence_stands_without_embedding() -> None:
+    question = "Which pseudo selector matches a dependency with a vulnerability reported last week by email?"
+    result, embedder = await run_embedded("Not found in the documents.", question=question, evidence=VULN_EVIDENCE)
+    assert result.answer.abstained and embedder.texts == []
+
+
+async def test_a_quote_that_may_win_is_still_ranked_with_embeddings() -> None:
+    result, embedder = await run_embedded("The cache file keeps files out of your npm package [2].")
+    assert result.answer.mode == "extracted" and result.events[-1].data["scoring"] == "words+embedding"
+    assert any(".npmignore" in text for text in embedder.texts)
+
+
+def test_the_word_check_never_rules_out_a_quote_that_would_win() -> None:
+    # prefer_quote may only pick the quote where quote_could_win says it could.
+    answers = [None, "The cache file keeps files out of your npm package [2].", "A .npmignore file [1].",
+               "The Makefile does.", "npm keeps the cache in ~/.npm [2].", "The :outdated selector [2]."]
+    for question, evidence in ((QUESTION, EVIDENCE), (VULN_QUESTION, VULN_EVIDENCE), ("Who wrote it?", EVIDENCE)):
+        quote = extract_answer(question, evidence)
+        assert quote is not None
+        for answer in answers:
+            if prefer_quote(answer, question, evidence, quote) is not None:
+                assert quote_could_win(answer, question, evidence), (question, answer)
+            if not quote_could_win(answer, question, evidence):
+                assert prefer_quote(answer, question, evidence, quote) is None

@@ -92,7 +92,7 @@ async def test_a_truncated_answer_keeps_its_partial_text_and_is_traced() -> None
 
 
 async def test_evidence_that_does_not_fit_the_context_window_is_left_out() -> None:
-    small = Capabilities(context_window=320)  # 200 for the answer: the prompt holds the first chunk, not the second
+    small = Capabilities(context_window=220)  # 100 for the answer: the prompt holds the first chunk, not the second
     llm = ScriptedLLM(["The Seine [1] [2]."], capabilities=small)
     result = await generate(llm)
     user = llm.requests[0].messages[-1].content
@@ -163,3 +163,15 @@ async def test_attribution_needs_real_overlap() -> None:
 async def test_an_answer_label_copied_from_the_prompt_is_removed() -> None:
     result = await generate(ScriptedLLM(["The answer is: The Seine [1]."]))
     assert result.answer.text == "The Seine [1]."
+
+
+async def test_a_rambling_answer_is_cut_at_a_few_sentences_worth_and_keeps_whole_sentences() -> None:
+    # SmolLM2 on npm's docs: the answer, then the same advice reworded until the token cap.
+    ramble = "The Seine flows through Paris [1]. " + " ".join(
+        f"It is a river that flows and flows through the city number {i} of France." for i in range(40))
+    llm = ScriptedLLM([ramble])
+    result = await generate(llm)
+    assert llm.requests[0].max_tokens <= 100
+    text = result.answer.text
+    assert text.startswith("The Seine flows through Paris [1].") and text.rstrip().endswith(".")
+    assert result.answer.citations[0].chunk_id == "seine"

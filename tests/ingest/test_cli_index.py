@@ -14,7 +14,7 @@ from tests.ingest.fixtures import write_corpus
 @pytest.fixture(autouse=True)
 def fake_model(monkeypatch):
     fake = HashingEmbedder()
-    monkeypatch.setattr("ragpipe.ingest.indexer.get_embedder", lambda settings: fake)
+    monkeypatch.setattr("ragpipe.ingest.indexer.get_index_embedder", lambda settings: fake)
     monkeypatch.setattr("ragpipe.ingest.indexer.embedder_name", lambda settings: fake.name)
     return fake
 

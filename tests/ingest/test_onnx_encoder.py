@@ -109,3 +109,33 @@ def test_indexing_leaves_an_encoder_that_queries_use(minilm, tmp_path):
     torch_hits = index.store.query(minilm.embed_query(question), 2)
     assert [c.id for c, _ in fast_hits] == [c.id for c, _ in torch_hits]
     assert fast_hits[0][1] == pytest.approx(torch_hits[0][1], abs=1e-4)
+
+
+def test_a_second_folder_is_indexed_with_the_export_on_cpu(minilm, tmp_path, monkeypatch):
+    settings = load_settings(embedding__encoder_cache=str(tmp_path / "encoders"), embedding__device="cpu")
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, text in ((first, "Magma rises through the crust and erupts as lava."),
+                         (second, "Knead the dough, let it rise, then bake the bread.")):
+        folder.mkdir()
+        (folder / "note.txt").write_text(text)
+    index_folder(first, settings)  # loads sentence-transformers and leaves the export
+    def torch_model(settings):
+        raise AssertionError("sentence-transformers loaded")
+
+    monkeypatch.setattr("ragpipe.ingest.embed.get_embedder", torch_model)
+    index_folder(second, settings)
+    index = open_index(second, settings)
+    hits = index.store.query(minilm.embed_query("how is bread baked?"), 1)
+    assert hits[0][1] == pytest.approx(float(minilm.embed(["Knead the dough, let it rise, then bake the bread."])[0]
+                                             @ minilm.embed_query("how is bread baked?")), abs=1e-4)
+
+
+def test_indexing_on_a_gpu_keeps_the_configured_model(exported, monkeypatch):
+    from ragpipe.ingest import embed
+
+    settings, _ = exported
+    monkeypatch.setattr(embed, "get_embedder", lambda s: "configured model")
+    assert isinstance(embed.get_index_embedder(settings.model_copy(update={"device": "cpu"})), OnnxEmbedder)
+    assert embed.get_index_embedder(settings.model_copy(update={"device": "cuda"})) == "configured model"
+    torch_only = settings.model_copy(update={"device": "cpu", "query_runtime": "torch"})
+    assert embed.get_index_embedder(torch_only) == "configured model"

@@ -128,3 +128,25 @@ def test_neighbours_skip_deleted_chunks_and_work_without_links(store):
     assert [c.id for c in result[a[1].id]] == [a[1].id, a[2].id]
     assert [c.id for c in result["loose"]] == ["loose", "sib"]
     assert [c.id for c in store.neighbours("c", 2, 1)] == ["loose", "sib"]
+
+
+def test_vectors_of_chunks_just_read_come_without_a_second_read(store, monkeypatch):
+    chunks = make_chunks("a", 4)
+    vectors = unit([[1, i, 0] for i in range(4)])
+    store.upsert(chunks, vectors, embedding_model="m")
+    assert [c.id for c in store.get([chunks[2].id, chunks[0].id])] == [chunks[2].id, chunks[0].id]
+    reads = []
+    monkeypatch.setattr(store, "_read_vectors", lambda ids: reads.append(ids) or {})
+    assert np.allclose(store.embeddings([chunks[0].id, chunks[2].id]), vectors[[0, 2]], atol=1e-6)
+    assert reads == []
+    with pytest.raises(StoreError):  # a chunk not read before is still read (here: the read finds nothing)
+        store.embeddings([chunks[1].id])
+    assert reads == [[chunks[1].id]]
+
+
+def test_a_write_makes_kept_vectors_stale(store):
+    chunk = make_chunks("a", 1)
+    store.upsert(chunk, unit([[1, 0, 0]]), embedding_model="m")
+    store.get([chunk[0].id])
+    store.upsert(chunk, unit([[0, 1, 0]]), embedding_model="m")
+    assert np.allclose(store.embeddings([chunk[0].id]), [[0, 1, 0]], atol=1e-6)

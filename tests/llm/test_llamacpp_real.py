@@ -108,3 +108,41 @@ async def test_the_context_starts_small_and_grows_for_a_long_prompt() -> None:
     assert 512 < llm._llama.n_ctx() <= 2048 and llm.capabilities.context_window == 2048
     again = await llm.chat(PROMPT, max_tokens=4)
     assert again.text == short.text  # the same greedy answer from the larger context
+
+
+def test_token_counts_use_the_one_loaded_model(monkeypatch) -> None:
+    import llama_cpp
+
+    loads: list[dict] = []
+    real = llama_cpp.Llama
+
+    def counting(*args, **kwargs):
+        loads.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(llama_cpp, "Llama", counting)
+    llm = LlamaCppLLM(packaged_smollm2(), n_threads=1)
+    words = "The archive opens at nine and closes at five on weekdays."
+    counted = llm.count_tokens(words)
+    assert counted == len(llm._llama.tokenize(words.encode(), add_bos=False, special=False)) > 5
+    assert llm.count_tokens("Paris") >= 1 and llm.count_tokens("") == 0
+    assert len(loads) == 1 and not loads[0].get("vocab_only")  # no second, vocabulary-only copy
+    assert llm._llama.n_ctx() == 2048  # the context an ask's prompts fit in, not n_ctx's 8192 default
+
+
+async def test_a_preloaded_model_is_the_one_the_first_call_uses() -> None:
+    llm = LlamaCppLLM(packaged_smollm2(), n_ctx=2048, n_threads=1)
+    llm.preload().join(timeout=30)
+    loaded = llm._llama
+    assert loaded is not None
+    reply = await llm.chat(PROMPT, max_tokens=2)
+    assert reply.text and llm._llama is loaded
+
+
+def test_preloading_a_missing_model_leaves_the_error_to_the_first_call(tmp_path) -> None:
+    from ragpipe.errors import LLMUnavailable
+
+    llm = LlamaCppLLM(tmp_path / "missing.gguf")
+    llm.preload()
+    with pytest.raises(LLMUnavailable, match="does not exist"):
+        llm.count_tokens("Paris")

@@ -59,3 +59,13 @@ def test_shared_question_vectors_are_read_only_and_unhashable_embedders_still_wo
     embed_question(odd, "q")
     embed_question(odd, "q")
     assert odd.calls == [1, 1]
+
+
+def test_values_put_at_the_current_revision_are_served_and_a_newer_revision_drops_them() -> None:
+    cache: RevisionCache[str] = RevisionCache(max_items=100)
+    asked: list[list[str]] = []
+    fetch = lambda ids: asked.append(ids) or {i: i.upper() for i in ids}  # noqa: E731
+    cache.put({"a": "put"}, "r1")
+    assert cache.get_many(["a", "b"], "r1", fetch) == {"a": "put", "b": "B"}
+    assert asked == [["b"]]
+    assert cache.get_many(["a"], "r2", fetch) == {"a": "A"}  # read again at a new revision

@@ -52,3 +52,24 @@ def test_fit_leading_keeps_the_longest_prefix_whose_rendered_prompt_fits():
     assert fitted.prompt_tokens <= fitted.budget == 40
     assert fitted.kept == max(k for k in range(7) if MESSAGE_OVERHEAD_TOKENS + 1 + 5 * k + max(0, k - 1) <= 40)
     assert fit_leading(render, len(items), llm, output_tokens=95).kept == 0  # not even the frame fits
+
+
+def test_fit_leading_renders_once_when_everything_fits_and_agrees_with_the_search():
+    from ragpipe.llm.base import Capabilities, Message
+    from ragpipe.llm.scripted import ScriptedLLM
+    from ragpipe.select.budget import fit_leading, prompt_tokens
+
+    items = ["one two three four five"] * 6
+    llm = ScriptedLLM(capabilities=Capabilities(context_window=100))
+    rendered: list[int] = []
+
+    def render(k: int) -> list[Message]:
+        rendered.append(k)
+        return [Message(role="user", content="Evidence: " + " | ".join(items[:k]))]
+
+    roomy = fit_leading(render, len(items), llm, output_tokens=10)
+    assert roomy.kept == 6 and rendered == [6]
+    for output_tokens in range(0, 100, 7):  # every budget: the longest prefix that fits, as before
+        fitted = fit_leading(render, len(items), llm, output_tokens=output_tokens)
+        fits = [k for k in range(7) if prompt_tokens(llm, render(k)) <= fitted.budget]
+        assert fitted.kept == max(fits, default=0)

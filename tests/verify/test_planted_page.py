@@ -45,7 +45,7 @@ def test_ask_drops_a_planted_page_addressed_to_ai_assistants(tmp_path: Path, mon
     from ragpipe.pipeline import Pipeline
 
     fake = HashingEmbedder()
-    monkeypatch.setattr("ragpipe.ingest.indexer.get_embedder", lambda settings: fake)
+    monkeypatch.setattr("ragpipe.ingest.indexer.get_index_embedder", lambda settings: fake)
     monkeypatch.setattr("ragpipe.ingest.indexer.get_query_embedder", lambda settings: fake)
     monkeypatch.setattr("ragpipe.ingest.indexer.embedder_name", lambda settings: fake.name)
     llm = ScriptedLLM(fn=gullible)
