@@ -461,8 +461,8 @@ async def main() -> None:
             entry["detection"].update(llm_part.pop("detection"))
             entry.update(llm_part)
             entry["detection_llm_subset_note"] = (
-                f"ragpipe, llm_listwise rows over the first {n} questions; ragpipe_robust, answer_consistency over the "
-                f"first {robust}; perplexity, llm_per_chunk over the first {min(n, args.baseline_limit)}; the other rows "
+                f"ragpipe, llm_listwise, answer_consistency rows over the first {n} questions; ragpipe_two_call over "
+                f"the first {min(n, args.two_call_limit)}; ragpipe_robust over the first {robust}; perplexity, llm_per_chunk over the first {min(n, args.baseline_limit)}; the other rows "
                 "over all questions")
         entry["seconds"] = round(time.perf_counter() - started, 1)
         results["datasets"][name] = entry
