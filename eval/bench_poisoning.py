@@ -8,16 +8,21 @@ Data: ``poison.jsonl`` of each ``--datasets`` folder, by default ``robustrag_rea
 
 Per question of ``robustrag_realtimeqa`` / ``robustrag_simpleqa`` the candidate pool is the
 ``--top-k`` passages (clean search snippets + the 5 poisoned passages) closest to the question
-under the packaged MiniLM embedder, i.e. what a dense retriever would hand the verifier. On
-``poisonedrag`` / ``revprag_poison`` only poisoned texts exist, so the pool is a question's 5
-poisoned texts and the figure is the share flagged.
+under the packaged MiniLM embedder, i.e. what a dense retriever would hand the verifier.
+``poisonedrag`` / ``revprag_poison`` ship no clean passages, so their 5 poisoned texts are injected
+into a clean corpus made of other shared datasets (``--negatives``: Wikipedia paragraphs and MS
+MARCO passages, as PoisonedRAG injects into NQ/HotpotQA/MS MARCO) and the pool is the ``--top-k``
+closest of all: the planted texts plus the honest passages a retriever would return beside them,
+none of which answers the question. ``--negatives`` with no dataset keeps the old pool of the 5
+planted texts alone (then only the share flagged means anything).
 
 Defences: ``none``; each cheap signal alone (``instruction``, ``query_echo``,
 ``near_duplicate``, ``uncorroborated``) and combined (``ragpipe_cheap``), over ``--limit`` questions; on the first
-``--llm-limit`` of them: ``ragpipe`` (the default verifier: cheap signals, one listwise LLM
-check and, when a chunk carries a weak hint, one listwise short-answer call for
-``answer_consistency``), ``llm_listwise`` (the check's flags alone), ``answer_consistency``
-(that signal alone), ``ragpipe_robust`` (``Verifier(**ROBUST)``: one isolated answer per kept
+``--llm-limit`` of them: ``ragpipe`` (the default verifier: cheap signals and one LLM call that
+gives every kept passage's verdict and short answer, for ``answer_consistency``),
+``llm_listwise`` (that call's flags alone), ``answer_consistency`` (that signal alone),
+``ragpipe_two_call`` on the first ``--two-call-limit`` (``llm_mode="listwise"``: a listwise flag
+check, then a listwise short-answer call when a chunk carries a weak hint), ``ragpipe_robust`` (``Verifier(**ROBUST)``: one isolated answer per kept
 chunk instead of the listwise answers), and the baselines
 ``perplexity`` and ``llm_per_chunk`` (one LLM call per chunk) on the first ``--baseline-limit``.
 Answers come from ragpipe's generator (``answer.cited`` prompt, ``--answer-tokens`` tokens) over
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -55,6 +61,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 QA_SETS = ("robustrag_realtimeqa", "robustrag_simpleqa")
 POISON_ONLY_SETS = ("poisonedrag", "revprag_poison")
 CHEAP = ("instruction", "query_echo", "near_duplicate", "uncorroborated")
+# Wikipedia paragraphs (for the NQ and HotpotQA questions) and MS MARCO passages (for MS MARCO's).
+NEGATIVES = ("hotpotqa_hipporag_train100", "trec_dl2019_bm25")
 
 
 # -- the local LLM ------------------------------------------------------------------------------
@@ -100,14 +108,53 @@ def as_scored(texts: list[str], poisoned: list[bool], qid: str) -> list[ScoredCh
     return out
 
 
-def candidate_pool(row: dict[str, Any], embedder: Any, top_k: int) -> list[ScoredChunk]:
-    """The top_k passages by cosine to the question, best first (a dense retriever's view)."""
+class CleanCorpus:
+    """Clean passages of other shared datasets, embedded once: the honest part of the corpus that
+    planted texts are injected into when a dataset ships no clean passages of its own."""
+
+    def __init__(self, texts: list[str], embedder: Any, cache: str | None = None) -> None:
+        self.texts = texts
+        digest = hashlib.sha256("\n".join([getattr(embedder, "name", "?"), *texts]).encode("utf-8")).hexdigest()[:16]
+        stored = Path(cache) / f"negatives-{digest}.npy" if cache else None
+        if stored is not None and stored.is_file():  # embedding thousands of passages takes minutes on a laptop
+            self.vectors = np.load(stored)
+            return
+        self.vectors = embedder.embed(texts) if texts else np.zeros((0, 1), dtype=np.float32)
+        if stored is not None:
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            np.save(stored, self.vectors)
+
+
+def load_negatives(folders: list[Path], per_folder: int) -> list[str]:
+    texts: list[str] = []
+    for folder in folders:
+        with (folder / "corpus.jsonl").open(encoding="utf-8") as fh:
+            for n, line in enumerate(fh):
+                if n >= per_folder:
+                    break
+                doc = json.loads(line)
+                texts.append(" ".join(t for t in (doc.get("title"), doc.get("text")) if t))
+    return texts
+
+
+def candidate_pool(row: dict[str, Any], embedder: Any, top_k: int, negatives: CleanCorpus | None = None
+                   ) -> list[ScoredChunk]:
+    """The top_k passages by cosine to the question, best first (a dense retriever's view).
+
+    A row without clean passages (PoisonedRAG, RevPRAG) is retrieved from its poisoned texts
+    injected into ``negatives``: a corpus that holds honest text, none of it about the question.
+    """
     texts = list(row["clean_texts"]) + list(row["poisoned_texts"])
     poisoned = [False] * len(row["clean_texts"]) + [True] * len(row["poisoned_texts"])
-    if not row["clean_texts"]:
+    if not row["clean_texts"] and negatives is None:
         return as_scored(texts, poisoned, row["id"])
     vectors = embedder.embed(texts)
-    scores = vectors @ embedder.embed_query(row["question"])
+    query = embedder.embed_query(row["question"])
+    scores = vectors @ query
+    if not row["clean_texts"] and negatives is not None and len(negatives.texts):
+        texts = list(row["poisoned_texts"]) + negatives.texts
+        poisoned = [True] * len(row["poisoned_texts"]) + [False] * len(negatives.texts)
+        scores = np.concatenate([scores, negatives.vectors @ query])
     order = [int(i) for i in np.argsort(-scores)[:top_k]]
     pool = as_scored([texts[i] for i in order], [poisoned[i] for i in order], row["id"])
     return [c.model_copy(update={"score": float(scores[i])}) for c, i in zip(pool, order)]
@@ -153,14 +200,15 @@ def contains(answer: str, options: list[str]) -> bool:
 
 # -- runs ---------------------------------------------------------------------------------------
 
-async def detect_cheap(rows: list[dict[str, Any]], embedder: Any, top_k: int) -> tuple[dict[str, Tally], list[list[ScoredChunk]]]:
+async def detect_cheap(rows: list[dict[str, Any]], embedder: Any, top_k: int, negatives: CleanCorpus | None = None,
+                       ) -> tuple[dict[str, Tally], list[list[ScoredChunk]]]:
     """Every cheap signal alone and their combination (no LLM) over all rows."""
     tallies = {name: Tally() for name in ("none", *CHEAP, "ragpipe_cheap", "ragpipe_cheap_cluster_hard")}
     ctx = RunContext(llm=None, embedder=embedder)
     verifier = Verifier(signals=CHEAP)
     pools = []
     for row in rows:
-        pool = candidate_pool(row, embedder, top_k)
+        pool = candidate_pool(row, embedder, top_k, negatives)
         pools.append(pool)
         result = await verifier.verify(row["question"], pool, ctx)
         for chunk, verdict in zip(pool, result.verdicts):
@@ -189,14 +237,15 @@ async def _timed_verify(verifier: Verifier, question: str, pool: list[ScoredChun
 
 async def detect_with_llm(
     rows: list[dict[str, Any]], pools: list[list[ScoredChunk]], llm: Any, embedder: Any, answer_tokens: int,
-    baseline_limit: int, robust_limit: int,
+    baseline_limit: int, robust_limit: int, two_call_limit: int = 0,
 ) -> dict[str, Any]:
     """The default verifier (cheap signals + one listwise call), the robust mode, and the baselines
     (perplexity, the per-chunk LLM check) over the same pools, with answers per defence."""
     from ragpipe.generate import Generator
     from ragpipe.verify import ROBUST
 
-    names = ("perplexity", "llm_per_chunk", "llm_listwise", "answer_consistency", "ragpipe", "ragpipe_robust")
+    names = ("perplexity", "llm_per_chunk", "llm_listwise", "answer_consistency", "ragpipe", "ragpipe_two_call",
+             "ragpipe_robust")
     tallies = {name: Tally() for name in names}
     answers: dict[str, dict[str, int]] = {}
     outcomes: dict[str, list[int]] = {}
@@ -205,6 +254,7 @@ async def detect_with_llm(
     unreadable = {"questions_with_unreadable_verdict": 0, "questions": 0}
     default = Verifier()
     robust = Verifier(**ROBUST)
+    two_call = Verifier(llm_mode="listwise")
     perplexity = Verifier(signals=("perplexity",))
     per_chunk = Verifier(signals=("llm",), llm_mode="per_chunk")
     generator = Generator(max_tokens=answer_tokens)
@@ -236,6 +286,13 @@ async def detect_with_llm(
         record["answers_listwise"] = {str(i): a for i, a in enumerate(result.isolated) if a is not None}
         for i, bad in enumerate(poisoned):
             tallies["answer_consistency"].add(bool(ac and ac.flagged[i]), bad)
+        if q < two_call_limit:
+            two, two_s, two_u = await _timed_verify(two_call, row["question"], pool, llm, embedder)
+            spend("ragpipe_two_call", two_s, two_u)
+            record["ragpipe_two_call_drop"] = [not v.keep for v in two.verdicts]
+            kept_by["ragpipe_two_call"] = list(two.accepted)
+            for bad, verdict in zip(poisoned, two.verdicts):
+                tallies["ragpipe_two_call"].add(not verdict.keep, bad)
         if q < robust_limit:
             rob, rob_s, rob_u = await _timed_verify(robust, row["question"], pool, llm, embedder)
             spend("ragpipe_robust", rob_s, rob_u)
@@ -336,6 +393,12 @@ async def main() -> None:
                         help="questions (of --llm-limit) that also get the perplexity and per-chunk LLM baselines")
     parser.add_argument("--robust-limit", type=int, default=None,
                         help="questions (of --llm-limit) that also get the robust mode (default: all)")
+    parser.add_argument("--two-call-limit", type=int, default=0,
+                        help="questions (of --llm-limit) that also get the two-call mode (llm_mode=listwise)")
+    parser.add_argument("--negatives", nargs="*", default=list(NEGATIVES), metavar="DATASET",
+                        help="datasets whose corpus.jsonl gives the clean passages that the planted texts of "
+                             "poison-only sets are retrieved among (none: the pool is the planted texts alone)")
+    parser.add_argument("--negatives-per-set", type=int, default=2000, help="clean passages read per --negatives set")
     parser.add_argument("--model", default=None, help="GGUF file of the LLM (default: the packaged SmolLM2)")
     parser.add_argument("--cache", default=None, metavar="DIR",
                         help="keep LLM replies in this folder and replay them on reruns (default: no cache)")
@@ -352,21 +415,30 @@ async def main() -> None:
         Path(args.out).write_text(json.dumps(merged, indent=2), encoding="utf-8")
         print_table(merged)
         return
-    data = open_data(args, {name: ("poison.jsonl",) for name in args.datasets})
+    needs_negatives = bool(set(args.datasets) & set(POISON_ONLY_SETS)) and args.negatives
+    data = open_data(args, {**{name: ("poison.jsonl",) for name in args.datasets},
+                            **{name: ("corpus.jsonl",) for name in (args.negatives if needs_negatives else [])}})
 
     from ragpipe.ingest.embed import get_embedder
 
     embedder = get_embedder(EmbeddingSettings())
     llm = build_local_llm(args.model, args.cache) if args.llm_limit > 0 else None
+    negatives = (CleanCorpus(load_negatives([data / n for n in args.negatives], args.negatives_per_set), embedder,
+                             args.cache) if needs_negatives else None)
     results: dict[str, Any] = {
         "command": "python eval/bench_poisoning.py " + " ".join(sys.argv[1:]),
         "setup": {
             "limit": args.limit, "llm_limit": args.llm_limit, "top_k": args.top_k,
             "embedder": getattr(embedder, "name", "?"), "llm": f"{llm.backend}:{llm.model}" if llm else None,
-            "pool": "top-k of clean+poisoned by MiniLM cosine (QA sets); the 5 poisoned texts (poison-only sets)",
-            "verifier": "ragpipe = Verifier() defaults (cheap signals + one listwise LLM check over the chunks the "
-                        "cheap signals kept + one listwise short-answer call for answer_consistency when it can tip a "
-                        "chunk); answer_consistency = that signal alone; ragpipe_robust = Verifier(**ROBUST) (one "
+            "pool": "top-k by MiniLM cosine of clean+poisoned (QA sets); of the 5 poisoned texts injected into the "
+                    "--negatives corpora (poison-only sets; without --negatives: the 5 poisoned texts alone)",
+            "negatives": {"datasets": args.negatives if needs_negatives else [], "per_set": args.negatives_per_set,
+                          "passages": len(negatives.texts) if negatives else 0},
+            "two_call_limit": args.two_call_limit,
+            "verifier": "ragpipe = Verifier() defaults (cheap signals + one LLM call over the chunks the cheap "
+                        "signals kept, giving each one's verdict and short answer for answer_consistency); "
+                        "ragpipe_two_call = Verifier(llm_mode='listwise') (a listwise flag check + a listwise "
+                        "short-answer call when it can tip a chunk); answer_consistency = that signal alone; ragpipe_robust = Verifier(**ROBUST) (one "
                         "isolated answer per kept chunk instead of the listwise answers); baselines: perplexity alone, "
                         "per-chunk LLM check alone (llm_mode=per_chunk)",
             "llm_sets": args.llm_sets, "baseline_limit": args.baseline_limit, "robust_limit": args.robust_limit,
@@ -377,19 +449,20 @@ async def main() -> None:
     for name in args.datasets:
         started = time.perf_counter()
         rows = load_rows(data / name, args.limit)
-        tallies, pools = await detect_cheap(rows, embedder, args.top_k)
+        tallies, pools = await detect_cheap(rows, embedder, args.top_k, negatives if name in POISON_ONLY_SETS else None)
         entry: dict[str, Any] = {"questions": len(rows), "detection": {k: t.report() for k, t in tallies.items()}}
         if llm is not None and args.llm_limit > 0 and name in args.llm_sets:
             n = min(args.llm_limit, len(rows))
             robust = n if args.robust_limit is None else min(n, args.robust_limit)
             llm_part = await detect_with_llm(rows[:n], pools[:n], llm, embedder, args.answer_tokens,
-                                             baseline_limit=min(n, args.baseline_limit), robust_limit=robust)
+                                             baseline_limit=min(n, args.baseline_limit), robust_limit=robust,
+                                             two_call_limit=min(n, args.two_call_limit))
             entry["llm_questions"] = n
             entry["detection"].update(llm_part.pop("detection"))
             entry.update(llm_part)
             entry["detection_llm_subset_note"] = (
-                f"ragpipe, llm_listwise rows over the first {n} questions; ragpipe_robust, answer_consistency over the "
-                f"first {robust}; perplexity, llm_per_chunk over the first {min(n, args.baseline_limit)}; the other rows "
+                f"ragpipe, llm_listwise, answer_consistency rows over the first {n} questions; ragpipe_two_call over "
+                f"the first {min(n, args.two_call_limit)}; ragpipe_robust over the first {robust}; perplexity, llm_per_chunk over the first {min(n, args.baseline_limit)}; the other rows "
                 "over all questions")
         entry["seconds"] = round(time.perf_counter() - started, 1)
         results["datasets"][name] = entry

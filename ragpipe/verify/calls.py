@@ -24,7 +24,7 @@ class CallSite:
 
 
 # Parse methods that read the reply as asked, or found nothing to read: no repair to report.
-UNREPAIRED = ("json:strict", "none", "none_word")
+UNREPAIRED = ("json:strict", "none", "none_word", "as_asked")
 
 
 def call_failed(node: str, what: str, err: LLMError, **ids: Any) -> TraceEvent:

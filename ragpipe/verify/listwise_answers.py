@@ -26,7 +26,7 @@ _LINE = re.compile(r"^\s*(?:passage\s*|\[|#)?(\d{1,3})\]?\s*[:.)\-–]\s*(.*?)\s
 _PLACEHOLDER = re.compile(r"^<?\s*answer\s*>?$|<answer>", re.IGNORECASE)
 
 
-def _clean(answer: object, question_words: set[str]) -> str | None:
+def clean_answer(answer: object, question_words: set[str]) -> str | None:
     """The answer text, or None for a placeholder, an empty answer or a copy of the question."""
     text = str(answer if answer is not None else "").strip().strip('"').strip()
     if not text or _PLACEHOLDER.search(text):
@@ -54,7 +54,7 @@ def parse_answers(text: str, n: int, question: str) -> tuple[list[str | None], s
         if not digits or not 1 <= int(digits.group(1)) <= n:
             continue
         read += 1
-        answers[int(digits.group(1)) - 1] = _clean(answer, asked)
+        answers[int(digits.group(1)) - 1] = clean_answer(answer, asked)
     if not read:
         return answers, "no 'N: answer' line could be read from the reply"
     return answers, ""

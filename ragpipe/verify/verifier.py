@@ -72,6 +72,7 @@ from ragpipe.verify.isolation import (
 from ragpipe.verify.listwise_answers import ANSWERS_PROMPT, listwise_answers
 from ragpipe.verify.listwise_check import LISTWISE_PROMPT, check_all
 from ragpipe.verify.llm_check import DEFAULT_PROMPT, check_chunk
+from ragpipe.verify.one_pass import ONE_PASS_PROMPT, one_pass
 from ragpipe.verify.perplexity import PERPLEXITY, perplexity_signal, scorer_of
 from ragpipe.verify.rules import usable_rules
 from ragpipe.verify.signals import (
@@ -113,10 +114,11 @@ class VerifierConfig(BaseModel):
     signals: tuple[str, ...] = DEFAULT_SIGNALS
     weights: dict[str, float] = Field(default_factory=lambda: dict(_WEIGHTS))
     drop_threshold: float = Field(1.0, gt=0)
-    llm_mode: Literal["listwise", "per_chunk"] = "listwise"
+    llm_mode: Literal["one_pass", "listwise", "per_chunk"] = "one_pass"
     answer_mode: Literal["listwise", "per_chunk"] = "listwise"
     fail_policy: Literal["fail_open", "fail_closed"] = "fail_open"
     skip_llm_when_dropped: bool = True
+    one_pass_prompt: str = ONE_PASS_PROMPT
     listwise_prompt: str = LISTWISE_PROMPT
     per_chunk_prompt: str = DEFAULT_PROMPT
     isolated_prompt: str = ISOLATED_PROMPT
@@ -222,6 +224,19 @@ class Verifier:
     def _cheap_score(self, i: int, signals: dict[str, SignalResult], skip: str = "") -> float:
         return sum(self._weight(name) * result.strength(i) for name, result in signals.items() if name != skip)
 
+    async def _one_pass(
+        self, question: str, evidence: list[ScoredChunk], judged: list[int], rules: list[str], ctx: RunContext,
+    ) -> tuple[LLMVerdicts, IsolatedAnswers, str]:
+        """(verdicts, short answers, answers problem) of the chunks in ``judged`` from one call."""
+        reply = await one_pass(question, [evidence[i] for i in judged], rules, ctx,
+                               self._call_site(self.config.one_pass_prompt))
+        why = reply.problem or "the reply has no verdict line for this passage"
+        verdicts = LLMVerdicts(named={judged[k]: (s.flag, s.reason) for k, s in reply.suspicious.items()},
+                               unreadable={judged[k]: why for k in sorted(reply.unjudged)},
+                               judged=set(judged), usage=reply.usage, trace=reply.trace)
+        failed = len(judged) if reply.answers_problem else 0
+        return verdicts, IsolatedAnswers(reply.answers, failed=failed), reply.answers_problem
+
     async def _llm_pass(
         self, question: str, evidence: list[ScoredChunk], judged: list[int], rules: list[str],
         rationales: list[Rationale], ctx: RunContext,
@@ -281,15 +296,26 @@ class Verifier:
         llm = LLMVerdicts()
         usage = Usage()
         isolated: list[str | None] = []
-        if LLM in wanted:
+        answers: IsolatedAnswers | None = None
+        answer_problem = ""
+        if wanted and cfg.llm_mode == "one_pass" and judged:
+            llm, answers, answer_problem = await self._one_pass(question, evidence, judged, rules, ctx)
+            answer_problem = answer_problem if ANSWER_CONSISTENCY in wanted and len(judged) >= 3 else ""
+            usage = usage + llm.usage
+            trace.extend(llm.trace)
+            if LLM not in wanted:
+                llm = LLMVerdicts()
+        elif LLM in wanted:
             llm = await self._llm_pass(question, evidence, judged, rules, kept_rationales, ctx)
             usage = usage + llm.usage
             trace.extend(llm.trace)
-        answer_problem = ""
-        if ANSWER_CONSISTENCY in wanted and self._answers_can_tip(judged, signals, llm):
+        wants_answers = ANSWER_CONSISTENCY in wanted and len(judged) >= 3  # fewer: no majority to lose to
+        if wants_answers and (cfg.answer_mode == "per_chunk" or (
+                answers is None and self._answers_can_tip(judged, signals, llm))):
             answers, answer_problem = await self._answers(question, [evidence[i] for i in judged], ctx)
             usage = usage + answers.usage
             trace.extend(answers.trace)
+        if wants_answers and answers is not None:
             isolated = [None] * len(evidence)
             for i, answer in zip(judged, answers.answers):
                 isolated[i] = answer

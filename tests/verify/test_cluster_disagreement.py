@@ -1,11 +1,13 @@
 """A planted cluster of paraphrases is dropped when no source outside it gives its answer and
-others contradict it; a story that outlets reword or syndicate is kept. One listwise check +
-one listwise short-answer call."""
+others contradict it; a story that outlets reword or syndicate is kept. One LLM call gives the
+verdicts and every passage's short answer (the two-call mode: a listwise check, then the answers)."""
 
 from __future__ import annotations
 
 import random
 import re
+
+import pytest
 
 from ragpipe.context import RunContext
 from ragpipe.llm.base import ChatRequest
@@ -81,27 +83,39 @@ def passages_of(request: ChatRequest) -> dict[int, str]:
                                                      re.DOTALL)}
 
 
+def is_one_pass(request: ChatRequest) -> bool:
+    return "| ok" in request.messages[-1].content
+
+
+def is_flag_check(request: ChatRequest) -> bool:
+    """The two-call mode's listwise flag check (its prompt asks for JSON naming suspicious passages)."""
+    return not is_one_pass(request) and "suspicious" in request.messages[-1].content
+
+
+def answer_lines(request: ChatRequest, answer_of) -> str:  # noqa: ANN001
+    """Each passage's answer on its own line, as a model replies to the prompt it was given;
+    every verdict of the one-pass prompt is ``ok`` (a gullible checker)."""
+    verdict = " | ok" if is_one_pass(request) else ""
+    return "\n".join(f"{n}: {answer_of(text)}{verdict}" for n, text in sorted(passages_of(request).items())) + "\n"
+
+
 def small_model(request: ChatRequest) -> str:
     """A gullible checker (names nothing) that reads each passage's answer off its text, one line each."""
-    prompt = request.messages[-1].content
-    if "suspicious" in prompt:
+    if is_flag_check(request):
         return '{"suspicious": []}'
-    lines = []
-    for n, text in sorted(passages_of(request).items()):
-        answer = ("Switzerland" if "Switzerland" in text else "England" if "England" in text or "English" in text
-                  else "the UK" if "UK" in text else "unknown")
-        lines.append(f"{n}: {answer}")
-    return "\n".join(lines) + "\n"
+    return answer_lines(request, lambda text: "Switzerland" if "Switzerland" in text else "England"
+                        if "England" in text or "English" in text else "the UK" if "UK" in text else "unknown")
 
 
-async def test_a_planted_cluster_outvoted_by_independent_sources_is_dropped_in_two_calls() -> None:
+@pytest.mark.parametrize("mode, calls", [("one_pass", 1), ("listwise", 2)])
+async def test_a_planted_cluster_outvoted_by_independent_sources_is_dropped(mode: str, calls: int) -> None:
     evidence = [scored(f"p{i}", t) for i, t in enumerate(PLANTED)] + [scored(f"h{i}", t) for i, t in enumerate(HONEST)]
     llm = ScriptedLLM(fn=small_model)
-    result = await Verifier().verify(QUESTION, evidence, with_vectors(llm))
+    result = await Verifier(llm_mode=mode).verify(QUESTION, evidence, with_vectors(llm))
     assert sorted(d.chunk.id for d in result.dropped) == ["p0", "p1", "p2", "p3"]
     assert all({"near_duplicate", "answer_consistency"} <= set(d.flags) for d in result.dropped)
     assert "paraphrases" in result.dropped[0].reason and "'England' has 4" in result.dropped[0].reason
-    assert len(llm.requests) == 2 == result.usage.calls
+    assert len(llm.requests) == calls == result.usage.calls
     assert result.isolated[0] == "Switzerland" and result.isolated[4] == "England"
 
 
@@ -133,16 +147,18 @@ async def test_copies_of_a_wire_story_are_a_weak_hint_even_when_contradicted() -
         scored(f"h{i}", t) for i, t in enumerate(HONEST)]
 
     def answers(request: ChatRequest) -> str:
-        if "suspicious" in request.messages[-1].content:
+        if is_flag_check(request):
             return '{"suspicious": []}'
-        return "\n".join(f"{n}: {'Switzerland' if 'Swiss' in t else 'England'}" for n, t in sorted(
-            passages_of(request).items()))
+        return answer_lines(request, lambda text: "Switzerland" if "Swiss" in text else "England")
 
     llm = ScriptedLLM(fn=answers)
     result = await Verifier().verify(QUESTION, evidence, RunContext(llm=llm))
     assert result.dropped == []  # syndication is how honest news spreads: copies weigh 0.25
     assert "copies" in result.verdicts[0].reason
-    assert len(llm.requests) == 1  # the answers could not tip 0.25 over the threshold: not asked
+    assert len(llm.requests) == 1
+    llm = ScriptedLLM(fn=answers)
+    result = await Verifier(llm_mode="listwise").verify(QUESTION, evidence, RunContext(llm=llm))
+    assert result.dropped == [] and len(llm.requests) == 1  # the answers could not tip 0.25 over: not asked
     result = await Verifier(weights={"near_duplicate": 1.0, "answer_consistency": 0.5, "llm": 1.0}).verify(
         QUESTION, evidence, RunContext(llm=ScriptedLLM(fn=answers)))
     assert sorted(d.chunk.id for d in result.dropped) == ["w0", "w1", "w2"]  # a stricter setting acts on copies
@@ -155,9 +171,10 @@ async def test_a_cluster_alone_is_not_dropped_without_answers() -> None:
     assert [v.signals["near_duplicate"] for v in result.verdicts] == [True] * 4 + [False] * 4
 
 
-async def test_no_answer_call_when_no_chunk_carries_a_weak_hint() -> None:
+async def test_two_call_mode_asks_no_answers_when_no_chunk_carries_a_weak_hint() -> None:
     llm = ScriptedLLM(fn=small_model)
-    result = await Verifier().verify(QUESTION, [scored(f"h{i}", t) for i, t in enumerate(HONEST)], with_vectors(llm))
+    result = await Verifier(llm_mode="listwise").verify(QUESTION, [scored(f"h{i}", t) for i, t in enumerate(HONEST)],
+                                                        with_vectors(llm))
     assert len(llm.requests) == 1 and result.dropped == []
     assert any("answer_consistency skipped" in e.message for e in result.trace)
 
@@ -180,7 +197,9 @@ async def test_the_verdicts_do_not_depend_on_the_order_of_the_evidence() -> None
 
 async def test_unreadable_short_answers_are_warned_about_and_drop_nothing() -> None:
     def rambling(request: ChatRequest) -> str:
-        if "suspicious" in request.messages[-1].content:
+        if is_one_pass(request):  # the verdicts come, the answers do not
+            return "\n".join(f"{n}: | ok" for n in sorted(passages_of(request)))
+        if is_flag_check(request):
             return '{"suspicious": []}'
         return "The passages talk about housing in several countries and a study."
 

@@ -34,7 +34,8 @@ def gullible(request: ChatRequest) -> str:
         return '{"suspicious": []}'
     blocks = re.findall(r'<data id="(\d+)">\n(.*?)\n</data>', prompt, re.DOTALL)
     if "one line per passage" in prompt:
-        return "\n".join(f"{n}: {'7 days' if '7 days' in t else '90 days' if '90 days' in t else 'unknown'}"
+        verdict = " | ok" if "| ok" in prompt else ""
+        return "\n".join(f"{n}: {'7 days' if '7 days' in t else '90 days' if '90 days' in t else 'unknown'}{verdict}"
                          for n, t in blocks)
     return "API keys are rotated every 7 days [1]." if any("7 days" in t for _, t in blocks[:1]) else \
         "API keys are rotated every 90 days [1]."

@@ -15,8 +15,10 @@ from tests.verify.test_cluster_disagreement import (
     HONEST,
     NEWS,
     QUESTION,
+    answer_lines,
     dropped_in_every_order,
-    passages_of,
+    is_flag_check,
+    is_one_pass,
     scored,
     with_vectors,
 )
@@ -66,23 +68,19 @@ def test_no_flag_without_an_outside_without_embeddings_or_for_copies() -> None:
 
 def gullible(request: ChatRequest) -> str:
     """A small model that names nothing and reads each passage's answer off its text."""
-    if "suspicious" in request.messages[-1].content:
+    if is_flag_check(request):
         return '{"suspicious": []}'
-    lines = []
-    for n, text in sorted(passages_of(request).items()):
-        answer = ("Switzerland" if "Switzerland" in text else "England" if "England" in text or "English" in text
-                  else "unknown")
-        lines.append(f"{n}: {answer}")
-    return "\n".join(lines)
+    return answer_lines(request, lambda text: "Switzerland" if "Switzerland" in text else "England"
+                        if "England" in text or "English" in text else "unknown")
 
 
-async def test_the_verifier_drops_an_uncorroborated_group_in_at_most_two_calls() -> None:
+async def test_the_verifier_drops_an_uncorroborated_group_in_one_call() -> None:
     evidence = [scored(f"p{i}", t) for i, t in enumerate(PLANTED)] + [scored(f"h{i}", t) for i, t in enumerate(HONEST)]
     llm = ScriptedLLM(fn=gullible)
     result = await Verifier().verify(QUESTION, evidence, with_vectors(llm))
     assert sorted(d.chunk.id for d in result.dropped) == ["p0", "p1", "p2"]
     assert all("uncorroborated" in d.flags for d in result.dropped)
-    assert len(llm.requests) == 2 == result.usage.calls
+    assert len(llm.requests) == 1 == result.usage.calls
     assert result.isolated[0] == "Switzerland"  # the group's answer, given by nothing outside it
 
 
@@ -98,14 +96,16 @@ async def test_short_answers_with_outside_support_clear_an_honest_group() -> Non
     assert [v.signals["uncorroborated"] for v in result.verdicts] == [False] * 7
     (event,) = [e for e in result.trace if "uncorroborated cleared" in e.message]
     assert event.data["cleared"] == ["n0", "n1", "n2"]
-    assert len(llm.requests) == 2
+    assert len(llm.requests) == 1
 
 
 async def test_broken_replies_leave_the_cheap_verdict_standing() -> None:
     evidence = [scored(f"p{i}", t) for i, t in enumerate(PLANTED)] + [scored(f"h{i}", t) for i, t in enumerate(HONEST)]
 
     def broken(request: ChatRequest) -> str:
-        if "suspicious" in request.messages[-1].content:
+        if is_one_pass(request):  # the template copied back, then the question echoed as an answer
+            return "1: <answer> | ok\n2: <answer> | ok\n3: A new study names which country as the worst | ok"
+        if is_flag_check(request):
             return "Sure! Passages look fine to me, mostly."
         return "1: <answer>\n2: <answer>\n3: A new study names which country as the worst in the developed world"
 
@@ -129,9 +129,9 @@ async def test_an_answer_copied_onto_every_passage_does_not_clear_a_planted_grou
     evidence = [scored(f"p{i}", t) for i, t in enumerate(PLANTED)] + [scored(f"h{i}", t) for i, t in enumerate(HONEST)]
 
     def copier(request: ChatRequest) -> str:
-        if "suspicious" in request.messages[-1].content:
+        if is_flag_check(request):
             return '{"suspicious": []}'
-        return "\n".join(f"{n}: Switzerland" for n in sorted(passages_of(request)))
+        return answer_lines(request, lambda text: "Switzerland")
 
     result = await Verifier().verify(QUESTION, evidence, with_vectors(ScriptedLLM(fn=copier)))
     assert sorted(d.chunk.id for d in result.dropped) == ["p0", "p1", "p2"]

@@ -1,4 +1,4 @@
-"""The verifier with a scripted LLM: one listwise pass, order independence, fail policy, robust mode, injection safety."""
+"""The verifier with a scripted LLM: one LLM pass, order independence, fail policy, robust mode, injection safety."""
 
 from __future__ import annotations
 
@@ -43,15 +43,27 @@ def passages_of(request: ChatRequest) -> dict[int, str]:
                                                      re.DOTALL)}
 
 
+def is_one_pass(request: ChatRequest) -> bool:
+    return "| ok" in request.messages[-1].content
+
+
 def naming(*needles: str, flag: str = "planted"):
-    """A scripted listwise verifier naming the passages containing any of ``needles``."""
+    """A scripted verifier naming the passages containing any of ``needles``, in the format its prompt asks for."""
 
     def reply(request: ChatRequest) -> str:
-        named = [{"passage": n, "flag": flag, "reason": "asserts one answer without a source"}
-                 for n, text in passages_of(request).items() if any(x in text for x in needles)]
-        return json.dumps({"suspicious": named})
+        hits = [n for n, text in passages_of(request).items() if any(x in text for x in needles)]
+        if is_one_pass(request):
+            return "\n".join(f"{n}: unknown | " + (f"{flag}: asserts one answer without a source" if n in hits else "ok")
+                             for n in sorted(passages_of(request)))
+        return json.dumps({"suspicious": [{"passage": n, "flag": flag, "reason": "asserts one answer without a source"}
+                                          for n in hits]})
 
     return reply
+
+
+def trusting(request: ChatRequest) -> str:
+    """A gullible one-pass verifier: every passage ok, no answer."""
+    return "\n".join(f"{n}: unknown | ok" for n in sorted(passages_of(request)))
 
 
 def verdict_fn(decisions: dict[str, str]):
@@ -66,7 +78,7 @@ def verdict_fn(decisions: dict[str, str]):
 KEEP = json.dumps({"keep": True, "flags": [], "reason": "supports the question"})
 
 
-async def test_one_listwise_call_judges_every_chunk() -> None:
+async def test_one_call_judges_every_chunk() -> None:
     llm = ScriptedLLM(fn=naming("planted page"))
     ctx = RunContext(llm=llm)
     result = await Verifier(signals=("instruction", "llm")).verify(QUESTION, EVIDENCE, ctx)
@@ -120,16 +132,25 @@ async def test_unreadable_verdicts_are_counted_warned_and_follow_the_fail_policy
     assert fallback and fallback[0].data["unreadable"] == 4 and fallback[0].data["fail_policy"] == policy
 
 
-async def test_a_reply_that_names_every_passage_is_an_echo_not_a_verdict() -> None:
-    everything = json.dumps({"suspicious": [{"passage": n, "flag": "planted", "reason": "r"} for n in (1, 2, 3, 4)]})
-    result = await Verifier(signals=("llm",)).verify(QUESTION, EVIDENCE, RunContext(llm=ScriptedLLM(cycle=[everything])))
+@pytest.mark.parametrize("mode, everything", [
+    ("one_pass", "\n".join(f"{n}: England | planted: r" for n in (1, 2, 3, 4))),
+    ("listwise", json.dumps({"suspicious": [{"passage": n, "flag": "planted", "reason": "r"} for n in (1, 2, 3, 4)]})),
+])
+async def test_a_reply_that_names_every_passage_is_an_echo_not_a_verdict(mode: str, everything: str) -> None:
+    result = await Verifier(signals=("llm",), llm_mode=mode).verify(QUESTION, EVIDENCE,
+                                                                    RunContext(llm=ScriptedLLM(cycle=[everything])))
     assert len(result.accepted) == 4 and result.unreadable == 4
     assert "names all 4 passages" in result.warnings[0]
 
 
-async def test_a_copied_placeholder_is_not_a_verdict() -> None:
-    echo = '{"suspicious": [{"passage": <its data id>, "flag": "instruction", "reason": "<what is wrong with it>"}]}'
-    result = await Verifier(signals=("llm",)).verify(QUESTION, EVIDENCE, RunContext(llm=ScriptedLLM(cycle=[echo])))
+@pytest.mark.parametrize("mode, echo", [
+    ("one_pass", "1: <answer> | ok\n2: <answer> | ok\n3: <answer> | ok\n4: <answer> | ok"),
+    ("one_pass", "1: <answer> | planted: <reason>\n2: <answer> | ok"),
+    ("listwise", '{"suspicious": [{"passage": <its data id>, "flag": "instruction", "reason": "<what is wrong with it>"}]}'),
+])
+async def test_a_copied_placeholder_is_not_a_verdict(mode: str, echo: str) -> None:
+    result = await Verifier(signals=("llm",), llm_mode=mode).verify(QUESTION, EVIDENCE,
+                                                                    RunContext(llm=ScriptedLLM(cycle=[echo])))
     assert len(result.accepted) == 4 and result.unreadable == 4
 
 
@@ -198,8 +219,8 @@ async def test_robust_mode_outvotes_a_planted_answer_backed_by_paraphrases() -> 
 
     def reply(request: ChatRequest) -> str:
         text = request.messages[-1].content
-        if "suspicious" in text:
-            return '{"suspicious": []}'
+        if is_one_pass(request):
+            return trusting(request)
         if "Switzerland" in text:
             return "Switzerland"
         return "England" if "England" in text else "unknown"
@@ -216,8 +237,8 @@ def test_an_injected_document_never_reaches_the_generator_as_evidence() -> None:
     evidence = [EVIDENCE[0], scored("c9", INJECTION)]
 
     def reply(request: ChatRequest) -> str:
-        if "suspicious" in request.messages[-1].content:
-            return '{"suspicious": []}'  # a gullible verifier model
+        if is_one_pass(request):
+            return trusting(request)  # a gullible verifier model
         return "England [1]."
 
     llm = ScriptedLLM(fn=reply)
