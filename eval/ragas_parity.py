@@ -192,9 +192,14 @@ def run_ragas(args: argparse.Namespace, spec: dict[str, Any], items: list[dict[s
     if proc.returncode == 0 and ragas_out.exists():
         ragas = json.loads(ragas_out.read_text())
         result["ragas_version"] = ragas.get("version")
+        subset = set(spec["metrics"]) != set(METRICS)
         for item, scores in zip(items, ragas["scores"]):
-            item["ragas"] = scores
-            item["ragas_seconds"] = seconds / len(items)
+            item["ragas"] = {**item.get("ragas", {}), **scores}
+            if not subset:  # the timing compares runs of every metric on both sides
+                item["ragas_seconds"] = seconds / len(items)
+        if subset:
+            result.setdefault("ragas_reruns", []).append(
+                {"items": [i["id"] for i in items], "metrics": spec["metrics"], "seconds": round(seconds, 1)})
         result["ragas_errors"] = (result.get("ragas_errors") or []) + ragas.get("errors", [])
         result.pop("ragas_failed", None)
     else:
@@ -237,9 +242,17 @@ def main() -> None:
                              "report: rebuild --out from the kept inputs, calling no model")
     parser.add_argument("--ragas-items", default=None, metavar="START:END",
                         help="the ragas phase scores only these items (to split a long run)")
+    parser.add_argument("--ragas-metrics", default=",".join(METRICS), metavar="NAMES",
+                        help="the ragas phase re-scores only these metrics (comma-separated), keeping the "
+                             "others' earlier scores")
     parser.add_argument("--ragas-timeout", type=int, default=3000, help="seconds for one ragas run")
     add_data_arguments(parser)
     args = parser.parse_args()
+    ragas_metrics = [name.strip() for name in args.ragas_metrics.split(",") if name.strip()]
+    unknown = [name for name in ragas_metrics if name not in METRICS]
+    if unknown or not ragas_metrics:
+        parser.error(f"--ragas-metrics: unknown metric(s) {', '.join(unknown) or '(none given)'}; "
+                     f"choose from {', '.join(METRICS)}")
 
     from ragpipe.config import EmbeddingSettings
     from ragpipe.ingest.embed import get_embedder
@@ -272,7 +285,7 @@ def main() -> None:
         base_url = f"http://127.0.0.1:{port}/v1"
     started = time.perf_counter()
     spec = {"base_url": base_url, "model": alias, "embedding_path": str(packaged_minilm()),
-            "strictness": args.strictness}
+            "strictness": args.strictness, "metrics": ragas_metrics}
     try:
         if args.phase in ("all", "ours"):
             llm = judge_client(base_url, alias, args.json_mode)

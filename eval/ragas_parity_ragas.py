@@ -68,9 +68,10 @@ def main() -> None:
         {"user_input": i["question"], "response": i["response"], "retrieved_contexts": i["contexts"],
          "reference": i["reference"]} for i in spec["items"]
     ])
-    metrics = [Faithfulness(), ResponseRelevancy(strictness=spec["strictness"]), LLMContextPrecisionWithReference(),
-               LLMContextRecall()]
-    names = ["faithfulness", "answer_relevancy", "context_precision", "context_recall"]
+    every = {"faithfulness": Faithfulness, "answer_relevancy": lambda: ResponseRelevancy(strictness=spec["strictness"]),
+             "context_precision": LLMContextPrecisionWithReference, "context_recall": LLMContextRecall}
+    names = spec.get("metrics") or list(every)
+    metrics = [every[name]() for name in names]
     result = evaluate(dataset=dataset, metrics=metrics, llm=llm, embeddings=embeddings, raise_exceptions=False,
                       show_progress=False, run_config=RunConfig(timeout=900, max_workers=1, max_retries=1))
     frame = result.to_pandas()

@@ -12,9 +12,13 @@ the evidence alone, never by an expected answer:
 - the model abstained, yet one evidence sentence holds nearly all of the question's words and adds
   more: the evidence plainly addresses the question, and a quote is never worse than no answer.
   (A model's abstention over evidence that only partly matches the question stands.)
+- the question asks for a number ("How many Publix stores are in …?", "In what year …?"), the
+  answer states none ("… is Florida": a step on the way, not the answer), and the quote does.
 """
 
 from __future__ import annotations
+
+import re
 
 from ragpipe.generate.citations import MARKER
 from ragpipe.generate.extractive import Extraction, candidates
@@ -25,6 +29,12 @@ from ragpipe.schema import ScoredChunk
 MIN_BACKING_RATIO = 0.5  # of the quoted sentence's question coverage, for the claim's backing sentence
 MIN_QUOTE_COVERAGE = 0.75  # of the question's words, for a quote to replace an abstention
 MIN_QUESTION_WORDS = 3  # a shorter question says too little to tell a matching sentence by its words
+_ASKS_NUMBER = re.compile(
+    r"\bhow (?:many|much|old|long|far|tall|high|large|big|often)\b|\b(?:what|which) (?:year|percentage|number)\b",
+    re.IGNORECASE)
+_NUMBER = re.compile(
+    r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
+    r"hundred|thousand|million|billion|dozen|once|twice)\b", re.IGNORECASE)
 
 
 def claim(answer: str, question: str) -> set[str]:
@@ -46,6 +56,11 @@ def backing_coverage(answer: str, question: str, evidence: list[ScoredChunk]) ->
     return max(held)[1]
 
 
+def states_no_number(answer: str, question: str) -> bool:
+    """``question`` asks for a number and ``answer`` (its citation markers aside) states none."""
+    return bool(_ASKS_NUMBER.search(question)) and not _NUMBER.search(MARKER.sub(" ", answer))
+
+
 def quote_could_win(answer: str | None, question: str, evidence: list[ScoredChunk]) -> bool:
     """Whether :func:`prefer_quote` could pick a quote over ``answer``, judged by words alone.
 
@@ -58,6 +73,9 @@ def quote_could_win(answer: str | None, question: str, evidence: list[ScoredChun
         return any(question_coverage(question, text) >= MIN_QUOTE_COVERAGE
                    and content_words(text) - content_words(question)
                    for text in (c.sentence.text for c in candidates(evidence)))
+    if states_no_number(answer, question) and any(
+            not states_no_number(c.sentence.text, question) for c in candidates(evidence)):
+        return True
     backing = backing_coverage(answer, question, evidence)
     return backing is not None and backing < MIN_BACKING_RATIO  # a quote covers at most all of the question
 
@@ -68,13 +86,16 @@ def prefer_quote(answer: str | None, question: str, evidence: list[ScoredChunk],
     if len(content_words(question)) < MIN_QUESTION_WORDS:
         return None
     quoted = " ".join(c.sentence.text for c in quote.quoted)
-    matched = question_coverage(question, quoted)
+    # Sentence by sentence: a claim resting on one hop of a two-part quote is not weaker than the quote.
+    matched = max(question_coverage(question, c.sentence.text) for c in quote.quoted)
     if answer is None:  # one sentence must match: two half-matching ones from different places are weaker
         best = quote.quoted[0].sentence.text
         best_match = question_coverage(question, best)
         if best_match >= MIN_QUOTE_COVERAGE and content_words(best) - content_words(question):
             return f"the model abstained, yet an evidence sentence holds {best_match:.0%} of the question's words"
         return None
+    if states_no_number(answer, question) and not states_no_number(quoted, question):
+        return "the question asks for a number; the generated answer states none, the quoted sentence does"
     backing = backing_coverage(answer, question, evidence)
     if backing is not None and backing < MIN_BACKING_RATIO * matched:
         return (f"the generated answer rests on evidence holding {backing:.0%} of the question's words; "

@@ -158,8 +158,10 @@ async def test_a_quote_that_may_win_is_still_ranked_with_embeddings() -> None:
 def test_the_word_check_never_rules_out_a_quote_that_would_win() -> None:
     # prefer_quote may only pick the quote where quote_could_win says it could.
     answers = [None, "The cache file keeps files out of your npm package [2].", "A .npmignore file [1].",
-               "The Makefile does.", "npm keeps the cache in ~/.npm [2].", "The :outdated selector [2]."]
-    for question, evidence in ((QUESTION, EVIDENCE), (VULN_QUESTION, VULN_EVIDENCE), ("Who wrote it?", EVIDENCE)):
+               "The Makefile does.", "npm keeps the cache in ~/.npm [2].", "The :outdated selector [2].",
+               "The state east of Tennessee is North Carolina [2]."]
+    for question, evidence in ((QUESTION, EVIDENCE), (VULN_QUESTION, VULN_EVIDENCE), ("Who wrote it?", EVIDENCE),
+                               (COUNT_QUESTION, COUNT_EVIDENCE)):
         quote = extract_answer(question, evidence)
         assert quote is not None
         for answer in answers:
@@ -167,3 +169,43 @@ def test_the_word_check_never_rules_out_a_quote_that_would_win() -> None:
                 assert quote_could_win(answer, question, evidence), (question, answer)
             if not quote_could_win(answer, question, evidence):
                 assert prefer_quote(answer, question, evidence, quote) is None
+
+
+COUNT_QUESTION = "How many Publix stores are in the state that borders the east of the state where Hank Snow died?"
+PUBLIX = ("Publix Super Markets, Inc. is an employee-owned American supermarket chain headquartered in Lakeland, "
+          "Florida. Publix operates throughout the Southeastern United States, with locations in Florida (785), "
+          "Georgia (186), Alabama (68), South Carolina (58), Tennessee (42), North Carolina (35), and Virginia (8).")
+SNOW = "Hank Snow was a country music artist. He died at his home in Madison, Tennessee, in 1999."
+COUNT_EVIDENCE = [
+    ScoredChunk(chunk=Chunk(id="publix", doc_id="publix", position=0, text=PUBLIX, source="publix.txt")),
+    ScoredChunk(chunk=Chunk(id="snow", doc_id="snow", position=0, text=SNOW, source="snow.txt")),
+]
+
+
+async def test_an_answer_without_the_number_asked_for_gives_way_to_the_quote() -> None:
+    # Qwen2.5-0.5B on a MuSiQue question: it answers a step on the way (the state), not the count.
+    result, llm = await run("The state that borders the east of Tennessee is North Carolina [1].",
+                            question=COUNT_QUESTION, evidence=COUNT_EVIDENCE)
+    answer = result.answer
+    assert answer.mode == "extracted" and len(llm.requests) == 1
+    assert "North Carolina (35)" in answer.text and answer.citations[0].chunk_id == "publix"
+    assert "asks for a number" in result.events[-1].message
+
+
+async def test_an_answer_stating_a_number_stands() -> None:
+    for reply in ("North Carolina has 35 Publix stores [1].", "Thirty-five stores, in North Carolina [1]."):
+        result, _ = await run(reply, question=COUNT_QUESTION, evidence=COUNT_EVIDENCE)
+        assert result.answer.mode == "generated", reply
+
+
+def test_a_quote_without_a_number_does_not_replace_one_without_either() -> None:
+    evidence = [ScoredChunk(chunk=Chunk(id="snow", doc_id="snow", position=0, text=SNOW, source="snow.txt"))]
+    question = "How many stores did Hank Snow open in Madison, Tennessee?"
+    quote = extract_answer(question, evidence)
+    assert quote is not None and "1999" in quote.text  # the quote states a number: it may replace
+    assert prefer_quote("Hank Snow opened stores in Madison [1].", question, evidence, quote) is not None
+    no_number = [ScoredChunk(chunk=Chunk(id="c", doc_id="c", position=0, source="c.txt",
+                                         text="Hank Snow opened stores in Madison, Tennessee, with his family."))]
+    quote = extract_answer(question, no_number)
+    assert quote is not None
+    assert prefer_quote("Hank Snow opened stores in Madison [1].", question, no_number, quote) is None
