@@ -8,7 +8,6 @@ points each citation at the sentence it rests on).
 from __future__ import annotations
 
 import functools
-
 import re
 from dataclasses import dataclass
 
