@@ -3,12 +3,16 @@ trace events of each call, worded the same way for every kind of check."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragpipe.errors import LLMError
 from ragpipe.llm.base import Completion
-from ragpipe.schema import TraceEvent
+from ragpipe.schema import ScoredChunk, TraceEvent
+
+if TYPE_CHECKING:
+    from ragpipe.context import RunContext
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,21 @@ class CallSite:
 
     def shown(self, text: str) -> str:
         return text[: self.chunk_chars]
+
+
+async def ask_over_passages(
+    call: CallSite, question: str, evidence: Sequence[ScoredChunk], rules: Sequence[str], ctx: RunContext,
+) -> Completion:
+    """One temperature-0 call of ``call``'s prompt over the numbered passages; raises :class:`LLMError`.
+
+    No json_schema request: the replies are read tolerantly, so any backend's plain chat will do.
+    A reply that starts quoting passages is an echo, so it stops there.
+    """
+    template = ctx.prompts.get(call.prompt)
+    passages = [{"n": i + 1, "text": call.shown(c.chunk.text)} for i, c in enumerate(evidence)]
+    messages = template.render(question=question, rules=list(rules), passages=passages)
+    return await ctx.llm_for(call.node).chat(messages, max_tokens=template.max_tokens, temperature=0.0,
+                                             stop=["<data", "</data>"])
 
 
 # Parse methods that read the reply as asked, or found nothing to read: no repair to report.

@@ -17,7 +17,7 @@ from ragpipe.context import RunContext
 from ragpipe.errors import LLMError
 from ragpipe.llm.json_reply import parse_json_lenient
 from ragpipe.schema import ScoredChunk, TraceEvent, Usage
-from ragpipe.verify.calls import CallSite, call_failed
+from ragpipe.verify.calls import CallSite, ask_over_passages, call_failed
 from ragpipe.verify.isolation import IsolatedAnswers
 from ragpipe.verify.signals import rouge_tokens
 
@@ -64,12 +64,8 @@ async def listwise_answers(
     question: str, evidence: Sequence[ScoredChunk], ctx: RunContext, call: CallSite = CallSite(ANSWERS_PROMPT),
 ) -> tuple[IsolatedAnswers, str]:
     """(answers, problem) from one call; a failed call or unreadable reply gives no answers and says why."""
-    template = ctx.prompts.get(call.prompt)
-    passages = [{"n": i + 1, "text": call.shown(c.chunk.text)} for i, c in enumerate(evidence)]
-    messages = template.render(question=question, passages=passages)
     try:
-        completion = await ctx.llm_for(call.node).chat(messages, max_tokens=template.max_tokens, temperature=0.0,
-                                                  stop=["<data", "</data>"])
+        completion = await ask_over_passages(call, question, evidence, (), ctx)
     except LLMError as err:
         event = call_failed(call.node, "listwise answers", err)
         return (IsolatedAnswers([None] * len(evidence), Usage(calls=1, failed_calls=1), [event], failed=len(evidence)),

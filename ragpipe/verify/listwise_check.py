@@ -21,7 +21,7 @@ from ragpipe.context import RunContext
 from ragpipe.errors import LLMError
 from ragpipe.llm.json_reply import parse_json_lenient
 from ragpipe.schema import ScoredChunk, TraceEvent, Usage
-from ragpipe.verify.calls import CallSite, call_failed, reply_events
+from ragpipe.verify.calls import CallSite, ask_over_passages, call_failed, reply_events
 from ragpipe.verify.llm_check import normalise_flag
 
 LISTWISE_PROMPT = "verifier.listwise"
@@ -146,14 +146,8 @@ async def check_all(
     call: CallSite = CallSite(LISTWISE_PROMPT),
 ) -> ListwiseCheck:
     """One LLM call naming the suspicious passages among ``evidence``; never raises for LLM failures."""
-    template = ctx.prompts.get(call.prompt)
-    passages = [{"n": i + 1, "text": call.shown(c.chunk.text)} for i, c in enumerate(evidence)]
-    messages = template.render(question=question, rules=list(rules), passages=passages)
-    llm = ctx.llm_for(call.node)
     try:
-        # No json_schema request: the reply is read tolerantly, so any backend's plain chat will do.
-        completion = await llm.chat(messages, max_tokens=template.max_tokens, temperature=0.0,
-                                    stop=["<data", "</data>"])  # a reply that starts quoting passages is an echo
+        completion = await ask_over_passages(call, question, evidence, rules, ctx)
     except LLMError as err:
         return ListwiseCheck(readable=False, problem=f"LLM call failed ({type(err).__name__})",
                              error=f"{type(err).__name__}: {err}", trace=[call_failed(call.node, "listwise verifier", err)],

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from ragpipe.context import RunContext
 from ragpipe.errors import LLMError
 from ragpipe.schema import ScoredChunk, TraceEvent, Usage
-from ragpipe.verify.calls import CallSite, call_failed, reply_events
+from ragpipe.verify.calls import CallSite, ask_over_passages, call_failed, reply_events
 from ragpipe.verify.listwise_answers import clean_answer
 from ragpipe.verify.listwise_check import LISTWISE_FLAGS, Suspicion
 from ragpipe.verify.signals import rouge_tokens
@@ -120,13 +120,9 @@ async def one_pass(
     call: CallSite = CallSite(ONE_PASS_PROMPT),
 ) -> OnePassReply:
     """One LLM call for the answers and verdicts of ``evidence``; never raises for LLM failures."""
-    template = ctx.prompts.get(call.prompt)
-    passages = [{"n": i + 1, "text": call.shown(c.chunk.text)} for i, c in enumerate(evidence)]
-    messages = template.render(question=question, rules=list(rules), passages=passages)
     n = len(evidence)
     try:
-        completion = await ctx.llm_for(call.node).chat(messages, max_tokens=template.max_tokens, temperature=0.0,
-                                                       stop=["<data", "</data>"])  # quoting passages is an echo
+        completion = await ask_over_passages(call, question, evidence, rules, ctx)
     except LLMError as err:
         problem = f"LLM call failed ({type(err).__name__})"
         return OnePassReply(answers=[None] * n, unjudged=set(range(n)), readable=False, problem=problem,
