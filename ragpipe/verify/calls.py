@@ -27,17 +27,16 @@ class CallSite:
         return text[: self.chunk_chars]
 
 
-async def ask_over_passages(
-    call: CallSite, question: str, evidence: Sequence[ScoredChunk], rules: Sequence[str], ctx: RunContext,
-) -> Completion:
-    """One temperature-0 call of ``call``'s prompt over the numbered passages; raises :class:`LLMError`.
+async def ask_over_passages(call: CallSite, evidence: Sequence[ScoredChunk], ctx: RunContext, **variables: Any) -> Completion:
+    """One temperature-0 call of ``call``'s prompt (``variables`` and the numbered passages); raises
+    :class:`LLMError`.
 
     No json_schema request: the replies are read tolerantly, so any backend's plain chat will do.
     A reply that starts quoting passages is an echo, so it stops there.
     """
     template = ctx.prompts.get(call.prompt)
     passages = [{"n": i + 1, "text": call.shown(c.chunk.text)} for i, c in enumerate(evidence)]
-    messages = template.render(question=question, rules=list(rules), passages=passages)
+    messages = template.render(**variables, passages=passages)
     return await ctx.llm_for(call.node).chat(messages, max_tokens=template.max_tokens, temperature=0.0,
                                              stop=["<data", "</data>"])
 

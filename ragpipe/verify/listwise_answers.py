@@ -65,7 +65,7 @@ async def listwise_answers(
 ) -> tuple[IsolatedAnswers, str]:
     """(answers, problem) from one call; a failed call or unreadable reply gives no answers and says why."""
     try:
-        completion = await ask_over_passages(call, question, evidence, (), ctx)
+        completion = await ask_over_passages(call, evidence, ctx, question=question)
     except LLMError as err:
         event = call_failed(call.node, "listwise answers", err)
         return (IsolatedAnswers([None] * len(evidence), Usage(calls=1, failed_calls=1), [event], failed=len(evidence)),

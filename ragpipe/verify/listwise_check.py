@@ -147,7 +147,7 @@ async def check_all(
 ) -> ListwiseCheck:
     """One LLM call naming the suspicious passages among ``evidence``; never raises for LLM failures."""
     try:
-        completion = await ask_over_passages(call, question, evidence, rules, ctx)
+        completion = await ask_over_passages(call, evidence, ctx, question=question, rules=list(rules))
     except LLMError as err:
         return ListwiseCheck(readable=False, problem=f"LLM call failed ({type(err).__name__})",
                              error=f"{type(err).__name__}: {err}", trace=[call_failed(call.node, "listwise verifier", err)],

@@ -122,7 +122,7 @@ async def one_pass(
     """One LLM call for the answers and verdicts of ``evidence``; never raises for LLM failures."""
     n = len(evidence)
     try:
-        completion = await ask_over_passages(call, question, evidence, rules, ctx)
+        completion = await ask_over_passages(call, evidence, ctx, question=question, rules=list(rules))
     except LLMError as err:
         problem = f"LLM call failed ({type(err).__name__})"
         return OnePassReply(answers=[None] * n, unjudged=set(range(n)), readable=False, problem=problem,
