@@ -27,7 +27,9 @@ class CallSite:
         return text[: self.chunk_chars]
 
 
-async def ask_over_passages(call: CallSite, evidence: Sequence[ScoredChunk], ctx: RunContext, **variables: Any) -> Completion:
+async def ask_over_passages(
+    call: CallSite, evidence: Sequence[ScoredChunk], ctx: RunContext, **variables: Any,
+) -> Completion:
     """One temperature-0 call of ``call``'s prompt (``variables`` and the numbered passages); raises
     :class:`LLMError`.
 
