@@ -47,10 +47,11 @@ def estimate_run(config: EvalConfig, dataset: EvalDataset, count: Callable[[str]
                 calls.append(_tokens(prompts, "rationale.default", count, question=query.question, num_rationales=3))
             elif v.method != "fast":
                 calls.append((sum(count(t) for t in candidates) + count(query.question) + 200, 256))
-            if v.verify:  # one call over all the evidence: each passage's verdict and short answer
+            if v.verify:  # one listwise check over all the evidence, at most one listwise short-answer call
                 passages = [{"n": i + 1, "text": t} for i, t in enumerate(evidence)]
-                calls.append(_tokens(prompts, "verifier.one_pass", count, question=query.question, rules=[],
+                calls.append(_tokens(prompts, "verifier.listwise", count, question=query.question, rules=[],
                                      passages=passages))
+                calls.append(_tokens(prompts, "verifier.answers", count, question=query.question, passages=passages))
             if v.generate:
                 calls.append(_tokens(prompts, "answer.cited", count, question=query.question,
                                      evidence=[{"source": "doc.txt", "text": t} for t in evidence]))

@@ -114,7 +114,7 @@ class VerifierConfig(BaseModel):
     signals: tuple[str, ...] = DEFAULT_SIGNALS
     weights: dict[str, float] = Field(default_factory=lambda: dict(_WEIGHTS))
     drop_threshold: float = Field(1.0, gt=0)
-    llm_mode: Literal["one_pass", "listwise", "per_chunk"] = "one_pass"
+    llm_mode: Literal["listwise", "one_pass", "per_chunk"] = "listwise"  # one_pass: slower and unread with small models
     answer_mode: Literal["listwise", "per_chunk"] = "listwise"
     fail_policy: Literal["fail_open", "fail_closed"] = "fail_open"
     skip_llm_when_dropped: bool = True

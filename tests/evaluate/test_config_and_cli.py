@@ -84,9 +84,10 @@ def test_dry_run_estimates_tokens_without_calling_a_model(tmp_path: Path, qa_dir
     estimate = json.loads(capsys.readouterr().out)
     assert estimate["queries"] == 2 and "estimate" in estimate["tokenizer"]
     assert estimate["variants"]["fast"]["calls"] == 2  # one answer per query
+    # meteora + verify: rationale + one verifier call per assumed kept chunk (evidence_k = 5) + answer.
     assert estimate["assumptions"]["evidence_k"] == 5
-    # meteora + verify: rationales, one verification call (verdicts and short answers), the answer
-    assert estimate["variants"]["meteora"]["calls"] == 2 * (1 + 1 + 1)
+    # rationales, at most two verification calls (check + short answers), the answer
+    assert estimate["variants"]["meteora"]["calls"] == 2 * (1 + 2 + 1)
     assert estimate["variants"]["meteora"]["prompt_tokens"] > estimate["variants"]["fast"]["prompt_tokens"]
     # faithfulness = 2 calls, correctness = 1 call, per query and variant.
     assert estimate["judge"]["calls"] == 2 * 2 * 3

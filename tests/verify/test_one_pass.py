@@ -72,7 +72,7 @@ def test_answers_survive_an_unreadable_verdict() -> None:
 @pytest.mark.parametrize("policy, kept", [("fail_open", ["c1", "c2", "c3", "c4"]), ("fail_closed", ["c1", "c2"])])
 async def test_passages_a_cut_off_reply_never_reached_follow_the_fail_policy(policy: str, kept: list[str]) -> None:
     llm = ScriptedLLM(cycle=["1: England | ok\n2: unknown | ok\n3: Switzer"])
-    result = await Verifier(signals=("llm",), fail_policy=policy).verify(QUESTION, EVIDENCE, RunContext(llm=llm))
+    result = await Verifier(llm_mode="one_pass", signals=("llm",), fail_policy=policy).verify(QUESTION, EVIDENCE, RunContext(llm=llm))
     assert [c.id for c in result.accepted] == kept
     assert result.unreadable == 2 and len(llm.requests) == 1
     assert [v.parse_status for v in result.verdicts] == ["ok", "ok", "parse_error", "parse_error"]
@@ -82,7 +82,7 @@ async def test_passages_a_cut_off_reply_never_reached_follow_the_fail_policy(pol
 @pytest.mark.parametrize("reply", ["", REFUSAL, "1: <answer> | ok\n2: <answer> | ok", LLMTimeout("slow")])
 async def test_a_broken_reply_is_counted_traced_and_costs_one_call(reply) -> None:  # noqa: ANN001
     llm = ScriptedLLM(cycle=[reply])
-    result = await Verifier().verify(QUESTION, EVIDENCE, RunContext(llm=llm))
+    result = await Verifier(llm_mode="one_pass").verify(QUESTION, EVIDENCE, RunContext(llm=llm))
     assert len(result.accepted) == 4 and result.unreadable == 4  # fail_open: cheap signals decide
     assert result.usage.calls == 1 == len(llm.requests)
     assert any(e.kind == "fallback" and e.data.get("unreadable") == 4 for e in result.trace)

@@ -3,8 +3,8 @@ honest rewordings keep their chunks when their terms, or their short answers, ha
 
 from __future__ import annotations
 
-
 import numpy as np
+import pytest
 
 from ragpipe.errors import LLMError
 from ragpipe.llm.base import ChatRequest
@@ -74,29 +74,31 @@ def gullible(request: ChatRequest) -> str:
                         if "England" in text or "English" in text else "unknown")
 
 
-async def test_the_verifier_drops_an_uncorroborated_group_in_one_call() -> None:
+@pytest.mark.parametrize("mode, calls", [("listwise", 2), ("one_pass", 1)])
+async def test_the_verifier_drops_an_uncorroborated_group_in_at_most_two_calls(mode: str, calls: int) -> None:
     evidence = [scored(f"p{i}", t) for i, t in enumerate(PLANTED)] + [scored(f"h{i}", t) for i, t in enumerate(HONEST)]
     llm = ScriptedLLM(fn=gullible)
-    result = await Verifier().verify(QUESTION, evidence, with_vectors(llm))
+    result = await Verifier(llm_mode=mode).verify(QUESTION, evidence, with_vectors(llm))
     assert sorted(d.chunk.id for d in result.dropped) == ["p0", "p1", "p2"]
     assert all("uncorroborated" in d.flags for d in result.dropped)
-    assert len(llm.requests) == 1 == result.usage.calls
+    assert len(llm.requests) == calls == result.usage.calls
     assert result.isolated[0] == "Switzerland"  # the group's answer, given by nothing outside it
 
 
-async def test_short_answers_with_outside_support_clear_an_honest_group() -> None:
+@pytest.mark.parametrize("mode, calls", [("listwise", 2), ("one_pass", 1)])
+async def test_short_answers_with_outside_support_clear_an_honest_group(mode: str, calls: int) -> None:
     """The NEWS group shares "Resolution Foundation", which no other snippet names, but its answer
     (England) is what the independent snippets give."""
     evidence = [scored(f"n{i}", t) for i, t in enumerate(NEWS)] + [scored(f"h{i}", t) for i, t in enumerate(HONEST)]
     result = await Verifier().verify(QUESTION, evidence, with_vectors())  # no LLM: the cheap signal decides
     assert sorted(d.chunk.id for d in result.dropped) == ["n0", "n1", "n2"]
     llm = ScriptedLLM(fn=gullible)
-    result = await Verifier().verify(QUESTION, evidence, with_vectors(llm))
+    result = await Verifier(llm_mode=mode).verify(QUESTION, evidence, with_vectors(llm))
     assert result.dropped == []
     assert [v.signals["uncorroborated"] for v in result.verdicts] == [False] * 7
     (event,) = [e for e in result.trace if "uncorroborated cleared" in e.message]
     assert event.data["cleared"] == ["n0", "n1", "n2"]
-    assert len(llm.requests) == 1
+    assert len(llm.requests) == calls
 
 
 async def test_broken_replies_leave_the_cheap_verdict_standing() -> None:
