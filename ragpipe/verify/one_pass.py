@@ -3,7 +3,8 @@
 Two jobs share one prompt: naming the suspicious passages (planted, instruction-giving,
 contradicting the rest) and each passage's own short answer to the question, which the
 ``answer_consistency`` aggregation compares across independent sources. One call instead of
-two halves the verifier's LLM time, and the model reads every passage once.
+two: the model reads every passage once. It needs a model that keeps the reply format; the
+small local models tried (135M, 0.5B) copy the template back, so it is not the default.
 
 The reply is untrusted. Lines ``N: <answer> | ok`` or ``N: <answer> | planted: <reason>`` are
 read; an answer or a reason that copies the prompt's placeholder counts as none. The verdict
