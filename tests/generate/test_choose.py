@@ -17,11 +17,15 @@ QUESTION = "Which file keeps files out of your npm package?"
 IGNORE = ("Keeping files out of your Package\nUse a .npmignore file to keep stuff out of your package. If there's "
           "no .npmignore file, but there is a .gitignore file, then npm will ignore the stuff matched by the "
           ".gitignore file.")
+def evidence_chunk(chunk_id: str, doc_id: str, position: int, text: str, source: str) -> ScoredChunk:
+    return ScoredChunk(chunk=Chunk(id=chunk_id, doc_id=doc_id, position=position, text=text, source=source))
+
+
 CACHE = ("cache\nDefault: Windows: %LocalAppData%\\npm-cache , Posix: ~/.npm\nType: Path\n"
          "The location of npm's cache directory.")
 EVIDENCE = [
-    ScoredChunk(chunk=Chunk(id="ignore", doc_id="developers", position=3, text=IGNORE, source="developers.html")),
-    ScoredChunk(chunk=Chunk(id="cache", doc_id="config", position=12, text=CACHE, source="config.html")),
+    evidence_chunk("ignore", "developers", 3, IGNORE, "developers.html"),
+    evidence_chunk("cache", "config", 12, CACHE, "config.html"),
 ]
 VULN_QUESTION = "Which pseudo selector matches a dependency that has a known vulnerability?"
 VULN = ("Pseudo Selectors\n:vuln\nThe :vuln pseudo selector retrieves data from the registry and returns information "
@@ -29,9 +33,8 @@ VULN = ("Pseudo Selectors\n:vuln\nThe :vuln pseudo selector retrieves data from 
         "matches a vulnerability will be returned.")
 OUTDATED = ":outdated\nThe :outdated pseudo selector retrieves data from the registry about outdated dependencies."
 VULN_EVIDENCE = [
-    ScoredChunk(chunk=Chunk(id="vuln", doc_id="selectors", position=8, text=VULN, source="dependency-selectors.html")),
-    ScoredChunk(chunk=Chunk(id="outdated", doc_id="selectors", position=9, text=OUTDATED,
-                            source="dependency-selectors.html")),
+    evidence_chunk("vuln", "selectors", 8, VULN, "dependency-selectors.html"),
+    evidence_chunk("outdated", "selectors", 9, OUTDATED, "dependency-selectors.html"),
 ]
 
 
@@ -177,8 +180,8 @@ PUBLIX = ("Publix Super Markets, Inc. is an employee-owned American supermarket 
           "Georgia (186), Alabama (68), South Carolina (58), Tennessee (42), North Carolina (35), and Virginia (8).")
 SNOW = "Hank Snow was a country music artist. He died at his home in Madison, Tennessee, in 1999."
 COUNT_EVIDENCE = [
-    ScoredChunk(chunk=Chunk(id="publix", doc_id="publix", position=0, text=PUBLIX, source="publix.txt")),
-    ScoredChunk(chunk=Chunk(id="snow", doc_id="snow", position=0, text=SNOW, source="snow.txt")),
+    evidence_chunk("publix", "publix", 0, PUBLIX, "publix.txt"),
+    evidence_chunk("snow", "snow", 0, SNOW, "snow.txt"),
 ]
 
 
@@ -199,7 +202,7 @@ async def test_an_answer_stating_a_number_stands() -> None:
 
 
 def test_a_quote_without_a_number_does_not_replace_one_without_either() -> None:
-    evidence = [ScoredChunk(chunk=Chunk(id="snow", doc_id="snow", position=0, text=SNOW, source="snow.txt"))]
+    evidence = [evidence_chunk("snow", "snow", 0, SNOW, "snow.txt")]
     question = "How many stores did Hank Snow open in Madison, Tennessee?"
     quote = extract_answer(question, evidence)
     assert quote is not None and "1999" in quote.text  # the quote states a number: it may replace
