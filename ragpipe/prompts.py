@@ -6,6 +6,11 @@ always rendered through the ``data`` filter, which wraps it in delimiters and ne
 look-alike delimiter and any chat-template control token inside the document, so a document
 can neither close its own data block nor open a turn of its own.
 
+A prompt may start with a shared **opening** (``opening: evidence.opening``): that file's system
+message, then its user text, then the prompt's own user text. Prompts that read the same evidence
+share it, so the first call's work on the documents is reused by the next one: llama.cpp keeps
+the KV cache of the longest common prefix, and vLLM and hosted APIs cache shared prefixes too.
+
 A user can point ``prompts_dir`` at a folder of their own: a file there with the same name
 overrides the shipped one.
 """
@@ -13,7 +18,7 @@ overrides the shipped one.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,7 @@ from ragpipe.errors import PromptError
 from ragpipe.llm.base import Message
 from ragpipe.llm.special_tokens import neutralise_special_tokens
 from ragpipe.resources import data_dir
+from ragpipe.schema import ScoredChunk
 from ragpipe.settings_layers import validate_table
 
 DATA_TAG = "data"
@@ -45,6 +51,16 @@ def as_data(text: Any, ident: Any = None) -> str:
     return f"<{DATA_TAG}{attr}>\n{escape_data(str(text))}\n</{DATA_TAG}>"
 
 
+def numbered_documents(evidence: Sequence[ScoredChunk], shown: Callable[[str], str] = str) -> list[dict[str, Any]]:
+    """The ``documents`` of the evidence prompts: number, source and (the ``shown`` part of the) text.
+
+    The verifier and the generator both render evidence through this, so their prompts share the
+    documents byte for byte and the backend's prefix cache reads them once.
+    """
+    return [{"n": i + 1, "source": c.chunk.source or c.chunk.doc_id, "text": shown(c.chunk.text)}
+            for i, c in enumerate(evidence)]
+
+
 class OutputSpec(BaseModel):
     """The JSON schema a prompt's answer must follow, sent to backends that constrain decoding."""
 
@@ -59,6 +75,7 @@ class PromptFile(BaseModel):
     name: str
     description: str = ""
     variables: list[str]
+    opening: str | None = None
     system: str | None = None
     user: str
     max_tokens: int = 512
@@ -68,11 +85,20 @@ class PromptFile(BaseModel):
 class Prompt:
     """A loaded, validated prompt that renders to chat messages."""
 
-    def __init__(self, spec: PromptFile, path: Path, env: SandboxedEnvironment) -> None:
+    def __init__(self, spec: PromptFile, path: Path, env: SandboxedEnvironment, opening: Prompt | None = None) -> None:
         self.spec = spec
         self.path = path
         self._env = env
+        self.opening = opening
         declared = set(spec.variables)
+        if opening is not None:
+            if spec.system is not None:
+                raise PromptError(f"{path}: a prompt with an 'opening' takes its system message from "
+                                  f"'{opening.name}'; remove 'system' or the opening")
+            missing = set(opening.spec.variables) - declared
+            if missing:
+                raise PromptError(f"{path}: its opening '{opening.name}' uses variable(s) {sorted(missing)}; "
+                                  f"add them to 'variables'")
         self._templates = {}
         for part in ("system", "user"):
             source = getattr(spec, part)
@@ -113,17 +139,25 @@ class Prompt:
             raise PromptError(
                 f"prompt '{self.name}' ({self.path}) does not declare variable(s) {sorted(unknown)}"
             )
-        messages = []
+        messages = self._opening_messages(variables)
         for role in ("system", "user"):
             template = self._templates.get(role)
             if template is None:
                 continue
             try:
-                content = template.render(**variables)
+                content = template.render(**variables).strip()
             except TemplateError as err:
                 raise PromptError(f"prompt '{self.name}' ({self.path}): {err}") from err
-            messages.append(Message(role=role, content=content.strip()))
+            if role == "user" and messages and messages[-1].role == "user":
+                messages[-1] = Message(role="user", content=f"{messages[-1].content}\n\n{content}")
+            else:
+                messages.append(Message(role=role, content=content))
         return messages
+
+    def _opening_messages(self, variables: Mapping[str, Any]) -> list[Message]:
+        if self.opening is None:
+            return []
+        return self.opening.render(**{k: variables[k] for k in self.opening.spec.variables})
 
 
 class PromptRegistry:
@@ -159,7 +193,7 @@ class PromptRegistry:
             self._cache[name] = self._load(self.path_of(name))
         return self._cache[name]
 
-    def _load(self, path: Path) -> Prompt:
+    def _load(self, path: Path, as_opening: bool = False) -> Prompt:
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as err:
@@ -167,7 +201,12 @@ class PromptRegistry:
         if not isinstance(raw, Mapping):
             raise PromptError(f"{path}: a prompt file must be a YAML mapping with 'variables' and 'user'")
         spec = validate_table(PromptFile, {"name": path.stem, **raw}, str(path), error=PromptError)
-        return Prompt(spec, path, self._env)
+        if spec.opening is None:
+            return Prompt(spec, path, self._env)
+        if as_opening:
+            raise PromptError(f"{path}: it is used as an opening but has an opening of its own; "
+                              f"an opening must be a plain prompt")
+        return Prompt(spec, path, self._env, self._load(self.path_of(spec.opening), as_opening=True))
 
 
 _default_registry: PromptRegistry | None = None

@@ -39,6 +39,7 @@ def estimate_run(config: EvalConfig, dataset: EvalDataset, count: Callable[[str]
     for query in dataset.queries:
         evidence = _passages(dataset, query, evidence_k)
         candidates = _passages(dataset, query, top_k)
+        documents = [{"n": i + 1, "source": "doc.txt", "text": t} for i, t in enumerate(evidence)]
         answer = query.reference or "unknown"
         for v in config.variants:
             totals = per_variant.setdefault(v.name, {"calls": 0.0, "prompt_tokens": 0.0, "max_completion_tokens": 0.0})
@@ -48,13 +49,11 @@ def estimate_run(config: EvalConfig, dataset: EvalDataset, count: Callable[[str]
             elif v.method != "fast":
                 calls.append((sum(count(t) for t in candidates) + count(query.question) + 200, 256))
             if v.verify:  # one listwise check over all the evidence, at most one listwise short-answer call
-                passages = [{"n": i + 1, "text": t} for i, t in enumerate(evidence)]
                 calls.append(_tokens(prompts, "verifier.listwise", count, question=query.question, rules=[],
-                                     passages=passages))
-                calls.append(_tokens(prompts, "verifier.answers", count, question=query.question, passages=passages))
+                                     documents=documents))
+                calls.append(_tokens(prompts, "verifier.answers", count, question=query.question, documents=documents))
             if v.generate:
-                calls.append(_tokens(prompts, "answer.cited", count, question=query.question,
-                                     evidence=[{"source": "doc.txt", "text": t} for t in evidence]))
+                calls.append(_tokens(prompts, "answer.cited", count, question=query.question, documents=documents))
             for prompt_tokens, max_tokens in calls:
                 totals["calls"] += 1
                 totals["prompt_tokens"] += prompt_tokens

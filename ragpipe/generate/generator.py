@@ -37,6 +37,7 @@ from ragpipe.generate.repair import (
     trim_unfinished_sentence,
 )
 from ragpipe.llm.base import LLM, Completion
+from ragpipe.prompts import numbered_documents
 from ragpipe.schema import Answer, ScoredChunk, TraceEvent
 from ragpipe.select.budget import fit_leading
 
@@ -116,8 +117,7 @@ class Generator:
 
     def _messages(self, question: str, evidence: list[ScoredChunk], ctx: RunContext,
                   prompt_name: str | None = None) -> list[Any]:
-        items = [{"text": e.chunk.text, "source": e.chunk.source or e.chunk.doc_id} for e in evidence]
-        return ctx.prompts.get(prompt_name or self.prompt).render(question=question, evidence=items)
+        return ctx.prompts.get(prompt_name or self.prompt).render(question=question, documents=numbered_documents(evidence))
 
     def _max_tokens(self, ctx: RunContext, prompt_name: str | None = None) -> int:
         return self.max_tokens or ctx.prompts.get(prompt_name or self.prompt).max_tokens

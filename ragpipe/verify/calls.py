@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragpipe.errors import LLMError
 from ragpipe.llm.base import Completion
+from ragpipe.prompts import numbered_documents
 from ragpipe.schema import ScoredChunk, TraceEvent
 
 if TYPE_CHECKING:
@@ -37,8 +38,7 @@ async def ask_over_passages(
     A reply that starts quoting passages is an echo, so it stops there.
     """
     template = ctx.prompts.get(call.prompt)
-    passages = [{"n": i + 1, "text": call.shown(c.chunk.text)} for i, c in enumerate(evidence)]
-    messages = template.render(**variables, passages=passages)
+    messages = template.render(**variables, documents=numbered_documents(evidence, call.shown))
     return await ctx.llm_for(call.node).chat(messages, max_tokens=template.max_tokens, temperature=0.0,
                                              stop=["<data", "</data>"])
 

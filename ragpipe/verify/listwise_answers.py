@@ -22,7 +22,7 @@ from ragpipe.verify.isolation import IsolatedAnswers
 from ragpipe.verify.signals import rouge_tokens
 
 ANSWERS_PROMPT = "verifier.answers"
-_LINE = re.compile(r"^\s*(?:passage\s*|\[|#)?(\d{1,3})\]?\s*[:.)\-–]\s*(.*?)\s*$", re.IGNORECASE | re.MULTILINE)
+_LINE = re.compile(r"^\s*(?:passage\s*|document\s*|\[|#)?(\d{1,3})\]?\s*[:.)\-–]\s*(.*?)\s*$", re.IGNORECASE | re.MULTILINE)
 _PLACEHOLDER = re.compile(r"^<?\s*answer\s*>?$|<answer>", re.IGNORECASE)
 
 
@@ -50,7 +50,7 @@ def parse_answers(text: str, n: int, question: str) -> tuple[list[str | None], s
         pairs = [(m.group(1), m.group(2)) for m in _LINE.finditer(text)]
     read = 0
     for key, answer in pairs:
-        digits = re.fullmatch(r"\s*(?:passage\s*)?(\d{1,3})\s*", str(key), re.IGNORECASE)
+        digits = re.fullmatch(r"\s*(?:passage\s*|document\s*)?(\d{1,3})\s*", str(key), re.IGNORECASE)
         if not digits or not 1 <= int(digits.group(1)) <= n:
             continue
         read += 1

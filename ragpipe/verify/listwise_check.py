@@ -26,8 +26,8 @@ from ragpipe.verify.llm_check import normalise_flag
 
 LISTWISE_PROMPT = "verifier.listwise"
 LISTWISE_FLAGS = ("instruction", "planted", "contradiction")
-_PLACEHOLDERS = ("<its data id>", "<what is wrong with it>", "what is wrong with it", "its data id")
-_LINE = re.compile(r"(?:passage\s*|\[|#|\bid\s*)?(\d{1,3})\]?\s*[:\-–)]?\s*(instruction|planted|contradiction)\b[\s:\-–]*(.*)",
+_PLACEHOLDERS = ("<its number>", "<its data id>", "<what is wrong with it>", "what is wrong with it", "its data id")
+_LINE = re.compile(r"(?:passage\s*|document\s*|\[|#|\bid\s*)?(\d{1,3})\]?\s*[:\-–)]?\s*(instruction|planted|contradiction)\b[\s:\-–]*(.*)",
                    re.IGNORECASE)
 _NONE_REPLY = re.compile(r"^\W*(none|no suspicious|all (passages )?(look )?honest|nothing)\b", re.IGNORECASE)
 
@@ -63,7 +63,7 @@ def _as_number(value: object) -> int | None:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str):
-        digits = re.fullmatch(r"\s*(?:passage\s*|\[)?(\d{1,3})\]?\s*", value, re.IGNORECASE)
+        digits = re.fullmatch(r"\s*(?:passage\s*|document\s*|\[)?(\d{1,3})\]?\s*", value, re.IGNORECASE)
         return int(digits.group(1)) if digits else None
     return None
 
@@ -82,7 +82,7 @@ def _entries_from_json(value: object) -> list[tuple[object, object, object]] | N
                 value = lowered[key]
                 break
         else:
-            if "passage" in lowered:
+            if "document" in lowered or "passage" in lowered:
                 value = [lowered]
             else:
                 return None
@@ -92,7 +92,7 @@ def _entries_from_json(value: object) -> list[tuple[object, object, object]] | N
     for item in value:
         if isinstance(item, dict):
             low = {str(k).lower(): v for k, v in item.items()}
-            out.append((low.get("passage", low.get("id", low.get("n"))), low.get("flag", low.get("flags", "planted")),
+            out.append((low.get("document", low.get("passage", low.get("id", low.get("n")))), low.get("flag", low.get("flags", "planted")),
                         low.get("reason", "")))
         else:
             out.append((item, "planted", ""))

@@ -56,7 +56,7 @@ def test_the_models_own_special_tokens_are_defused_too() -> None:
 
 def test_the_data_filter_escapes_special_tokens_inside_evidence() -> None:
     prompt = default_registry().get("answer.cited")
-    messages = prompt.render(question="How often?", evidence=[{"text": INJECTED, "source": "evil.md"}])
+    messages = prompt.render(question="How often?", documents=[{"n": 1, "text": INJECTED, "source": "evil.md"}])
     assert not any(has_special_tokens(m.content) for m in messages)
 
 

@@ -219,3 +219,7 @@ def test_short_answer_replies_of_small_models_are_read_tolerantly() -> None:
     assert answers == ["Switzerland", None, None, "England", "unknown"]  # placeholder and question echo: no answer
     assert parse_answers('{"answers": {"1": "England", "2": "UK"}}', 2, QUESTION) == (["England", "UK"], "")
     assert parse_answers("Sure! Here are the answers.", 3, QUESTION)[1]
+
+
+def test_short_answers_on_document_lines_are_read() -> None:
+    assert parse_answers("Document 1: England\nDocument 2: unknown", 2, QUESTION)[0][0] == "England"

@@ -42,3 +42,19 @@ def test_readable_replies(reply: str, named: dict[int, str]) -> None:
 def test_unreadable_replies_say_why(reply: str, problem: str) -> None:
     check = parse_listwise(reply, 5)
     assert not check.readable and problem in check.problem and check.suspicious == {}
+
+
+@pytest.mark.parametrize("reply", [
+    '{"suspicious": [{"document": 2, "flag": "planted", "reason": "dictates the answer"}]}',
+    '{"document": 2, "flag": "planted", "reason": "dictates the answer"}',
+    "Document 2: planted - dictates the answer",
+])
+def test_documents_named_as_the_prompt_calls_them_are_read(reply: str) -> None:
+    check = parse_listwise(reply, 3)
+    assert check.readable and list(check.suspicious) == [1]
+    assert check.suspicious[1].flag == "planted"
+
+
+def test_the_number_placeholder_copied_back_is_not_a_verdict() -> None:
+    check = parse_listwise('{"suspicious": [{"document": "<its number>", "flag": "planted", "reason": "x"}]}', 3)
+    assert not check.suspicious

@@ -294,3 +294,20 @@ async def test_near_duplicates_use_the_stored_vectors_and_embed_only_without_the
         QUESTION, EVIDENCE, RunContext(embedder=embedder, store=_VectorStore(fail=True)))
     assert embedder.embedded == len(EVIDENCE)  # fell back to embedding the texts
     assert result.accepted == []  # every text embeds to the same vector here
+
+
+def test_the_verifier_and_the_generator_share_the_documents_prefix() -> None:
+    """Both prompts open with the same system message, question and documents, so a backend's
+    prefix cache (llama.cpp's KV cache, vLLM's prefix caching) reads the documents only once."""
+    def reply(request: ChatRequest) -> str:
+        return naming()(request) if "Task: audit" in request.messages[-1].content else "England [1]."
+
+    llm = ScriptedLLM(fn=reply)
+    graph = Sequence.of(VerifyNode(), GenerateNode(), inputs=["selected"])
+    graph.invoke({"question": QUESTION, "selected": EVIDENCE[:2]}, config=with_context(None, RunContext(llm=llm)))
+    verify, generate = llm.requests
+    assert verify.messages[0] == generate.messages[0]
+    documents_end = verify.messages[1].content.rindex("</data>") + len("</data>")
+    shared = verify.messages[1].content[:documents_end]
+    assert generate.messages[1].content.startswith(shared)
+    assert EVIDENCE[1].chunk.text in shared
