@@ -79,6 +79,7 @@ class PromptFile(BaseModel):
     system: str | None = None
     user: str
     max_tokens: int = 512
+    stop: list[str] = Field(default_factory=list, description="text that ends the reply where it appears")
     output: OutputSpec = Field(default_factory=OutputSpec)
 
 
@@ -123,6 +124,10 @@ class Prompt:
     @property
     def max_tokens(self) -> int:
         return self.spec.max_tokens
+
+    @property
+    def stop(self) -> list[str]:
+        return self.spec.stop
 
     @property
     def output(self) -> OutputSpec:

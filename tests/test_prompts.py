@@ -183,3 +183,8 @@ def test_a_broken_opening_is_an_error_naming_the_file(tmp_path: Path, body: str,
     with pytest.raises(PromptError, match=problem) as err:
         PromptRegistry([tmp_path]).get("demo.task")
     assert str(path) in str(err.value) or "demo.absent" in str(err.value)
+
+
+def test_a_prompt_declares_its_stop_strings(tmp_path: Path) -> None:
+    write_prompt(tmp_path, "demo.stop", "variables: [question]\nuser: '{{ question }}'\nstop: [\"\\nQuestion:\"]\n")
+    assert PromptRegistry([tmp_path]).get("demo.stop").stop == ["\nQuestion:"]

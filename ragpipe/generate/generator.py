@@ -123,6 +123,9 @@ class Generator:
         return self.max_tokens or ctx.prompts.get(prompt_name or self.prompt).max_tokens
 
     # -- answer -----------------------------------------------------------------------------
+    def _stop(self, ctx: RunContext, prompt_name: str | None = None) -> list[str] | None:
+        return ctx.prompts.get(prompt_name or self.prompt).stop or None
+
     def _abstain(self, question: str, reason: str, events: list[TraceEvent]) -> Generation:
         events.append(TraceEvent(node=self.node, kind="abstain", message=reason))
         return Generation(Answer(question=question, text=NOT_FOUND_TEXT, abstained=True), events)
@@ -278,7 +281,8 @@ class Generator:
 
     async def _call(self, llm: LLM, messages: list[Any], ctx: RunContext, prompt_name: str | None = None) -> Completion:
         try:
-            return await llm.chat(messages, max_tokens=self._max_tokens(ctx, prompt_name), temperature=0.0)
+            return await llm.chat(messages, max_tokens=self._max_tokens(ctx, prompt_name), temperature=0.0,
+                                  stop=self._stop(ctx, prompt_name))
         except Truncated as err:  # some wrappers raise instead of returning finish_reason="length"
             return Completion(text=err.raw or "", finish_reason="length")
 
@@ -314,7 +318,7 @@ class Generator:
             yield TokenEvent(completion.text)
         else:
             pieces: list[str] = []
-            async for piece in stream(messages, max_tokens=self._max_tokens(ctx), temperature=0.0):
+            async for piece in stream(messages, max_tokens=self._max_tokens(ctx), temperature=0.0, stop=self._stop(ctx)):
                 pieces.append(piece)
                 yield TokenEvent(piece)
             completion = Completion(text="".join(pieces))

@@ -298,9 +298,10 @@ class LlamaCppLLM(BaseLLM):
             if text.endswith("\n") and looping(text):
                 finish = "stop"  # the rest would be the same line again, at seconds per line on a CPU
                 break
-            if emit is not None and len(text) > emitted:
-                emit(text[emitted:])
-                emitted = len(text)
+            shown = len(text) - pending_stop(text, request.stop)
+            if emit is not None and shown > emitted:
+                emit(text[emitted:shown])
+                emitted = shown
             if step + 1 < budget:
                 llama.eval([token])
         if emit is not None and len(text) > emitted:
@@ -364,6 +365,13 @@ class LlamaCppLLM(BaseLLM):
 
 LOOP_LINES = 3  # identical lines in a row that end a generation
 LOOP_MIN_CHARS = 20  # shorter lines (rules, table rows, blank markup) may repeat on purpose
+
+
+def pending_stop(text: str, stop: Sequence[str] | None) -> int:
+    """How many characters at the end of ``text`` could be the start of a stop string: streamed
+    text holds them back, so a reply cut at "\nQuestion:" never shows "\nQues" on the screen."""
+    return max((k for s in (stop or ()) for k in range(min(len(s) - 1, len(text)), 0, -1) if text.endswith(s[:k])),
+               default=0)
 
 
 def looping(text: str) -> bool:

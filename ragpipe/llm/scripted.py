@@ -118,6 +118,7 @@ class ScriptedLLM(BaseLLM):
             if isinstance(reply, BaseException):
                 raise reply
             completion = reply if isinstance(reply, Completion) else Completion(text=reply)
+            completion = _cut_at_stop(completion, request.stop)
             if completion.finish_reason == "stop" and completion.logprobs is None:
                 # Emulate max_tokens: a reply longer than the budget comes back cut off.
                 if _words(completion.text) > request.max_tokens:
@@ -146,6 +147,14 @@ class ScriptedLLM(BaseLLM):
     def count_tokens(self, text: str) -> int:
         """Whitespace tokens: simple and predictable for tests."""
         return _words(text)
+
+
+def _cut_at_stop(completion: Completion, stop: tuple[str, ...] | None) -> Completion:
+    """Emulate stop strings as real backends apply them: the reply ends before the first one."""
+    cut = min((i for s in (stop or ()) if (i := completion.text.find(s)) != -1), default=-1)
+    if cut == -1 or completion.logprobs is not None:
+        return completion
+    return completion.model_copy(update={"text": completion.text[:cut], "finish_reason": "stop"})
 
 
 def _words(text: str) -> int:

@@ -175,3 +175,12 @@ async def test_a_rambling_answer_is_cut_at_a_few_sentences_worth_and_keeps_whole
     text = result.answer.text
     assert text.startswith("The Seine flows through Paris [1].") and text.rstrip().endswith(".")
     assert result.answer.citations[0].chunk_id == "seine"
+
+
+async def test_the_answer_ends_where_the_model_starts_the_next_question() -> None:
+    """Small models continue "Answer: ..." with an invented "Question:" of their own; the answer
+    prompts stop there, as a real backend applies stop strings."""
+    llm = ScriptedLLM(["The Seine flows through Paris [1].\nQuestion: What flows through Lyon?\nAnswer: The Rhone [2]."])
+    result = await generate(llm)
+    assert "\nQuestion:" in llm.requests[0].stop
+    assert result.answer.text == "The Seine flows through Paris [1]."

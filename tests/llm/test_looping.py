@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ragpipe.llm.llamacpp import looping
+import pytest
+
+from ragpipe.llm.llamacpp import looping, pending_stop
 
 LINE = "The logs-dir is a directory named _logs inside the npm cache."
 
@@ -21,3 +23,14 @@ def test_short_lines_that_repeat_on_purpose_are_not_a_loop() -> None:
     assert not looping("|---|---|\n|---|---|\n|---|---|\n")
     assert not looping("- [ ]\n- [ ]\n- [ ]\n")
     assert not looping(f"{LINE}\nAnother sentence that differs.\n{LINE}\n{LINE}\n")
+
+
+@pytest.mark.parametrize("text, held", [
+    ("Paris [1].\nQues", len("\nQues")),
+    ("Paris [1].", 0),
+    ("Paris [1]. <", 1),
+    ("Paris [1].\n", 1),
+])
+def test_streamed_text_holds_back_what_could_start_a_stop_string(text: str, held: int) -> None:
+    assert pending_stop(text, ["\nQuestion:", "<data"]) == held
+    assert pending_stop(text, None) == 0
