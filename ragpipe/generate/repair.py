@@ -10,7 +10,8 @@ import re
 
 from ragpipe.schema import ScoredChunk
 
-_SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
+# A sentence ends at . ! ? followed by a space or the end: "server.js" and "3.14" stay whole.
+_SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?](?=[^\s.!?]))+[.!?]?")
 _WORD = re.compile(r"[a-z0-9]{4,}")
 MIN_SHARED_WORDS = 3
 MIN_SHARED_SHARE = 0.4
