@@ -14,6 +14,8 @@ the evidence alone, never by an expected answer:
   (A model's abstention over evidence that only partly matches the question stands.)
 - the question asks for a number ("How many Publix stores are in …?", "In what year …?"), the
   answer states none ("… is Florida": a step on the way, not the answer), and the quote does.
+  The other way round the answer stands: it states the number asked for (the degenerate checks
+  already made sure the evidence holds it), the quote does not.
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ def states_no_number(answer: str, question: str) -> bool:
     return bool(_ASKS_NUMBER.search(question)) and not _NUMBER.search(MARKER.sub(" ", answer))
 
 
+def gives_asked_number(answer: str, question: str) -> bool:
+    """``question`` asks for a number and ``answer`` (its citation markers aside) states one."""
+    return bool(_ASKS_NUMBER.search(question)) and not states_no_number(answer, question)
+
+
 def quote_could_win(answer: str | None, question: str, evidence: list[ScoredChunk]) -> bool:
     """Whether :func:`prefer_quote` could pick a quote over ``answer``, judged by words alone.
 
@@ -96,6 +103,8 @@ def prefer_quote(answer: str | None, question: str, evidence: list[ScoredChunk],
         return None
     if states_no_number(answer, question) and not states_no_number(quoted, question):
         return "the question asks for a number; the generated answer states none, the quoted sentence does"
+    if gives_asked_number(answer, question) and states_no_number(quoted, question):
+        return None
     backing = backing_coverage(answer, question, evidence)
     if backing is not None and backing < MIN_BACKING_RATIO * matched:
         return (f"the generated answer rests on evidence holding {backing:.0%} of the question's words; "

@@ -212,3 +212,24 @@ def test_a_quote_without_a_number_does_not_replace_one_without_either() -> None:
     quote = extract_answer(question, no_number)
     assert quote is not None
     assert prefer_quote("Hank Snow opened stores in Madison [1].", question, no_number, quote) is None
+
+
+YEAR_QUESTION = "The Women's National Basketball League includes the Adelaide team that was formed in what year?"
+LIGHTNING = ("Adelaide Lightning\n\nThe Adelaide Lightning are an Australian professional women's basketball team "
+             "competing in the Women's National Basketball League (WNBL). The club is based in the city of Adelaide, "
+             "South Australia. The club was formed in 1993 and they play in the 8,000-seat Titanium Security Arena.")
+WNBL = ("Women's National Basketball League\n\nThe Women's National Basketball League (WNBL) is the pre-eminent "
+        "professional women's basketball league in Australia. It is currently composed of eight teams.")
+YEAR_EVIDENCE = [
+    evidence_chunk("lightning", "lightning", 0, LIGHTNING, "lightning.txt"),
+    evidence_chunk("wnbl", "wnbl", 0, WNBL, "wnbl.txt"),
+]
+
+
+async def test_an_answer_with_the_number_asked_for_stands_against_a_quote_without_one() -> None:
+    # Qwen2.5-0.5B on a HotpotQA question: the year comes from the evidence; the best-matching
+    # sentence names the team and its league but no year.
+    result, _ = await run("The Women's National Basketball League includes the Adelaide team that was formed in 1993 [1].",
+                          question=YEAR_QUESTION, evidence=YEAR_EVIDENCE)
+    assert result.answer.mode == "generated"
+    assert "1993" in result.answer.text
