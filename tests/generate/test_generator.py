@@ -185,12 +185,3 @@ async def test_the_answer_ends_where_the_model_starts_the_next_question() -> Non
     assert "\nQuestion:" in llm.requests[0].stop
     assert result.answer.text == "The Seine flows through Paris [1]."
 
-
-async def test_the_retry_reuses_the_first_prompts_documents() -> None:
-    llm = ScriptedLLM(["[1]", "The Seine flows through Paris [1]."])
-    result = await generate(llm)
-    first, retry = llm.requests
-    assert first.messages[0] == retry.messages[0]
-    documents = first.messages[1].content[: first.messages[1].content.rindex("</data>") + len("</data>")]
-    assert retry.messages[1].content.startswith(documents)
-    assert result.answer.text == "The Seine flows through Paris [1]."
