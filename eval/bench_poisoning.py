@@ -18,12 +18,14 @@ planted texts alone (then only the share flagged means anything).
 
 Defences: ``none``; each cheap signal alone (``instruction``, ``query_echo``,
 ``near_duplicate``, ``uncorroborated``) and combined (``ragpipe_cheap``), over ``--limit`` questions; on the first
-``--llm-limit`` of them: ``ragpipe`` (the default verifier: cheap signals and one LLM call that
-gives every kept passage's verdict and short answer, for ``answer_consistency``),
-``llm_listwise`` (that call's flags alone), ``answer_consistency`` (that signal alone),
-``ragpipe_two_call`` on the first ``--two-call-limit`` (``llm_mode="listwise"``: a listwise flag
-check, then a listwise short-answer call when a chunk carries a weak hint), ``ragpipe_robust`` (``Verifier(**ROBUST)``: one isolated answer per kept
-chunk instead of the listwise answers), and the baselines
+``--llm-limit`` of them: ``ragpipe`` (the default verifier, ``Verifier()``: cheap signals, a
+listwise LLM flag check over the chunks they kept, then a listwise short-answer call for
+``answer_consistency`` only when a chunk carries a weak hint: two calls at most),
+``llm_listwise`` (that check's flags alone), ``answer_consistency`` (that signal alone),
+``ragpipe_two_call`` on the first ``--two-call-limit`` (``Verifier(llm_mode="listwise")``, the
+same configuration as the default spelled out; with ``--cache`` its calls replay ``ragpipe``'s),
+``ragpipe_robust`` (``Verifier(**ROBUST)``: one isolated answer per kept chunk instead of the
+listwise answers), and the baselines
 ``perplexity`` and ``llm_per_chunk`` (one LLM call per chunk) on the first ``--baseline-limit``.
 Answers come from ragpipe's generator (``answer.cited`` prompt, ``--answer-tokens`` tokens) over
 each defence's kept evidence. ``--model`` runs a GGUF file instead of the packaged SmolLM2 (one
@@ -239,7 +241,7 @@ async def detect_with_llm(
     rows: list[dict[str, Any]], pools: list[list[ScoredChunk]], llm: Any, embedder: Any, answer_tokens: int,
     baseline_limit: int, robust_limit: int, two_call_limit: int = 0,
 ) -> dict[str, Any]:
-    """The default verifier (cheap signals + one listwise call), the robust mode, and the baselines
+    """The default verifier (cheap signals + at most two listwise calls), the robust mode, and the baselines
     (perplexity, the per-chunk LLM check) over the same pools, with answers per defence."""
     from ragpipe.generate import Generator
     from ragpipe.verify import ROBUST
@@ -435,10 +437,11 @@ async def main() -> None:
             "negatives": {"datasets": args.negatives if needs_negatives else [], "per_set": args.negatives_per_set,
                           "passages": len(negatives.texts) if negatives else 0},
             "two_call_limit": args.two_call_limit,
-            "verifier": "ragpipe = Verifier() defaults (cheap signals + one LLM call over the chunks the cheap "
-                        "signals kept, giving each one's verdict and short answer for answer_consistency); "
-                        "ragpipe_two_call = Verifier(llm_mode='listwise') (a listwise flag check + a listwise "
-                        "short-answer call when it can tip a chunk); answer_consistency = that signal alone; ragpipe_robust = Verifier(**ROBUST) (one "
+            "verifier": "ragpipe = Verifier() defaults (cheap signals, a listwise LLM flag check over the chunks "
+                        "the cheap signals kept, then a listwise short-answer call for answer_consistency only when "
+                        "it can tip a chunk: two calls at most); ragpipe_two_call = Verifier(llm_mode='listwise'), "
+                        "the same configuration spelled out (with --cache its calls replay ragpipe's); "
+                        "answer_consistency = that signal alone; ragpipe_robust = Verifier(**ROBUST) (one "
                         "isolated answer per kept chunk instead of the listwise answers); baselines: perplexity alone, "
                         "per-chunk LLM check alone (llm_mode=per_chunk)",
             "llm_sets": args.llm_sets, "baseline_limit": args.baseline_limit, "robust_limit": args.robust_limit,

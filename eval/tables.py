@@ -232,6 +232,9 @@ def selectors(doc: dict[str, Any]) -> str:
 def poisoning(doc: dict[str, Any]) -> str:
     llm = (doc.get("setup") or {}).get("llm") or "no LLM"
     parts = [f"**Poisoning defences**, LLM {llm} ({_commands(doc)})"]
+    if doc.get("commands_old_prompts"):  # rows kept from a run on earlier prompts
+        old = _commands({"command": doc["commands_old_prompts"]})
+        parts.append(f"{(doc.get('setup') or {}).get('prompts_note', '')}; rows on the old prompts from: {old}")
     for name, entry in doc["datasets"].items():
         answers = entry.get("answers") or {}
         rows = []
