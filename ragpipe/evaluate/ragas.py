@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ragpipe.evaluate.answers import normalize_answer
 from ragpipe.evaluate.judge import Judge, JudgeReply, ask_judge, field_list, verdict_of
 from ragpipe.evaluate.metric import MetricResult
 from ragpipe.generate.abstain import starts_with_not_found
@@ -241,13 +242,21 @@ async def context_recall(judge: Judge, question: str, contexts: Sequence[str], r
     return MetricResult.ok(sum(verdicts) / len(verdicts), raw=[reply.raw], verdicts=verdicts, sentences=sentences)
 
 
+def _in_answer(match: str, answer: str) -> bool:
+    """Whether the judge's quoted match occurs in the answer, word for word after normalisation."""
+    quoted = normalize_answer(match)
+    return bool(quoted) and f" {quoted} " in f" {normalize_answer(answer)} "
+
+
 async def answer_correctness(
     judge: Judge, question: str, answer: str, gold_answers: Sequence[str], *, abstained: bool = False
 ) -> MetricResult:
     """LLM-judged correctness: does the answer state (one of) the gold answers? 1 or 0.
 
     An abstention ("Not found in the documents.") gives no answer, so it scores 0 without asking
-    the judge: small judges were seen calling it correct.
+    the judge. A "correct" verdict counts only with its ``match``, the words of the answer that
+    give the gold answer, found in the answer: small judges say true while quoting the gold answer
+    the answer lacks, and the check keeps aliases and paraphrases the judge recognises.
     """
     if not gold_answers:
         return MetricResult.undefined("no gold answer")
@@ -262,5 +271,11 @@ async def answer_correctness(
     verdict = verdict_of(reply.value, "correct", "verdict")
     if verdict is None:
         return MetricResult.failed("parse_error", "correctness: no true/false verdict", raw=[reply.raw])
-    reason = reply.value.get("reason", "") if isinstance(reply.value, dict) else ""
-    return MetricResult.ok(float(verdict), raw=[reply.raw], reason=reason)
+    value = reply.value if isinstance(reply.value, dict) else {}
+    match = value.get("match") if isinstance(value.get("match"), str) else ""
+    found = _in_answer(match, answer)
+    reason = value.get("reason", "") if isinstance(value.get("reason"), str) else ""
+    if verdict and not found:
+        reason = f"the judge said correct, but its match {match!r} is not in the answer"
+    return MetricResult.ok(float(verdict and found), raw=[reply.raw], reason=reason, match=match,
+                           match_in_answer=found, judge_verdict=verdict)

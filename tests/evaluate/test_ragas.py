@@ -163,7 +163,7 @@ async def test_answer_relevancy_ignores_a_botched_sample_and_fails_only_if_all_f
 
 
 async def test_correctness_and_a_column_of_mixed_rows() -> None:
-    judge, _ = judge_with('{"reason": "same person", "correct": true}', '{"reason": "other year", "correct": false}',
+    judge, _ = judge_with('{"match": "Herbert", "correct": true}', '{"match": "", "correct": false}',
                           "I think it is right.")
     rows = [await ragas.answer_correctness(judge, QUESTION, "Herbert", ["Frank Herbert"]),
             await ragas.answer_correctness(judge, QUESTION, "1966", ["1965"]),
@@ -277,7 +277,7 @@ async def test_an_abstained_answer_scores_zero_without_asking_the_judge() -> Non
 
 
 async def test_correctness_prompt_keeps_the_gold_apart_and_shows_no_verdict_to_copy() -> None:
-    judge, llm = judge_with('{"reason": "it names Maximum Overdrive, not Stephen King", "correct": false}')
+    judge, llm = judge_with('{"match": "", "correct": false}')
     result = await ragas.answer_correctness(judge, "Who directed the film shot in Leland in 1986?",
                                             "Maximum Overdrive (1986) was shot in Leland.", ["Stephen King"])
     assert result.value == 0.0
@@ -288,3 +288,25 @@ async def test_correctness_prompt_keeps_the_gold_apart_and_shows_no_verdict_to_c
     # The reply format names no verdict value a small judge could copy as its default.
     reply_format = prompt[prompt.rindex("Reply with JSON only"):]
     assert '"correct": true' not in reply_format and "true or false" not in reply_format
+
+
+@pytest.mark.parametrize("reply", [
+    # Qwen2.5-0.5B on the dev data: "true" while quoting the gold answer, which the answer lacks.
+    '{"match": "Stephen King", "correct": true}',
+    '{"match": "", "correct": true}',
+    '{"reason": "Stephen King directed the film shot in Leland in 1986.", "correct": true}',
+])
+async def test_a_true_verdict_counts_only_when_its_match_is_in_the_answer(reply: str) -> None:
+    judge, _ = judge_with(reply)
+    result = await ragas.answer_correctness(judge, "Who directed the film shot in Leland in 1986?",
+                                            '"Maximum Overdrive" (1986) was shot in Leland, North Carolina [1].',
+                                            ["Stephen King"])
+    assert result.status == "ok" and result.value == 0.0
+    assert result.details["judge_verdict"] == 1 and result.details["match_in_answer"] is False
+
+
+async def test_a_true_verdict_with_a_match_from_the_answer_counts() -> None:
+    judge, _ = judge_with('{"match": "S. King [1]", "correct": true}')
+    result = await ragas.answer_correctness(judge, "Who directed Maximum Overdrive?", "It was directed by S. King [1].",
+                                            ["Stephen King"])
+    assert result.value == 1.0 and result.details["match_in_answer"] is True
