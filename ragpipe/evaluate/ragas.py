@@ -10,6 +10,7 @@ that an average would swallow. The verdict lists are kept in ``details`` for aud
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from ragpipe.generate.abstain import starts_with_not_found
 from ragpipe.generate.sentences import split_sentences
 from ragpipe.prompts import PromptRegistry
 
+_WORD = re.compile(r"\w+")
 AP_EPSILON = 1e-10  # as in ragas: an all-zero verdict list scores 0, not NaN
 
 
@@ -243,9 +245,10 @@ async def context_recall(judge: Judge, question: str, contexts: Sequence[str], r
 
 
 def _in_answer(match: str, answer: str) -> bool:
-    """Whether the judge's quoted match occurs in the answer, word for word after normalisation."""
-    quoted = normalize_answer(match)
-    return bool(quoted) and f" {quoted} " in f" {normalize_answer(answer)} "
+    """Whether the judge's quoted match occurs in the answer, word for word after normalisation
+    (typographic quotes and other non-ASCII punctuation included)."""
+    quoted = " ".join(_WORD.findall(normalize_answer(match)))
+    return bool(quoted) and f" {quoted} " in f" {' '.join(_WORD.findall(normalize_answer(answer)))} "
 
 
 async def answer_correctness(

@@ -310,3 +310,11 @@ async def test_a_true_verdict_with_a_match_from_the_answer_counts() -> None:
     result = await ragas.answer_correctness(judge, "Who directed Maximum Overdrive?", "It was directed by S. King [1].",
                                             ["Stephen King"])
     assert result.value == 1.0 and result.details["match_in_answer"] is True
+
+
+async def test_a_match_is_found_across_typographic_quotes() -> None:
+    # The generator quoted its evidence in curly quotes; the judge's match leaves them out.
+    judge, _ = judge_with('{"match": "Sergio Agüero was given the FIFA U-20 Golden", "correct": true}')
+    result = await ragas.answer_correctness(judge, "Who won the 2007 FIFA U-20 Golden Shoe?",
+                                            "“Sergio Agüero was given the FIFA U-20 Golden Shoe.” [1]", ["Sergio Agüero"])
+    assert result.details["match_in_answer"] is True and result.value == 1.0
