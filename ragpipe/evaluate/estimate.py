@@ -14,6 +14,7 @@ from typing import Any
 
 from ragpipe.evaluate.config import EvalConfig
 from ragpipe.evaluate.datasets import EvalDataset, EvalQuery
+from ragpipe.evaluate.ragas import recall_reply_budget, reference_sentences
 from ragpipe.prompts import PromptRegistry, default_registry
 
 
@@ -79,8 +80,10 @@ def _judge_calls(prompts: PromptRegistry, count: Callable[[str], int], name: str
         return [_tokens(prompts, "eval.context_precision", count, question=query.question, context=t, context_id=1,
                         reference=answer) for t in evidence]
     if name == "context_recall":
-        return [_tokens(prompts, "eval.context_recall", count, question=query.question, contexts=evidence,
-                        reference=answer)]
+        sentences = reference_sentences(answer) or [answer]
+        prompt_tokens, _ = _tokens(prompts, "eval.context_recall", count, question=query.question,
+                                   contexts=evidence, sentences=sentences)
+        return [(prompt_tokens, recall_reply_budget(prompts, len(sentences)))]
     if name == "correctness":
         return [_tokens(prompts, "eval.correctness", count, question=query.question, answer=answer,
                         gold_answers=query.answers or [answer])]

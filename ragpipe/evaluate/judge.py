@@ -47,11 +47,12 @@ class JudgeReply:
 
 async def ask_judge(
     judge: Judge, prompt_name: str, *, temperature: float = 0.0, seed_offset: int = 0,
-    schema: dict[str, Any] | None = None, **variables: Any
+    schema: dict[str, Any] | None = None, max_tokens: int | None = None, **variables: Any
 ) -> JudgeReply:
     """Ask the judge with prompt ``prompt_name`` and return its JSON value (dict or list).
 
-    ``schema`` replaces the prompt's own output schema for this call (e.g. to fix a list's length).
+    ``schema`` replaces the prompt's own output schema for this call (e.g. to fix a list's length)
+    and ``max_tokens`` its reply budget (e.g. one scaled to the number of items asked for).
     """
     prompt = judge.prompts.get(prompt_name)
     messages = prompt.render(**variables)
@@ -60,7 +61,7 @@ async def ask_judge(
     elif schema is None:
         schema = prompt.spec.output.json_schema
     call = judge.llm.chat(
-        messages, max_tokens=prompt.max_tokens, temperature=temperature, seed=judge.seed + seed_offset,
+        messages, max_tokens=max_tokens or prompt.max_tokens, temperature=temperature, seed=judge.seed + seed_offset,
         json_schema=schema,
     )
     try:

@@ -10,14 +10,20 @@ that an average would swallow. The verdict lists are kept in ``details`` for aud
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from ragpipe.evaluate.answers import normalize_answer
 from ragpipe.evaluate.judge import Judge, JudgeReply, ask_judge, field_list, verdict_of
 from ragpipe.evaluate.metric import MetricResult
+from ragpipe.generate.abstain import starts_with_not_found
+from ragpipe.generate.sentences import split_sentences
+from ragpipe.prompts import PromptRegistry
 
+_WORD = re.compile(r"\w+")
 AP_EPSILON = 1e-10  # as in ragas: an all-zero verdict list scores 0, not NaN
 
 
@@ -157,29 +163,110 @@ async def context_precision(
     return MetricResult.ok(average_precision(verdicts), raw=raws, verdicts=verdicts)
 
 
+def reference_sentences(reference: str) -> list[str]:
+    """The reference answer's sentences, split in code so the judge gives one verdict per sentence
+    instead of re-splitting (and, for a small judge, copying passages into) its own list."""
+    return [s.text for s in split_sentences(reference)]
+
+
+def sentence_verdicts(value: Any, count: int) -> list[int] | None:
+    """Exactly one 0/1 verdict per numbered sentence from a judge reply, or None.
+
+    Items are matched by their ``sentence`` number when every item carries one, else by position;
+    a missing, conflicting, extra or unreadable verdict makes the whole reply unusable (no guess).
+    """
+    items = field_list(value, "classifications")
+    if items is None and isinstance(value, dict):
+        if any(k in value for k in ("attributed", "verdict")):
+            items = [value]  # a single verdict, not wrapped in a list
+        else:  # {"1": 1, "2": 0}
+            items = [{"sentence": k, "attributed": v} for k, v in value.items() if str(k).strip().isdigit()] or None
+    if not items:
+        return None
+    verdicts = [verdict_of(item, "attributed", "verdict") for item in items]
+    if any(v is None for v in verdicts):
+        return None
+    numbers = [_sentence_number(item) for item in items]
+    if all(n is not None for n in numbers):
+        by_number: dict[int, int] = {}
+        for number, verdict in zip(numbers, verdicts):
+            if by_number.setdefault(number, verdict) != verdict:  # type: ignore[arg-type]
+                return None
+        return [by_number[i] for i in range(1, count + 1)] if set(by_number) == set(range(1, count + 1)) else None
+    return verdicts if len(verdicts) == count else None  # type: ignore[return-value]
+
+
+def _sentence_number(item: Any) -> int | None:
+    number = item.get("sentence") if isinstance(item, dict) else None
+    if isinstance(number, bool):
+        return None
+    if isinstance(number, int):
+        return number
+    if isinstance(number, str) and number.strip().rstrip(".").isdigit():
+        return int(number.strip().rstrip("."))
+    return None
+
+
+def recall_reply_budget(prompts: PromptRegistry, sentences: int) -> int:
+    """The context-recall prompt's ``max_tokens`` is per sentence: the reply grows with the reference."""
+    return prompts.get("eval.context_recall").max_tokens * max(1, sentences)
+
+
+def _recall_schema(judge: Judge, count: int) -> dict[str, Any] | None:
+    """One classification per sentence, each naming a sentence number that exists."""
+    schema = with_list_length(judge, "eval.context_recall", "classifications", count)
+    item = (schema or {}).get("properties", {}).get("classifications", {}).get("items", {})
+    if "sentence" in item.get("properties", {}):
+        item["properties"]["sentence"] = {"type": "integer", "enum": list(range(1, count + 1))}
+    return schema
+
+
 async def context_recall(judge: Judge, question: str, contexts: Sequence[str], reference: str) -> MetricResult:
-    """Share of the reference answer's sentences that the contexts support."""
-    if not reference.strip():
+    """Share of the reference answer's sentences that the contexts support.
+
+    The reply is bounded by the reference: one verdict per sentence (held to that count under
+    constrained decoding) and a token budget of the prompt's ``max_tokens`` per sentence.
+    """
+    sentences = reference_sentences(reference)
+    if not sentences:
         return MetricResult.undefined("no reference answer")
     if not contexts:
-        return MetricResult.ok(0.0, reason="no contexts: nothing can be attributed")
+        return MetricResult.ok(0.0, reason="no contexts: nothing can be attributed", sentences=sentences)
+    budget = recall_reply_budget(judge.prompts, len(sentences))
     reply = await ask_judge(judge, "eval.context_recall", question=question, contexts=list(contexts),
-                            reference=reference)
+                            sentences=sentences, schema=_recall_schema(judge, len(sentences)), max_tokens=budget)
     if not reply.ok:
-        return _failed(reply, "attribution")
-    items = field_list(reply.value, "classifications")
-    verdicts = [verdict_of(item, "attributed", "verdict") for item in items or []]
-    if not verdicts or any(v is None for v in verdicts):
-        return MetricResult.failed("parse_error", "attribution: no usable 0/1 classifications", raw=[reply.raw])
-    return MetricResult.ok(sum(verdicts) / len(verdicts), raw=[reply.raw], verdicts=verdicts)  # type: ignore[arg-type]
+        return _failed(reply, "attribution", sentences=sentences)
+    verdicts = sentence_verdicts(reply.value, len(sentences))
+    if verdicts is None:
+        return MetricResult.failed("parse_error", f"attribution: no usable 0/1 verdict for each of the "
+                                   f"{len(sentences)} sentence(s)", raw=[reply.raw], sentences=sentences)
+    return MetricResult.ok(sum(verdicts) / len(verdicts), raw=[reply.raw], verdicts=verdicts, sentences=sentences)
 
 
-async def answer_correctness(judge: Judge, question: str, answer: str, gold_answers: Sequence[str]) -> MetricResult:
-    """LLM-judged correctness: does the answer state (one of) the gold answers? 1 or 0."""
+def _in_answer(match: str, answer: str) -> bool:
+    """Whether the judge's quoted match occurs in the answer, word for word after normalisation
+    (typographic quotes and other non-ASCII punctuation included)."""
+    quoted = " ".join(_WORD.findall(normalize_answer(match)))
+    return bool(quoted) and f" {quoted} " in f" {' '.join(_WORD.findall(normalize_answer(answer)))} "
+
+
+async def answer_correctness(
+    judge: Judge, question: str, answer: str, gold_answers: Sequence[str], *, abstained: bool = False
+) -> MetricResult:
+    """LLM-judged correctness: does the answer state (one of) the gold answers? 1 or 0.
+
+    An abstention ("Not found in the documents.") gives no answer, so it scores 0 without asking
+    the judge. A "correct" verdict counts only with its ``match``, the words of the answer that
+    give the gold answer, found in the answer: small judges say true while quoting the gold answer
+    the answer lacks, and the check keeps aliases and paraphrases the judge recognises.
+    """
     if not gold_answers:
         return MetricResult.undefined("no gold answer")
     if not answer.strip():
         return MetricResult.ok(0.0, reason="empty answer")
+    if abstained or starts_with_not_found(answer):
+        return MetricResult.ok(0.0, reason="the answer abstains", abstained=True)
     reply = await ask_judge(judge, "eval.correctness", question=question, answer=answer,
                             gold_answers=list(gold_answers))
     if not reply.ok:
@@ -187,5 +274,11 @@ async def answer_correctness(judge: Judge, question: str, answer: str, gold_answ
     verdict = verdict_of(reply.value, "correct", "verdict")
     if verdict is None:
         return MetricResult.failed("parse_error", "correctness: no true/false verdict", raw=[reply.raw])
-    reason = reply.value.get("reason", "") if isinstance(reply.value, dict) else ""
-    return MetricResult.ok(float(verdict), raw=[reply.raw], reason=reason)
+    value = reply.value if isinstance(reply.value, dict) else {}
+    match = value.get("match") if isinstance(value.get("match"), str) else ""
+    found = _in_answer(match, answer)
+    reason = value.get("reason", "") if isinstance(value.get("reason"), str) else ""
+    if verdict and not found:
+        reason = f"the judge said correct, but its match {match!r} is not in the answer"
+    return MetricResult.ok(float(verdict and found), raw=[reply.raw], reason=reason, match=match,
+                           match_in_answer=found, judge_verdict=verdict)

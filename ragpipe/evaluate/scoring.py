@@ -158,7 +158,8 @@ class Scorer:
             elif name == "context_recall":
                 out[name] = await ragas.context_recall(judge, query.question, contexts, query.reference)
             elif name == "correctness":
-                out[name] = await ragas.answer_correctness(judge, query.question, text, query.answers)
+                out[name] = await ragas.answer_correctness(judge, query.question, text, query.answers,
+                                                            abstained=run.answer.abstained)
         return out
 
 

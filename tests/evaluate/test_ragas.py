@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -96,10 +97,37 @@ async def test_context_recall_counts_attributed_sentences() -> None:
         {"statement": "It sold 20 million copies.", "reason": "absent", "attributed": 0},
         {"statement": "It was first serialised.", "reason": "absent", "attributed": 0},
     ]})
-    judge, _ = judge_with(reply)
-    result = await ragas.context_recall(judge, QUESTION, CONTEXTS, "Frank Herbert wrote Dune in 1965. ...")
-    assert result.value == pytest.approx(0.5)
+    judge, llm = judge_with(reply)
+    reference = "Frank Herbert wrote Dune. It was published in 1965. It sold 20 million copies. It was first serialised."
+    result = await ragas.context_recall(judge, QUESTION, CONTEXTS, reference)
+    assert result.value == pytest.approx(0.5) and len(result.details["sentences"]) == 4
+    assert "4. It was first serialised." in llm.requests[0].messages[-1].content
     assert (await ragas.context_recall(Judge(ScriptedLLM()), QUESTION, CONTEXTS, "")).status == "undefined"
+
+
+@pytest.mark.parametrize("reply, verdicts", [
+    ('{"classifications": [{"sentence": 2, "attributed": "no"}, {"sentence": "1", "attributed": 1}]}', [1, 0]),
+    ("Verdicts:\n```json\n[1, 0]\n```", [1, 0]),
+    ('{"1": "yes", "2": 0}', [1, 0]),
+    ('{"verdicts": [{"reason": "stated", "verdict": 1}, {"reason": "absent", "verdict": 0}]}', [1, 0]),
+])
+async def test_context_recall_reads_verdict_shapes_leniently(reply: str, verdicts: list[int]) -> None:
+    judge, _ = judge_with(reply)
+    result = await ragas.context_recall(judge, QUESTION, CONTEXTS, "Frank Herbert wrote Dune. It won a Hugo.")
+    assert result.status == "ok" and result.details["verdicts"] == verdicts
+
+
+@pytest.mark.parametrize("reply", [
+    '{"classifications": [{"sentence": 1, "attributed": 1}]}',  # one verdict for two sentences
+    '{"classifications": [{"attributed": 1}, {"attributed": 0}, {"attributed": 1}]}',  # which two?
+    '{"classifications": [{"sentence": 1, "attributed": 1}, {"sentence": 1, "attributed": 0}, '
+    '{"sentence": 2, "attributed": 1}]}',  # sentence 1 both ways
+    '{"classifications": [{"sentence": 1, "attributed": 1}, {"sentence": 2, "attributed": "maybe"}]}',
+])
+async def test_context_recall_an_unreadable_reply_stays_invalid(reply: str) -> None:
+    judge, _ = judge_with(reply)
+    result = await ragas.context_recall(judge, QUESTION, CONTEXTS, "Frank Herbert wrote Dune. It won a Hugo.")
+    assert result.status == "parse_error" and result.value is None
 
 
 class AxisEmbedder:
@@ -135,7 +163,7 @@ async def test_answer_relevancy_ignores_a_botched_sample_and_fails_only_if_all_f
 
 
 async def test_correctness_and_a_column_of_mixed_rows() -> None:
-    judge, _ = judge_with('{"reason": "same person", "correct": true}', '{"reason": "other year", "correct": false}',
+    judge, _ = judge_with('{"match": "Herbert", "correct": true}', '{"match": "", "correct": false}',
                           "I think it is right.")
     rows = [await ragas.answer_correctness(judge, QUESTION, "Herbert", ["Frank Herbert"]),
             await ragas.answer_correctness(judge, QUESTION, "1966", ["1965"]),
@@ -183,3 +211,110 @@ async def test_a_copied_one_item_example_is_a_parse_error_not_a_score() -> None:
     judge, _ = judge_with(STATEMENTS, copied)
     result = await ragas.faithfulness(judge, QUESTION, ANSWER, CONTEXTS)
     assert result.status == "parse_error" and "1 usable verdicts for 3 statements" in result.details["reason"]
+
+
+# HotpotQA-sized passages (about 60 words each), as the judged run on the dev data retrieved them.
+PASSAGES = [
+    "Maximum Overdrive is a 1986 American science fiction horror film written and directed by Stephen King. "
+    "The film stars Emilio Estevez, Pat Hingle and Laura Harrington. The film was shot in and around Wilmington "
+    "and Leland, North Carolina, and it was the only film King directed himself; he later called it a moron movie.",
+    "Leland is a town in Brunswick County, North Carolina, United States. The population was 13,527 at the 2010 "
+    "census, up from 1,938 in 2000. It is part of the Wilmington metropolitan area and lies across the Cape Fear "
+    "River from downtown Wilmington, where many films and television series have been made since the 1980s.",
+]
+
+
+def copying_judge(request):
+    """Qwen2.5-0.5B's runaway as a judge: every free-text field copies a passage, and the list goes on
+    until the schema's maxItems stops it (or max_tokens cuts it off); string maxLength is obeyed, as
+    constrained decoding enforces it."""
+    passages = re.findall(r'<data id="\d+">\n(.*?)\n</data>', request.messages[-1].content, re.DOTALL)
+    schema = request.json_schema
+    key = schema["required"][0]
+    items_schema = schema["properties"][key]
+    items = []
+    for i in range(items_schema.get("maxItems", 12)):
+        item = {}
+        for name, prop in items_schema["items"]["properties"].items():
+            if name == "sentence":
+                item[name] = i + 1
+            elif prop.get("type") == "string":
+                text = passages[i % len(passages)]
+                item[name] = text[: prop.get("maxLength", len(text))]
+            elif "enum" in prop:
+                item[name] = prop["enum"][-1]
+            else:
+                item[name] = i + 1
+        items.append(item)
+    return json.dumps({key: items})
+
+
+async def test_context_recall_runaway_judge_is_bounded_by_the_reference_sentences() -> None:
+    from ragpipe.llm.base import Capabilities
+
+    llm = ScriptedLLM(fn=copying_judge, capabilities=Capabilities(json_schema=True, seed=True))
+    question = "Who directed the film that was shot in or around Leland, North Carolina in 1986?"
+    result = await ragas.context_recall(Judge(llm), question, PASSAGES, "Stephen King")
+    assert result.status == "ok", result.details
+    assert result.value == 1.0 and result.details["verdicts"] == [1]
+    two = await ragas.context_recall(Judge(llm), question, PASSAGES,
+                                     "Stephen King directed it. He wrote it as well.")
+    assert two.status == "ok" and two.details["verdicts"] == [1, 1]
+    one_request, two_request = llm.requests
+    assert one_request.max_tokens < two_request.max_tokens <= 512
+    assert "2. He wrote it as well." in two_request.messages[-1].content
+
+
+async def test_an_abstained_answer_scores_zero_without_asking_the_judge() -> None:
+    # Qwen2.5-0.5B said true for "Not found in the documents." against the gold "Steely & Clevie".
+    judge, llm = judge_with('{"reason": "Steely and Clevie is correct.", "correct": true}')
+    question = "Who produced the single that the Jamaican reggae singer born in 1952 in Kingston released?"
+    result = await ragas.answer_correctness(judge, question, "Not found in the documents.", ["Steely & Clevie"])
+    assert result.status == "ok" and result.value == 0.0 and result.details["abstained"] is True
+    flagged = await ragas.answer_correctness(judge, question, "The evidence has no producer.", ["Steely & Clevie"],
+                                             abstained=True)
+    assert flagged.value == 0.0 and llm.requests == []
+
+
+async def test_correctness_prompt_keeps_the_gold_apart_and_shows_no_verdict_to_copy() -> None:
+    judge, llm = judge_with('{"match": "", "correct": false}')
+    result = await ragas.answer_correctness(judge, "Who directed the film shot in Leland in 1986?",
+                                            "Maximum Overdrive (1986) was shot in Leland.", ["Stephen King"])
+    assert result.value == 0.0
+    prompt = llm.requests[0].messages[-1].content
+    gold_block = re.search(r'<data id="gold">\n(.*?)\n</data>', prompt, re.DOTALL)
+    answer_block = re.search(r'<data id="answer">\n(.*?)\n</data>', prompt, re.DOTALL)
+    assert gold_block and "Stephen King" in gold_block.group(1) and "Stephen King" not in answer_block.group(1)
+    # The reply format names no verdict value a small judge could copy as its default.
+    reply_format = prompt[prompt.rindex("Reply with JSON only"):]
+    assert '"correct": true' not in reply_format and "true or false" not in reply_format
+
+
+@pytest.mark.parametrize("reply", [
+    # Qwen2.5-0.5B on the dev data: "true" while quoting the gold answer, which the answer lacks.
+    '{"match": "Stephen King", "correct": true}',
+    '{"match": "", "correct": true}',
+    '{"reason": "Stephen King directed the film shot in Leland in 1986.", "correct": true}',
+])
+async def test_a_true_verdict_counts_only_when_its_match_is_in_the_answer(reply: str) -> None:
+    judge, _ = judge_with(reply)
+    result = await ragas.answer_correctness(judge, "Who directed the film shot in Leland in 1986?",
+                                            '"Maximum Overdrive" (1986) was shot in Leland, North Carolina [1].',
+                                            ["Stephen King"])
+    assert result.status == "ok" and result.value == 0.0
+    assert result.details["judge_verdict"] == 1 and result.details["match_in_answer"] is False
+
+
+async def test_a_true_verdict_with_a_match_from_the_answer_counts() -> None:
+    judge, _ = judge_with('{"match": "S. King [1]", "correct": true}')
+    result = await ragas.answer_correctness(judge, "Who directed Maximum Overdrive?", "It was directed by S. King [1].",
+                                            ["Stephen King"])
+    assert result.value == 1.0 and result.details["match_in_answer"] is True
+
+
+async def test_a_match_is_found_across_typographic_quotes() -> None:
+    # The generator quoted its evidence in curly quotes; the judge's match leaves them out.
+    judge, _ = judge_with('{"match": "Sergio Agüero was given the FIFA U-20 Golden", "correct": true}')
+    result = await ragas.answer_correctness(judge, "Who won the 2007 FIFA U-20 Golden Shoe?",
+                                            "“Sergio Agüero was given the FIFA U-20 Golden Shoe.” [1]", ["Sergio Agüero"])
+    assert result.details["match_in_answer"] is True and result.value == 1.0

@@ -56,7 +56,8 @@ def judge_reply(request: ChatRequest) -> str:
     if "item3" in text:
         return "The answer looks right to me."
     if "Gold answer" in text:
-        return json.dumps({"reason": "r", "correct": bool(re.search(r"It is colour\d", text))})
+        found = re.search(r"It is (colour\d)", text)
+        return json.dumps({"match": found.group(1) if found else "", "correct": bool(found)})
     return json.dumps({"reason": "r", "verdict": int("The colour of" in text)})
 
 
