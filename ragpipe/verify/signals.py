@@ -252,6 +252,8 @@ def uncorroborated_signal(
     rouge_threshold: float = 0.5,
     min_cluster: int = 3,
     paraphrase_rouge: float = 0.5,
+    sources: Sequence[str] | None = None,
+    alone_sources: int = 4,
 ) -> SignalResult:
     """Flag reworded groups whose shared claim no passage outside the group backs.
 
@@ -263,9 +265,16 @@ def uncorroborated_signal(
     the independent sources also say; a planted answer is only in the planted passages. A group
     that is the whole pool has nothing to be checked against and is never flagged, nor is any
     chunk without embeddings (rewording cannot be told from copying without them).
+
+    Strength is 1 when the group spans at least ``alone_sources`` documents (``sources``: one
+    document id per text; None: each text its own), else 0.5. Planted passages arrive as separate
+    documents; a manual that rewords one topic over its own sections is one document repeating
+    itself, which is weaker evidence of planting.
     """
     n = len(texts)
     flagged, scores, details, groups = [False] * n, [0.0] * n, [""] * n, list(range(n))
+    strengths = [0.5] * n
+    origin = list(sources) if sources is not None else [str(i) for i in range(n)]
     if embeddings is None or n < min_cluster + 1:
         why = "no embeddings" if embeddings is None else "too few chunks for a group and an outside"
         return SignalResult(UNCORROBORATED, flagged, scores, [why] * n)
@@ -284,12 +293,15 @@ def uncorroborated_signal(
         members = set(group)
         outside = set().union(*(terms[j] for j in range(n) if j not in members))
         shared = set.intersection(*(terms[i] for i in group)) - outside
+        documents = len({origin[i] for i in group})
         for i in group:
             scores[i] = float(len(shared))
+            strengths[i] = 1.0 if documents >= alone_sources else 0.5
             if shared:
                 flagged[i] = True
-                details[i] = (f"{len(group)} reworded passages all say {', '.join(sorted(shared)[:3])!r}, which none of "
-                              f"the other {n - len(group)} passage(s) mentions")
+                details[i] = (f"{len(group)} reworded passages from {documents} document(s) all say "
+                              f"{', '.join(sorted(shared)[:3])!r}, which none of the other {n - len(group)} passage(s) "
+                              "mentions")
             else:
                 details[i] = f"reworded group of {len(group)}; its claims also appear outside it"
-    return SignalResult(UNCORROBORATED, flagged, scores, details, groups=groups)
+    return SignalResult(UNCORROBORATED, flagged, scores, details, strengths, groups)

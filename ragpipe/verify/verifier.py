@@ -8,9 +8,11 @@ instruction pattern, ``query_echo``, ``perplexity``, ``answer_consistency``: 0.5
 second one, because each also fires on honest text: outlets reword and syndicate one story, so
 a cluster alone is no proof of planting. A cluster of paraphrases whose answer none of the
 other candidates gives (near_duplicate + answer_consistency) is dropped, and so is one whose
-rewordings all state a term no other candidate mentions (near_duplicate + ``uncorroborated``,
-0.5: no LLM needed, the claim has no independent support; alone it also fires on manuals that
-reword one topic over several sections).
+rewordings all state a term no other candidate mentions (``uncorroborated``: no LLM needed, the
+claim has no independent support). That signal drops a group alone when its rewordings come from
+``uncorroborated_alone`` (4) documents or more, as planted passages do; a smaller group, or one
+document rewording itself (a manual covering one topic over several sections), weighs 0.5 and
+needs a second signal.
 
 **One LLM pass** (``llm_mode="listwise"``, the default): all candidates go into one prompt as
 numbered data blocks and the reply names the suspicious ones. ``llm_mode="per_chunk"`` asks one
@@ -98,7 +100,8 @@ ALL_SIGNALS = (INSTRUCTION, QUERY_ECHO, NEAR_DUPLICATE, UNCORROBORATED, PERPLEXI
 DEFAULT_SIGNALS = (INSTRUCTION, QUERY_ECHO, NEAR_DUPLICATE, UNCORROBORATED, LLM, ANSWER_CONSISTENCY)
 _WEIGHTS = {
     INSTRUCTION: 1.0, LLM: 1.0,  # each drops a chunk alone
-    UNCORROBORATED: 0.5, NEAR_DUPLICATE: 0.5, QUERY_ECHO: 0.5, PERPLEXITY: 0.5, ANSWER_CONSISTENCY: 0.5,
+    UNCORROBORATED: 1.0,  # graded: 1 for a group from several documents, 0.5 for a smaller one
+    NEAR_DUPLICATE: 0.5, QUERY_ECHO: 0.5, PERPLEXITY: 0.5, ANSWER_CONSISTENCY: 0.5,
 }
 # The robust mode: every chunk answers the question alone (one short call per chunk), and an
 # answer that loses to the independent sources drops its chunk by itself (RobustRAG's vote).
@@ -129,6 +132,8 @@ class VerifierConfig(BaseModel):
     cosine_threshold: float = Field(0.88, gt=0, le=1)
     min_cluster: int = Field(3, ge=2)
     claim_cosine: float = Field(0.8, gt=0, le=1, description="embedding cosine that groups rewordings of one claim")
+    uncorroborated_alone: int = Field(4, ge=2, description="documents a reworded group with an unsupported claim "
+                                      "must span to be dropped on that signal alone")
     paraphrase_rouge: float = Field(0.5, gt=0, le=1, description="mean ROUGE-L below which a cluster is reworded")
     consistency_margin: int = Field(2, ge=1, description="independent sources by which an answer must lead")
 
@@ -205,6 +210,7 @@ class Verifier:
             found[UNCORROBORATED] = uncorroborated_signal(
                 question, [t[:cfg.chunk_chars] for t in texts], embeddings, cosine_threshold=cfg.claim_cosine,
                 rouge_threshold=cfg.rouge_threshold, min_cluster=cfg.min_cluster, paraphrase_rouge=cfg.paraphrase_rouge,
+                sources=[c.chunk.doc_id for c in evidence], alone_sources=cfg.uncorroborated_alone,
             )
         if PERPLEXITY in cfg.signals:
             scorer = scorer_of(ctx.llm)
