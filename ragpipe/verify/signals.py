@@ -243,6 +243,9 @@ def claim_terms(text: str, asked: set[str]) -> set[str]:
     return {w for w in rouge_tokens(text) if len(w) > 2 and w not in _FILLER and w not in asked}
 
 
+_HINT = 0.5  # strength of a group that needs a second signal to drop
+
+
 def uncorroborated_signal(
     question: str,
     texts: Sequence[str],
@@ -273,7 +276,7 @@ def uncorroborated_signal(
     """
     n = len(texts)
     flagged, scores, details, groups = [False] * n, [0.0] * n, [""] * n, list(range(n))
-    strengths = [0.5] * n
+    strengths = [_HINT] * n
     origin = list(sources) if sources is not None else [str(i) for i in range(n)]
     if embeddings is None or n < min_cluster + 1:
         why = "no embeddings" if embeddings is None else "too few chunks for a group and an outside"
@@ -294,9 +297,10 @@ def uncorroborated_signal(
         outside = set().union(*(terms[j] for j in range(n) if j not in members))
         shared = set.intersection(*(terms[i] for i in group)) - outside
         documents = len({origin[i] for i in group})
+        strength = 1.0 if documents >= alone_sources else _HINT
         for i in group:
             scores[i] = float(len(shared))
-            strengths[i] = 1.0 if documents >= alone_sources else 0.5
+            strengths[i] = strength
             if shared:
                 flagged[i] = True
                 details[i] = (f"{len(group)} reworded passages from {documents} document(s) all say "

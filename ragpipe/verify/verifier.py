@@ -100,7 +100,7 @@ ALL_SIGNALS = (INSTRUCTION, QUERY_ECHO, NEAR_DUPLICATE, UNCORROBORATED, PERPLEXI
 DEFAULT_SIGNALS = (INSTRUCTION, QUERY_ECHO, NEAR_DUPLICATE, UNCORROBORATED, LLM, ANSWER_CONSISTENCY)
 _WEIGHTS = {
     INSTRUCTION: 1.0, LLM: 1.0,  # each drops a chunk alone
-    UNCORROBORATED: 1.0,  # graded: 1 for a group from several documents, 0.5 for a smaller one
+    UNCORROBORATED: 1.0,  # graded: full for a group spanning uncorroborated_alone documents, else half
     NEAR_DUPLICATE: 0.5, QUERY_ECHO: 0.5, PERPLEXITY: 0.5, ANSWER_CONSISTENCY: 0.5,
 }
 # The robust mode: every chunk answers the question alone (one short call per chunk), and an
