@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from jinja2 import StrictUndefined, TemplateError, meta
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ragpipe.errors import PromptError
 from ragpipe.llm.base import Message
@@ -80,7 +80,19 @@ class PromptFile(BaseModel):
     user: str
     max_tokens: int = 512
     stop: list[str] = Field(default_factory=list, description="text that ends the reply where it appears")
+    abandon_at: list[str] = Field(default_factory=list, description="regular expressions that mark the reply as "
+                                  "gone off course: the embedded backend stops there, keeping the match")
     output: OutputSpec = Field(default_factory=OutputSpec)
+
+    @field_validator("abandon_at")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"{pattern!r} is not a regular expression ({err}); fix or remove it") from err
+        return value
 
 
 class Prompt:
@@ -128,6 +140,10 @@ class Prompt:
     @property
     def stop(self) -> list[str]:
         return self.spec.stop
+
+    @property
+    def abandon_at(self) -> list[str]:
+        return self.spec.abandon_at
 
     @property
     def output(self) -> OutputSpec:

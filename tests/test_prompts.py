@@ -188,3 +188,15 @@ def test_a_broken_opening_is_an_error_naming_the_file(tmp_path: Path, body: str,
 def test_a_prompt_declares_its_stop_strings(tmp_path: Path) -> None:
     write_prompt(tmp_path, "demo.stop", "variables: [question]\nuser: '{{ question }}'\nstop: [\"\\nQuestion:\"]\n")
     assert PromptRegistry([tmp_path]).get("demo.stop").stop == ["\nQuestion:"]
+
+
+def test_a_prompt_declares_where_its_reply_is_abandoned(tmp_path: Path) -> None:
+    write_prompt(tmp_path, "demo.abandon", "variables: [question]\nuser: '{{ question }}'\nabandon_at: ['\\A[^{]{20}']\n")
+    assert PromptRegistry([tmp_path]).get("demo.abandon").abandon_at == [r"\A[^{]{20}"]
+
+
+def test_an_abandon_pattern_that_is_no_regular_expression_names_the_file(tmp_path: Path) -> None:
+    path = write_prompt(tmp_path, "demo.badre", "variables: [question]\nuser: '{{ question }}'\nabandon_at: ['(unclosed']\n")
+    with pytest.raises(PromptError, match="abandon_at") as err:
+        PromptRegistry([tmp_path]).get("demo.badre")
+    assert str(path) in str(err.value) and "(unclosed" in str(err.value)

@@ -126,6 +126,9 @@ class Generator:
     def _stop(self, ctx: RunContext, prompt_name: str | None = None) -> list[str] | None:
         return ctx.prompts.get(prompt_name or self.prompt).stop or None
 
+    def _abandon_at(self, ctx: RunContext, prompt_name: str | None = None) -> list[str] | None:
+        return ctx.prompts.get(prompt_name or self.prompt).abandon_at or None
+
     def _abstain(self, question: str, reason: str, events: list[TraceEvent]) -> Generation:
         events.append(TraceEvent(node=self.node, kind="abstain", message=reason))
         return Generation(Answer(question=question, text=NOT_FOUND_TEXT, abstained=True), events)
@@ -282,7 +285,8 @@ class Generator:
     async def _call(self, llm: LLM, messages: list[Any], ctx: RunContext, prompt_name: str | None = None) -> Completion:
         try:
             return await llm.chat(messages, max_tokens=self._max_tokens(ctx, prompt_name), temperature=0.0,
-                                  stop=self._stop(ctx, prompt_name))
+                                  stop=self._stop(ctx, prompt_name),
+                                  abandon_at=self._abandon_at(ctx, prompt_name))
         except Truncated as err:  # some wrappers raise instead of returning finish_reason="length"
             return Completion(text=err.raw or "", finish_reason="length")
 
@@ -318,7 +322,8 @@ class Generator:
             yield TokenEvent(completion.text)
         else:
             pieces: list[str] = []
-            async for piece in stream(messages, max_tokens=self._max_tokens(ctx), temperature=0.0, stop=self._stop(ctx)):
+            async for piece in stream(messages, max_tokens=self._max_tokens(ctx), temperature=0.0, stop=self._stop(ctx),
+                                      abandon_at=self._abandon_at(ctx)):
                 pieces.append(piece)
                 yield TokenEvent(piece)
             completion = Completion(text="".join(pieces))

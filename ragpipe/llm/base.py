@@ -7,12 +7,14 @@ Async first: ``await llm.chat(messages, ...)``. Callers that are not async use
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
+import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from typing_extensions import Required, TypedDict, Unpack
 
 from ragpipe.errors import Truncated
@@ -74,6 +76,37 @@ class ChatRequest(BaseModel):
     seed: int | None = None
     json_schema: dict[str, Any] | None = None
     top_logprobs: int = 0
+    # Regular expressions that mark a reply gone off course (prose where JSON was asked for, a
+    # question of the model's own after its answer). The embedded backend, where each token costs
+    # a CPU, stops as soon as one matches and keeps the matched text, so the caller sees why;
+    # others return the whole reply, which holds the same match.
+    abandon_at: tuple[str, ...] | None = None
+
+    @field_validator("abandon_at")
+    @classmethod
+    def _patterns_compile(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for pattern in value or ():
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"abandon_at pattern {pattern!r} is not a regular expression: {err}") from err
+        return value
+
+
+ABANDONED = "abandoned"  # the finish reason of a reply stopped at an ``abandon_at`` match
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(p) for p in patterns)
+
+
+def off_course(text: str, request: ChatRequest) -> int | None:
+    """Where the first ``abandon_at`` match in ``text`` ends (the reply is cut there), or None."""
+    if not request.abandon_at:
+        return None
+    ends = [m.end() for p in _compiled(request.abandon_at) if (m := p.search(text))]
+    return min(ends) if ends else None
 
 
 class Completion(BaseModel):
@@ -133,6 +166,7 @@ class LLM(Protocol):
         seed: int | None = None,
         json_schema: dict[str, Any] | None = None,
         top_logprobs: int = 0,
+        abandon_at: Sequence[str] | None = None,
     ) -> Completion: ...
 
     def count_tokens(self, text: str) -> int: ...
@@ -147,12 +181,15 @@ class ChatOptions(TypedDict, total=False):
     seed: int | None
     json_schema: dict[str, Any] | None
     top_logprobs: int
+    abandon_at: Sequence[str] | None
 
 
 def make_request(messages: Sequence[Message | dict[str, str]], **options: Unpack[ChatOptions]) -> ChatRequest:
     """Normalise chat() arguments into a hashable request."""
     stop = options.pop("stop", None)
-    return ChatRequest(messages=tuple(as_messages(messages)), stop=tuple(stop) if stop else None, **options)
+    abandon_at = options.pop("abandon_at", None)
+    return ChatRequest(messages=tuple(as_messages(messages)), stop=tuple(stop) if stop else None,
+                       abandon_at=tuple(abandon_at) if abandon_at else None, **options)
 
 
 def estimate_tokens(text: str) -> int:

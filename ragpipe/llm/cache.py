@@ -16,7 +16,9 @@ from ragpipe.llm.wrappers import Wrapper
 
 
 def cache_key(backend: str, model: str, request: ChatRequest) -> str:
-    payload = {"backend": backend, "model": model, "request": request.model_dump(mode="json")}
+    # An unset ``abandon_at`` stays out of the key, so the answers stored before it existed still hit.
+    unset = {"abandon_at"} if request.abandon_at is None else set()
+    payload = {"backend": backend, "model": model, "request": request.model_dump(mode="json", exclude=unset)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ragpipe.errors import ContextOverflow, LLMTimeout, LLMUnavailable, MissingExtraError
-from ragpipe.llm.base import BaseLLM, Capabilities, ChatRequest, Completion, TokenLogprob
+from ragpipe.llm.base import ABANDONED, BaseLLM, Capabilities, ChatRequest, Completion, TokenLogprob, off_course
 from ragpipe.llm.special_tokens import neutralise_special_tokens
 from ragpipe.schema import Usage
 
@@ -294,6 +294,9 @@ class LlamaCppLLM(BaseLLM):
             stop_at = min((i for s in (request.stop or ()) if (i := text.find(s)) != -1), default=-1)
             if stop_at != -1:
                 text, finish = text[:stop_at], "stop"
+                break
+            if (end := off_course(text, request)) is not None:
+                text, finish = text[:end], ABANDONED
                 break
             if text.endswith("\n") and looping(text):
                 finish = "stop"  # the rest would be the same line again, at seconds per line on a CPU

@@ -18,11 +18,13 @@ from typing import Union
 
 from ragpipe.errors import LLMError, LLMTimeout
 from ragpipe.llm.base import (
+    ABANDONED,
     BaseLLM,
     Capabilities,
     ChatRequest,
     Completion,
     TokenLogprob,
+    off_course,
 )
 from ragpipe.schema import Usage
 
@@ -119,6 +121,8 @@ class ScriptedLLM(BaseLLM):
                 raise reply
             completion = reply if isinstance(reply, Completion) else Completion(text=reply)
             completion = _cut_at_stop(completion, request.stop)
+            if completion.logprobs is None and (end := off_course(completion.text, request)) is not None:
+                completion = completion.model_copy(update={"text": completion.text[:end], "finish_reason": ABANDONED})
             if completion.finish_reason == "stop" and completion.logprobs is None:
                 # Emulate max_tokens: a reply longer than the budget comes back cut off.
                 if _words(completion.text) > request.max_tokens:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ragpipe.errors import LLMError
-from ragpipe.llm.base import Completion
+from ragpipe.llm.base import ABANDONED, Completion
 from ragpipe.prompts import numbered_documents
 from ragpipe.schema import ScoredChunk, TraceEvent
 
@@ -35,12 +35,14 @@ async def ask_over_passages(
     :class:`LLMError`.
 
     No json_schema request: the replies are read tolerantly, so any backend's plain chat will do.
-    A reply that starts quoting passages is an echo, so it stops there.
+    A reply that starts quoting passages is an echo, so it stops there; one that matches the
+    prompt's ``abandon_at`` has left the format it was asked for, so the embedded backend stops there too.
     """
     template = ctx.prompts.get(call.prompt)
     messages = template.render(**variables, documents=numbered_documents(evidence, call.shown))
     return await ctx.llm_for(call.node).chat(messages, max_tokens=template.max_tokens, temperature=0.0,
-                                             stop=list(dict.fromkeys([*template.stop, "<data", "</data>"])))
+                                             stop=list(dict.fromkeys([*template.stop, "<data", "</data>"])),
+                                             abandon_at=template.abandon_at or None)
 
 
 # Parse methods that read the reply as asked, or found nothing to read: no repair to report.
@@ -63,6 +65,10 @@ def reply_events(node: str, what: str, completion: Completion, *, method: str, r
     if completion.truncated:
         events.append(TraceEvent(node=node, kind="truncation", message=f"{what} stopped at max_tokens; read what was there",
                                  data={**ids, "readable": readable}))
+    elif completion.finish_reason == ABANDONED:
+        events.append(TraceEvent(node=node, kind="truncation",
+                                 message=f"{what} left the asked format, so it was stopped there; read what was there",
+                                 data={**ids, "readable": readable, "abandoned": True}))
     if method not in UNREPAIRED:
         events.append(TraceEvent(node=node, kind="repair", message=f"{what} read via {method}",
                                  data={**ids, "method": method}))

@@ -58,6 +58,21 @@ async def test_auto_falls_back_to_the_quoted_evidence_sentence(first: str, secon
     assert "stayed unusable" in result.events[-1].message
 
 
+# SmolLM2-135M's retries copy the worked example on: an answer, then a question of its own.
+COPIED_ON = ("The Loire is the longest river in France [1].\nQuestion: Which river is the longest in France?\n"
+             "Answer: The Loire is the longest river in France [1].\nQuestion: When was the Eiffel Tower finished?")
+
+
+async def test_a_retry_that_writes_a_question_of_its_own_is_stopped_there_and_still_rejected() -> None:
+    llm = ScriptedLLM(["[1]", COPIED_ON])
+    result = await run(llm)
+    assert llm.requests[1].abandon_at  # the retry prompt says where a reply stops being an answer
+    retried = [e for e in result.events if e.kind == "degenerate"][-1]
+    assert retried.data["text"].rstrip().endswith("Question:")  # stopped at the first invented question
+    assert "Eiffel" not in retried.data["text"]
+    assert result.answer.mode == "extracted" and result.answer.text.startswith("\u201cThe Seine flows through Paris.")
+
+
 async def test_generate_mode_abstains_instead_of_extracting() -> None:
     result = await run(ScriptedLLM(["[1]", "[1][2]"]), answer="generate")
     assert result.answer.abstained and result.answer.text == NOT_FOUND_TEXT

@@ -66,6 +66,17 @@ async def test_embedded_stop_sequences_and_max_tokens(embedded: LlamaCppLLM) -> 
     assert stopped.text == prefix and stopped.finish_reason == "stop"
 
 
+async def test_embedded_abandons_a_reply_at_its_first_off_course_match(embedded: LlamaCppLLM) -> None:
+    """Generation stops as soon as the reply matches, and the match stays in the text."""
+    long = [{"role": "user", "content": "Count from 1 to 30, separated by commas."}]
+    whole = await embedded.chat(long, max_tokens=40)
+    assert "\n5. 5" in whole.text, whole.text  # SmolLM2 numbers the lines: what the pattern below meets
+    abandoned = await embedded.chat(long, max_tokens=40, abandon_at=[r"(?m)^5\."])
+    assert abandoned.finish_reason == "abandoned"
+    assert abandoned.text.endswith("\n5.") and whole.text.startswith(abandoned.text)
+    assert abandoned.usage.completion_tokens < whole.usage.completion_tokens
+
+
 async def test_embedded_is_safe_under_many_coroutines(embedded: LlamaCppLLM) -> None:
     prompts = [[{"role": "user", "content": f"Say the number {i}."}] for i in range(3)]
     results = await asyncio.gather(*(embedded.chat(p, max_tokens=2) for p in prompts))

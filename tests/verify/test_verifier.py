@@ -132,6 +132,28 @@ async def test_unreadable_verdicts_are_counted_warned_and_follow_the_fail_policy
     assert fallback and fallback[0].data["unreadable"] == 4 and fallback[0].data["fail_policy"] == policy
 
 
+# SmolLM2-135M's reply to the listwise audit on an npm documentation question, as it came.
+SMOLLM2_PROSE = ('The document you are referring to is a JSON file named "npm-admin-report-2023-2024.json" that is a '
+                 "JSON file with a list of JSON files. It contains a JSON string that contains a list of JSON files.")
+
+
+async def test_a_prose_audit_is_stopped_early_and_decided_by_the_fail_policy() -> None:
+    llm = ScriptedLLM(cycle=[SMOLLM2_PROSE])
+    result = await Verifier(signals=("llm",)).verify(QUESTION, EVIDENCE, RunContext(llm=llm))
+    (request,) = llm.requests
+    assert request.abandon_at  # the default prompt says where prose begins
+    assert [c.id for c in result.accepted] == ["c1", "c2", "c3", "c4"] and result.unreadable == 4
+    (reply,) = [e for e in result.trace if e.kind == "llm_reply"]
+    assert reply.data["raw"] == SMOLLM2_PROSE[:48] and reply.data["finish_reason"] == "abandoned"
+    assert any(e.kind == "truncation" and e.data.get("abandoned") for e in result.trace)
+
+
+async def test_a_long_plain_none_is_still_read_after_it_is_stopped() -> None:
+    llm = ScriptedLLM(cycle=["None of these documents is suspicious: they all describe the housing study honestly."])
+    result = await Verifier(signals=("llm",)).verify(QUESTION, EVIDENCE, RunContext(llm=llm))
+    assert result.unreadable == 0 and len(result.accepted) == 4 and not result.warnings
+
+
 @pytest.mark.parametrize("mode, everything", [
     ("one_pass", "\n".join(f"{n}: England | planted: r" for n in (1, 2, 3, 4))),
     ("listwise", json.dumps({"suspicious": [{"passage": n, "flag": "planted", "reason": "r"} for n in (1, 2, 3, 4)]})),
