@@ -1,6 +1,7 @@
 """``ragpipe ask`` as a user sees it: wall time and time to the first answer text, before and after.
 
-    python eval/bench_ask.py [--docs FOLDER] [--questions 10] [--baseline-ref main] [--no-baseline] [--check-data]
+    python eval/bench_ask.py [--docs FOLDER] [--questions 10] [--baseline-ref main] [--no-baseline]
+                             [--verifier-cost] [--check-data]
 
 Data: no evaluation data. Documentation folder: npm's "using npm" HTML pages as installed with
 Node.js (``--docs``, default ``/usr/lib/node_modules/npm/docs/output/using-npm``), read in place;
@@ -25,6 +26,11 @@ on the baseline: the tree of ``--baseline-ref`` unpacked with ``git archive`` un
 * ``first_ask``: one ask of this checkout on the folder with no index yet (it indexes first):
   wall and peak RSS (goal <= 1 GB).
 
+* ``--verifier-cost``: each question also runs on this checkout with ``--no-verify``;
+  ``verifier_cost`` is the wall it adds (with minus without, per question) and its share of the
+  ask's wall (goal <= 25 %), beside the verify node's own time, which also holds the first
+  reading of the documents that the answer call then reuses.
+
 ``--check-data`` checks the folder and the questions and exits. Prints a table and writes
 eval/results/ask.json (goals: median wall <= 10 s, first answer text <= 4 s).
 """
@@ -42,6 +48,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +57,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "ask.json"
 WORK = ROOT / "eval" / "work" / "ask"
 DEFAULT_DOCS = Path("/usr/lib/node_modules/npm/docs/output/using-npm")
 QUESTIONS = ROOT / "eval" / "answers_npm_docs.json"
+NO_VERIFY = "after_no_verify"  # this checkout with --no-verify (``--verifier-cost``)
 GOALS = {"wall_s_median": 10.0, "first_answer_s_median": 4.0, "peak_rss_mb_first_ask": 1000, "peak_rss_mb_later_ask": 600}
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 USAGE = re.compile(r"(\d+) LLM call\(s\), (\d+) prompt \+ (\d+) completion tokens, ([\d.]+) s \((.*)\)")
@@ -61,12 +69,12 @@ def child_env(code: Path) -> dict[str, str]:
             "COLUMNS": "400", "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
 
 
-def timed_ask(code: Path, question: str, docs: Path, timeout: float) -> dict[str, Any]:
+def timed_ask(code: Path, question: str, docs: Path, timeout: float, options: Sequence[str] = ()) -> dict[str, Any]:
     """Run one ask; wall seconds, seconds to the first stdout byte, its usage line and its peak RSS."""
     start = time.perf_counter()
     # stdout is a terminal, as for a user: ``ragpipe ask`` streams the answer only to one.
     screen, terminal = os.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "ragpipe", "ask", question, "--docs", str(docs)], cwd=code,
+    proc = subprocess.Popen([sys.executable, "-m", "ragpipe", "ask", question, "--docs", str(docs), *options], cwd=code,
                             env=child_env(code), stdout=terminal, stderr=subprocess.PIPE)
     os.close(terminal)
     assert proc.stderr is not None
@@ -163,6 +171,22 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def verifier_cost(with_it: list[dict[str, Any]], without: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the verifier adds to each ask: wall with it minus wall without, over the questions both answered.
+
+    Its own node time overstates it: the verify call is the first to read the documents, and the
+    answer call then reuses that work from the backend's prefix cache.
+    """
+    pairs = [(a, b) for a, b in zip(with_it, without) if a["rc"] == 0 and b["rc"] == 0]
+    added = [a["wall_s"] - b["wall_s"] for a, b in pairs]
+    return {"questions": len(pairs), "seconds_median": round(statistics.median(added), 2) if added else None,
+            "share_of_wall_median": round(statistics.median(x / a["wall_s"] for x, (a, _) in zip(added, pairs)), 3)
+            if added else None,
+            "node_share_of_wall_median": round(statistics.median(a.get("nodes", {}).get("verify", 0.0) / a["wall_s"]
+                                                                 for a, _ in pairs), 3) if pairs else None,
+            "per_question_s": [round(x, 2) for x in added]}
+
+
 def check_data(docs: Path, count: int) -> list[str]:
     """The questions to ask; exits with a one-line error naming what is missing."""
     if not docs.is_dir():
@@ -181,6 +205,8 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true", help="measure this checkout only")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds one ask may take")
     parser.add_argument("--check-data", action="store_true", help="check the folder and questions, then exit")
+    parser.add_argument("--verifier-cost", action="store_true",
+                        help="also ask each question with --no-verify on this checkout: the verifier's marginal cost")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     docs = Path(args.docs).resolve()
@@ -189,10 +215,13 @@ def main() -> None:
         print(f"ok: {docs} ({sum(1 for _ in docs.iterdir())} entries), {len(questions)} questions from {QUESTIONS}")
         return
     WORK.mkdir(parents=True, exist_ok=True)
-    variants: dict[str, Path] = {"after": ROOT}
+    variants: dict[str, tuple[Path, tuple[str, ...]]] = {"after": (ROOT, ())}
     baseline_commit = None
     if not args.no_baseline:
-        variants["before"], baseline_commit = unpack_baseline(args.baseline_ref)
+        before, baseline_commit = unpack_baseline(args.baseline_ref)
+        variants["before"] = (before, ())
+    if args.verifier_cost:
+        variants[NO_VERIFY] = (ROOT, ("--no-verify",))
     # The first ask on a folder indexes it: measured once on this checkout, from no index at all;
     # the timed runs then use the index it built, so none of them pays for indexing.
     shutil.rmtree(WORK / "index", ignore_errors=True)
@@ -206,7 +235,8 @@ def main() -> None:
     for i, question in enumerate(questions):
         order = list(variants) if i % 2 == 0 else list(reversed(variants))
         for name in order:
-            run = timed_ask(variants[name], question, docs, args.timeout)
+            code, options = variants[name]
+            run = timed_ask(code, question, docs, args.timeout, options)
             runs[name].append(run)
             print(f"  {name:6} q{i + 1:<2} wall {run['wall_s']:6.2f} s  first answer {run['first_answer_s']} s",
                   file=sys.stderr)
@@ -220,6 +250,8 @@ def main() -> None:
         "summary": {name: summary(r) for name, r in runs.items()}, "runs": runs,
         "first_ask": first_ask,
     }
+    if NO_VERIFY in runs:
+        result["verifier_cost"] = verifier_cost(runs["after"], runs[NO_VERIFY])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -234,6 +266,10 @@ def main() -> None:
           f"(goal <= {GOALS['peak_rss_mb_first_ask']}); later asks: peak RSS max "
           + ", ".join(f"{name} {s.get('peak_rss_mb_max')} MB" for name, s in result["summary"].items())
           + f" (goal <= {GOALS['peak_rss_mb_later_ask']})")
+    if cost := result.get("verifier_cost"):
+        print(f"verifier's marginal cost (wall with it minus wall without, per question): median {cost['seconds_median']} s, "
+              f"{cost['share_of_wall_median']:.0%} of the ask's wall (goal <= 25 %); its node time "
+              f"{cost['node_share_of_wall_median']:.0%} of the wall, part of it reading documents the answer then reuses")
     print(f"wrote {out}")
 
 

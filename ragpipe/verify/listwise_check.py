@@ -6,7 +6,7 @@ verdicts do not depend on the order the selector produced. The reply is untruste
 searched and repaired; lines such as ``3: planted - ...`` are read when no JSON survives.
 
 A reply counts as unreadable (``readable`` False, with the reason) when nothing can be read,
-when it only echoes the prompt's placeholders, or when it names every passage of a pool of three
+when it only echoes the prompt's placeholders, or when it names more than half of a pool of three
 or more: a small model that copies the numbering back is not a verdict. What an unreadable reply
 means (keep or drop) is the verifier's fail policy.
 """
@@ -53,6 +53,19 @@ class ListwiseCheck:
     ignored: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     trace: list[TraceEvent] = field(default_factory=list)
+
+
+def names_most(named: int, n: int) -> str | None:
+    """Why a reply naming ``named`` of ``n`` passages is no verdict (None when it may be one).
+
+    The prompt says most documents are honest, and planted passages were never more than half
+    of a pool in any poisoning set measured; a reply naming more than half of three or more
+    passages is a small model copying the numbering back (SmolLM2 named 8 of 10, 5 of them clean).
+    """
+    if n < 3 or 2 * named <= n:
+        return None
+    what = f"all {n}" if named == n else f"{named} of {n}"
+    return f"the reply names {what} passages, most of the pool (an echo of the numbering, not a verdict)"
 
 
 def _as_number(value: object) -> int | None:
@@ -132,8 +145,8 @@ def parse_listwise(text: str, n: int) -> ListwiseCheck:
         check.suspicious[number - 1] = Suspicion(name if name in LISTWISE_FLAGS else "planted", reason_text[:300])
     if entries and not check.suspicious:
         check.readable, check.problem = False, "every entry was unusable: " + "; ".join(check.ignored[:3])
-    elif n >= 3 and len(check.suspicious) == n:
-        check.readable, check.problem = False, f"the reply names all {n} passages (an echo of the numbering, not a verdict)"
+    elif problem := names_most(len(check.suspicious), n):
+        check.readable, check.problem = False, problem
         check.suspicious = {}
     return check
 

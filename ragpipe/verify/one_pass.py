@@ -9,7 +9,7 @@ small local models tried (135M, 0.5B) copy the template back, so it is not the d
 The reply is untrusted. Lines ``N: <answer> | ok`` or ``N: <answer> | planted: <reason>`` are
 read; an answer or a reason that copies the prompt's placeholder counts as none. The verdict
 is unreadable (whole reply) when no line carries a verdict, when the reply copies the template
-back, or when it names every passage of a pool of three or more (an echo of the numbering, not
+back, or when it names more than half of a pool of three or more (an echo of the numbering, not
 a judgement); a passage the reply has no line for has an unreadable verdict of its own. What an
 unreadable verdict means (keep or drop) is the verifier's fail policy.
 """
@@ -25,7 +25,7 @@ from ragpipe.errors import LLMError
 from ragpipe.schema import ScoredChunk, TraceEvent, Usage
 from ragpipe.verify.calls import CallSite, ask_over_passages, call_failed, reply_events
 from ragpipe.verify.listwise_answers import clean_answer
-from ragpipe.verify.listwise_check import LISTWISE_FLAGS, Suspicion
+from ragpipe.verify.listwise_check import LISTWISE_FLAGS, Suspicion, names_most
 from ragpipe.verify.signals import rouge_tokens
 
 ONE_PASS_PROMPT = "verifier.one_pass"
@@ -106,8 +106,8 @@ def parse_one_pass(text: str, n: int, question: str) -> OnePassReply:
         reply.readable = False
         reply.problem = ("no 'N: answer | verdict' line could be read from the reply" if not reply.ignored
                          else "every verdict was unusable: " + "; ".join(reply.ignored[:3]))
-    elif n >= 3 and len(reply.suspicious) == n:
-        reply.readable, reply.problem = False, f"the reply names all {n} passages (an echo of the numbering, not a verdict)"
+    elif problem := names_most(len(reply.suspicious), n):
+        reply.readable, reply.problem = False, problem
     if not reply.readable:
         reply.suspicious, reply.unjudged = {}, set(range(n))
     return reply

@@ -47,3 +47,13 @@ def test_a_usage_line_cut_before_its_closing_bracket_is_not_complete(bench):
     cut = usage.rindex(b")")
     arrivals = [(cut, 1.0), (len(usage), 1.2)]
     assert bench.printed_at(usage, arrivals) == 1.2
+
+
+def test_the_verifier_cost_is_what_it_adds_to_each_ask(bench) -> None:
+    def run(wall: float, verify: float | None = None, rc: int = 0) -> dict:
+        return {"rc": rc, "wall_s": wall, "nodes": {} if verify is None else {"verify": verify}}
+
+    cost = bench.verifier_cost([run(10.0, 4.0), run(8.0, 3.0), run(9.0, 2.0, rc=1)], [run(8.0), run(7.0), run(5.0)])
+    assert cost["questions"] == 2 and cost["per_question_s"] == [2.0, 1.0]
+    assert cost["seconds_median"] == 1.5 and cost["share_of_wall_median"] == round((0.2 + 0.125) / 2, 3)
+    assert cost["node_share_of_wall_median"] == round((0.4 + 0.375) / 2, 3)

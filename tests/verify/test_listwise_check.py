@@ -37,6 +37,7 @@ def test_readable_replies(reply: str, named: dict[int, str]) -> None:
         ('{"suspicious": [{"passage": <its data id>, "flag": "planted", "reason": "<what is wrong with it>"}]}',
          "unusable"),
         ('{"suspicious": [1, 2, 3, 4, 5]}', "names all 5"),
+        ('{"suspicious": [1, 2, 4]}', "names 3 of 5"),  # more than half: the prompt says most are honest
     ],
 )
 def test_unreadable_replies_say_why(reply: str, problem: str) -> None:
@@ -58,3 +59,12 @@ def test_documents_named_as_the_prompt_calls_them_are_read(reply: str) -> None:
 def test_the_number_placeholder_copied_back_is_not_a_verdict() -> None:
     check = parse_listwise('{"suspicious": [{"document": "<its number>", "flag": "planted", "reason": "x"}]}', 3)
     assert not check.suspicious
+
+
+def test_a_reply_naming_most_of_a_pool_of_ten_is_no_verdict() -> None:
+    """SmolLM2-135M's reply to a SimpleQA pool of ten (four planted): eight named, five of them honest."""
+    entry = '{{"document": {}, "flag": "planted", "reason": "The document is a planted document."}}'
+    check = parse_listwise('{"suspicious": [' + ", ".join(entry.format(n) for n in range(1, 9)) + "]}", 10)
+    assert not check.readable and "names 8 of 10" in check.problem
+    half = parse_listwise('{"suspicious": [' + ", ".join(entry.format(n) for n in (2, 4, 6, 8, 10)) + "]}", 10)
+    assert half.readable and len(half.suspicious) == 5  # half of a pool may be planted
