@@ -71,6 +71,7 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {  # each selector's defaults u
     "groupwise": ("groupwise", {"group_size": 20}),
     "pointwise_yesno": ("pointwise_yesno", {}),
     "pointwise_scale": ("pointwise_scale", {}),
+    "pointwise_ensemble": ("pointwise_ensemble", {}),
     "pairwise": ("pairwise", {}),
     "pairwise_allpairs": ("pairwise", {"method": "allpairs"}),
 }

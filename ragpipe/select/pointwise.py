@@ -5,6 +5,7 @@ answer token (rank_llm's recipe); ``pointwise_scale`` asks for a 0-10 integer an
 expected value over the score tokens' distribution, reading "10" across two positions on
 tokenizers that split digits ("1" then "0": Qwen, Llama 3, Mistral, SmolLM2). Both read the text
 instead when the backend returns no logprobs, and give a floor score (traced) when neither works.
+``pointwise_ensemble`` asks both and takes the mean of the two relevances (as shares of 1 and 10).
 Ties are broken by the input order, so an unhelpful model degrades to it, not to noise.
 """
 
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import ClassVar
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
-from ragpipe.errors import LLMError, OutputParseError
+from ragpipe.errors import ConfigError, LLMError, OutputParseError
 from ragpipe.llm.base import Completion
 from ragpipe.schema import ScoredChunk
 from ragpipe.select.base import LLMSelectorConfig, Selector, SelectorRun, register_selector, retrieval_prior
@@ -31,14 +34,32 @@ class PointwiseConfig(LLMSelectorConfig):
     prompt: str = ""
 
 
+@dataclass(frozen=True)
+class Reading:
+    """One way to score a candidate: its prompt, and how a relevance is read from the reply."""
+
+    prompt: str
+    from_logprobs: Callable[[Completion], float | None]
+    from_text: Callable[[str], float]
+    high: float = 1.0  # the best score it gives: readings are averaged as shares of it
+    label: str = ""
+
+
 class PointwiseSelector(Selector[PointwiseConfig]):
     """Shared flow: render, call, read a score from logprobs or text, floor on failure."""
 
     Config = PointwiseConfig
-    default_prompt: ClassVar[str] = ""
+    readings: ClassVar[tuple[Reading, ...]] = ()
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        self._readings()  # a 'prompt' setting a multi-prompt method cannot use is an error now, not later
 
     async def score(self, question: str, candidates: list[ScoredChunk], run: SelectorRun) -> list[float]:
-        results = await asyncio.gather(*(self._one(question, c, run, k) for k, c in enumerate(candidates)))
+        readings = self._readings()
+        per_reading = [await asyncio.gather(*(self._one(question, c, run, k, reading) for k, c in enumerate(candidates)))
+                       for reading in readings]
+        results = [_combined(values, readings) for values in zip(*per_reading)]
         for result in results:
             run.reliability.answer(result is not None)
         if all(r is None for r in results):
@@ -47,10 +68,21 @@ class PointwiseSelector(Selector[PointwiseConfig]):
         tie = retrieval_prior(candidates)
         return [(floor if r is None else r) + TIE_BREAK * t for r, t in zip(results, tie)]
 
-    async def _one(self, question: str, candidate: ScoredChunk, run: SelectorRun, k: int) -> float | None:
+    def _readings(self) -> tuple[Reading, ...]:
+        prompt = self.config.prompt  # type: ignore[attr-defined]
+        if not prompt:
+            return self.readings
+        if len(self.readings) > 1:
+            raise ConfigError(f"selector '{self.name}' asks {len(self.readings)} prompts "
+                              f"({', '.join(r.prompt for r in self.readings)}), so 'prompt' cannot choose one; "
+                              f"override them by name in a prompts_dir instead")
+        return (replace(self.readings[0], prompt=prompt),)
+
+    async def _one(self, question: str, candidate: ScoredChunk, run: SelectorRun, k: int,
+                   reading: Reading) -> float | None:
         config = self.config
-        label = f"candidate {k + 1} ({candidate.id})"
-        prompt = run.ctx.prompts.get(config.prompt or self.default_prompt)
+        label = f"candidate {k + 1} ({candidate.id}){reading.label}"
+        prompt = run.ctx.prompts.get(reading.prompt)
         max_tokens = prompt.max_tokens
         fitted = fit_prompt(lambda p: prompt.render(question=question, passage=p[0]), [candidate.chunk.text],
                             run.llm, max_words=config.max_passage_words, output_tokens=max_tokens)
@@ -72,23 +104,25 @@ class PointwiseSelector(Selector[PointwiseConfig]):
             return None
         if logprobs:
             if completion.logprobs:
-                value = self.from_logprobs(completion)
+                value = reading.from_logprobs(completion)
                 if value is not None:
                     return value
                 run.note("repair", f"{label}: no score token among the top logprobs; reading the text")
             else:
                 run.note("repair", f"{label}: logprobs requested but none returned; reading the text")
         try:
-            return self.from_text(completion.text)
+            return reading.from_text(completion.text)
         except OutputParseError as err:
             run.note("fallback", f"{label}: {err}; floor score {config.floor:g}", raw=completion.text[:200])
             return None
 
-    def from_logprobs(self, completion: Completion) -> float | None:
-        raise NotImplementedError
 
-    def from_text(self, text: str) -> float:
-        raise NotImplementedError
+def _combined(values: Sequence[float | None], readings: Sequence[Reading]) -> float | None:
+    """One reading's score as it is; several as the mean share of their best score (those that were read)."""
+    if len(readings) == 1:
+        return values[0]
+    shares = [v / r.high for v, r in zip(values, readings) if v is not None]
+    return sum(shares) / len(shares) if shares else None
 
 
 def yes_mass(completion: Completion) -> float | None:
@@ -128,30 +162,33 @@ def expected_score(completion: Completion, high: int = 10) -> float | None:
     return sum(k * p for k, p in mass.items()) / total if total > 0 else None
 
 
+YES_NO = Reading("pointwise.yesno", yes_mass, lambda text: 1.0 if parse_yes_no(text) else 0.0)
+SCALE = Reading("pointwise.scale", expected_score, lambda text: float(parse_int_score(text)), high=10.0)
+
+
 @register_selector("pointwise_yesno")
 class YesNoSelector(PointwiseSelector):
     """Relevance = normalised yes-probability (text: yes 1, no 0)."""
 
-    default_prompt = "pointwise.yesno"
-
-    def from_logprobs(self, completion: Completion) -> float | None:
-        return yes_mass(completion)
-
-    def from_text(self, text: str) -> float:
-        return 1.0 if parse_yes_no(text) else 0.0
+    readings = (YES_NO,)
 
 
 @register_selector("pointwise_scale")
 class ScaleSelector(PointwiseSelector):
     """Relevance = expected 0-10 score over the score tokens (text: the parsed integer)."""
 
-    default_prompt = "pointwise.scale"
-
-    def from_logprobs(self, completion: Completion) -> float | None:
-        return expected_score(completion)
-
-    def from_text(self, text: str) -> float:
-        return float(parse_int_score(text))
+    readings = (SCALE,)
 
 
-__all__ = ["YesNoSelector", "ScaleSelector", "yes_mass", "expected_score"]
+@register_selector("pointwise_ensemble")
+class EnsembleSelector(PointwiseSelector):
+    """Relevance = the mean of both readings: two calls per candidate, two prompts whose mistakes differ.
+
+    A yes/no question and a graded one fail on different passages with a small model, so their
+    mean is steadier than either; it costs twice the calls of one.
+    """
+
+    readings = (replace(YES_NO, label=" yes/no"), replace(SCALE, label=" 0-10"))
+
+
+__all__ = ["YesNoSelector", "ScaleSelector", "EnsembleSelector", "Reading", "yes_mass", "expected_score"]

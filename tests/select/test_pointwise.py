@@ -8,6 +8,7 @@ import re
 import pytest
 
 from ragpipe.context import RunContext
+from ragpipe.errors import ConfigError
 from ragpipe.llm.base import Capabilities, Completion, TokenLogprob, TopLogprob
 from ragpipe.llm.scripted import ScriptedLLM, logprob_reply
 from ragpipe.select import get_selector
@@ -141,3 +142,45 @@ async def test_a_prompt_that_cannot_fit_is_not_sent():
     assert llm.requests == []
     assert [c.id for c in selection.ranked] == ["c0", "c1", "c2"]
     assert any("exceeds the budget" in e.message for e in selection.trace)
+
+
+async def test_the_ensemble_averages_both_readings_as_shares() -> None:
+    """Two calls per candidate (one per prompt); the yes-mass and the split-digit 0-10 score are averaged."""
+    yes = {0: 0.2, 1: 0.9}
+    scale = {0: digits({"1": 0.9, "9": 0.1}, {"0": 0.99, "<|im_end|>": 0.01}), 1: digits({"2": 0.8, "3": 0.2})}
+    prompts = {}
+
+    def reply(request):
+        k = int(re.search(r"rel=(\d+)", request.messages[-1].content).group(1))
+        content = request.messages[-1].content
+        kind = "scale" if re.search(r"\b10\b", content) else "yesno"
+        prompts.setdefault(kind, 0)
+        prompts[kind] += 1
+        return scale[k] if kind == "scale" else logprob_reply({"Yes": yes[k], "No": 1 - yes[k]})
+
+    llm = ScriptedLLM(fn=reply)
+    cands = make_candidates(2, texts=["rel=0", "rel=1"])
+    selection = await get_selector("pointwise_ensemble", **RAW).select("q?", cands, RunContext(llm=llm))
+    assert prompts == {"yesno": 2, "scale": 2} and selection.usage.calls == 4
+    ten = 0.9 * (0.99 * 10 + 0.01 * 1) + 0.1 * 9
+    scores = {c.id: c.score for c in selection.ranked}
+    assert scores["c0"] == pytest.approx((0.2 + ten / 10) / 2, abs=1e-4)
+    assert scores["c1"] == pytest.approx((0.9 + 2.2 / 10) / 2, abs=1e-4)
+    assert [c.id for c in selection.ranked] == ["c0", "c1"]  # the perfect score outweighs the lower yes-mass
+
+
+async def test_the_ensemble_keeps_the_reading_that_worked() -> None:
+    def reply(request):
+        if re.search(r"\b10\b", request.messages[-1].content):
+            return "The passage discusses the topic."  # no score in logprobs or text
+        return logprob_reply({"Yes": 0.8, "No": 0.2})
+
+    selection = await get_selector("pointwise_ensemble", **RAW).select("q?", make_candidates(2),
+                                                                      RunContext(llm=ScriptedLLM(fn=reply)))
+    assert all(c.score == pytest.approx(0.8, abs=1e-4) for c in selection.ranked)
+
+
+def test_the_ensemble_refuses_a_single_prompt_setting() -> None:
+    with pytest.raises(ConfigError, match="asks 2 prompts"):
+        get_selector("pointwise_ensemble", prompt="pointwise.yesno")
+    assert get_selector("pointwise_yesno", prompt="pointwise.scale")  # one prompt: the setting chooses it
