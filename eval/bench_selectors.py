@@ -4,11 +4,11 @@
         [--datasets trec_dl2019_bm25,...] [--methods listwise,...] [--backends embedded,server] [--merge]
         [--cache DIR]
 
-Data: ``trec_dl2019_bm25`` and ``trec_dl2020_bm25`` (``queries.jsonl``, ``qrels.tsv``,
+Data: ``trec_dl2019_bm25``, ``trec_dl2020_bm25`` and ``trec_dl2021_bm25`` (``queries.jsonl``, ``qrels.tsv``,
 ``run_bm25_top100.tsv``, ``corpus.jsonl``) and ``noveleval`` (the same with ``run_candidates.tsv``);
 layout in ``eval/datasets.md``.
 
-For each dataset (TREC DL19/DL20 BM25 top-100, NovelEval candidates; graded qrels) and each of
+For each dataset (TREC DL19/DL20/DL21 BM25 top-100, NovelEval candidates; graded qrels) and each of
 the first ``--limit`` queries, the top ``--top`` candidates (passages cut to ``--words`` words)
 are reranked by each selector with the LLM (``--model``, a GGUF file; the packaged SmolLM2 by
 default) served (a) in-process by llama.cpp and/or (b) by llama.cpp's OpenAI-compatible server.
@@ -59,9 +59,10 @@ from ragpipe.select import get_selector  # noqa: E402
 from ragpipe.select.cutoff import apply_cutoff  # noqa: E402
 
 DATASETS = {"trec_dl2019_bm25": "run_bm25_top100.tsv", "trec_dl2020_bm25": "run_bm25_top100.tsv",
-            "noveleval": "run_candidates.tsv"}
+            "noveleval": "run_candidates.tsv", "trec_dl2021_bm25": "run_bm25_top100.tsv"}
 INPUT_ORDER = {"trec_dl2019_bm25": "BM25 (run_bm25_top100.tsv rank order)",
                "trec_dl2020_bm25": "BM25 (run_bm25_top100.tsv rank order)",
+               "trec_dl2021_bm25": "BM25 (run_bm25_top100.tsv rank order)",
                "noveleval": "NovelEval candidate order (run_candidates.tsv rank order; no retriever scores)"}
 METHODS: dict[str, tuple[str, dict[str, Any]]] = {  # each selector's defaults unless named
     "listwise": ("listwise", {"window": 20, "stride": 10}),

@@ -156,7 +156,7 @@ def ask_rows(doc: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
-SELECTOR_SETS = ("trec_dl2019_bm25", "trec_dl2020_bm25", "noveleval")
+SELECTOR_SETS = ("trec_dl2019_bm25", "trec_dl2020_bm25", "noveleval", "trec_dl2021_bm25")
 
 
 def _selector_order(row: dict[str, Any]) -> tuple:

@@ -126,6 +126,7 @@ class SelectorRun:
         self.trace: list[TraceEvent] = []
         self.calls: CallLog = ctx.meter.child()  # this call's share of the run's log
         self.reliability = Reliability()
+        self.readings: list[list[int]] = []  # each reading's order, for methods that read candidates several ways
         self._llm: LLM | None = None
 
     @property
@@ -266,7 +267,7 @@ class Selector(ABC, Generic[ConfigT]):
         if harm is None or run.reliability.answers == 0:
             return self._with_cutoff(ranked_by(candidates, scores, self.name), run)
         llm_order = sorted(range(len(candidates)), key=lambda i: (-scores[i], i))
-        decision = bound(llm_order, run.reliability, harm)
+        decision = bound(llm_order, run.reliability, harm, run.readings)
         run.note("harm_bound", decision.reason, trusted=decision.trusted, **decision.data)
         llm_ids = [candidates[i].id for i in llm_order]
         if decision.trusted == "llm":

@@ -13,6 +13,12 @@ passes its ranking through two checks before it is used:
    self-agreement, the LLM's weight grows with it, from ``llm_weight`` at the gate's minimum to
    ``agreed_weight`` when the LLM never contradicted itself.
 
+A method that reads each candidate more than one way (``pointwise_ensemble``: a yes/no and a
+0-10 prompt) hands over each reading's order: each one passes the gate on its own and, if it
+does, votes with ``llm_weight`` against the input order's ``1 - llm_weight``. With two readings
+the input order and the readings then weigh the same, so a passage moves only where two of the
+three agree: where the readings disagree with each other, the input order decides.
+
 The decision and its figures go into the trace as a ``harm_bound`` event.
 """
 
@@ -82,11 +88,17 @@ def kendall_tau(order: Sequence[int]) -> float:
     return (2 * concordant - pairs) / pairs
 
 
-def fuse_with_input(order: Sequence[int], llm_weight: float, k: float) -> list[int]:
-    """Weighted reciprocal rank fusion of ``order`` with the input order; ties keep input order."""
-    fused = rrf({"llm": [(str(i), 0.0) for i in order], "input": [(str(i), 0.0) for i in range(len(order))]},
-                k=k, weights={"llm": llm_weight, "input": 1.0 - llm_weight})
-    return sorted(range(len(order)), key=lambda i: (-fused[str(i)], i))
+def fuse_with_input(orders: Sequence[Sequence[int]], llm_weight: float, k: float) -> list[int]:
+    """Weighted reciprocal rank fusion of the LLM ``orders`` (``llm_weight`` each) with the input
+    order (``1 - llm_weight``); ties keep input order."""
+    n = len(orders[0])
+    rankings = {"input": [(str(i), 0.0) for i in range(n)]}
+    weights = {"input": 1.0 - llm_weight}
+    for r, order in enumerate(orders):
+        rankings[f"llm{r}"] = [(str(i), 0.0) for i in order]
+        weights[f"llm{r}"] = llm_weight
+    fused = rrf(rankings, k=k, weights=weights)
+    return sorted(range(n), key=lambda i: (-fused[str(i)], i))
 
 
 @dataclass
@@ -97,14 +109,18 @@ class Decision:
     data: dict[str, Any]
 
 
-def bound(order: Sequence[int], reliability: Reliability, config: HarmBoundConfig) -> Decision:
-    """The order to use, given the LLM's ``order`` of the input indices and what it cost to get."""
+def bound(order: Sequence[int], reliability: Reliability, config: HarmBoundConfig,
+          readings: Sequence[Sequence[int]] = ()) -> Decision:
+    """The order to use, given the LLM's ``order`` of the input indices and what it cost to get;
+    ``readings``: the orders of each separate reading, for a method that has more than one."""
     n = len(order)
     tau = kendall_tau(order)
     agreement = reliability.agreement
     data = {"usable": reliability.usable, "answers": reliability.answers, "self_checks": reliability.checks,
             "self_agreement": None if agreement is None else round(agreement, 3), "input_tau": round(tau, 3),
             "llm_weight": config.llm_weight}
+    if len(readings) > 1:
+        data["reading_taus"] = [round(kendall_tau(r), 3) for r in readings]
     if not config.enabled:
         return Decision(list(order), "llm", "harm bound off: the LLM order is used as is", data)
     identity = list(range(n))
@@ -114,16 +130,29 @@ def bound(order: Sequence[int], reliability: Reliability, config: HarmBoundConfi
     if agreement is not None and agreement < config.min_self_agreement:
         return Decision(identity, "input", f"input order kept: the LLM agreed with itself in {agreement:.0%} "
                         f"of {reliability.checks} checks (need {config.min_self_agreement:.0%})", data)
-    if agreement is None and tau < config.min_input_tau:  # no self-check: the input order is the reference
-        return Decision(identity, "input", f"input order kept: the LLM order is unrelated to the input order "
-                        f"(Kendall tau {tau:.2f} < {config.min_input_tau:.2f})", data)
+    voters = [list(r) for r in readings] if len(readings) > 1 else [list(order)]
+    if agreement is None:  # no self-check: the input order is the reference
+        kept = [r for r in voters if kendall_tau(r) >= config.min_input_tau]
+        if not kept:
+            taus = ", ".join(f"{kendall_tau(r):.2f}" for r in voters)
+            what = "the LLM order is" if len(voters) == 1 else f"all {len(voters)} LLM readings are"
+            return Decision(identity, "input", f"input order kept: {what} unrelated to the input order "
+                            f"(Kendall tau {taus} < {config.min_input_tau:.2f})", data)
+        if len(kept) < len(voters):
+            data["readings_dropped"] = len(voters) - len(kept)
+        voters = kept
     weight = config.llm_weight
     if agreement is not None and config.min_self_agreement < 1.0:
         confidence = (agreement - config.min_self_agreement) / (1.0 - config.min_self_agreement)
         weight += (max(weight, config.agreed_weight) - weight) * min(1.0, max(0.0, confidence))
     data["llm_weight"] = round(weight, 3)
-    fused = fuse_with_input(order, weight, config.rrf_k)
+    fused = fuse_with_input(voters, weight, config.rrf_k)
     moved = sum(1 for a, b in zip(fused, order) if a != b)
+    if len(readings) > 1:
+        dropped = data.get("readings_dropped", 0)
+        against = f"; {dropped} reading(s) ran against the input order and did not vote" if dropped else ""
+        return Decision(fused, "fused", f"{len(voters)} LLM reading(s) fused with the input order (weight "
+                        f"{weight:.2f} each{against}; {moved} of {n} places differ from the LLM order)", data)
     return Decision(fused, "fused", f"LLM order fused with the input order (weight {weight:.2f}, "
                     f"Kendall tau {tau:.2f}; {moved} of {n} places differ from the LLM order)", data)
 

@@ -5,7 +5,7 @@ answer token (rank_llm's recipe); ``pointwise_scale`` asks for a 0-10 integer an
 expected value over the score tokens' distribution, reading "10" across two positions on
 tokenizers that split digits ("1" then "0": Qwen, Llama 3, Mistral, SmolLM2). Both read the text
 instead when the backend returns no logprobs, and give a floor score (traced) when neither works.
-``pointwise_ensemble`` asks both and takes the mean of the two relevances (as shares of 1 and 10).
+``pointwise_ensemble`` asks both; the harm bound weighs each reading's order as a vote of its own.
 Ties are broken by the input order, so an unhelpful model degrades to it, not to noise.
 """
 
@@ -66,6 +66,10 @@ class PointwiseSelector(Selector[PointwiseConfig]):
             raise LLMError("every pointwise call failed")
         floor = self.config.floor  # type: ignore[attr-defined]
         tie = retrieval_prior(candidates)
+        if len(readings) > 1:  # the harm bound weighs each reading's order on its own
+            for values in per_reading:
+                scores = [(floor if v is None else v) + TIE_BREAK * t for v, t in zip(values, tie)]
+                run.readings.append(sorted(range(len(scores)), key=lambda i: (-scores[i], i)))
         return [(floor if r is None else r) + TIE_BREAK * t for r, t in zip(results, tie)]
 
     def _readings(self) -> tuple[Reading, ...]:
@@ -182,10 +186,12 @@ class ScaleSelector(PointwiseSelector):
 
 @register_selector("pointwise_ensemble")
 class EnsembleSelector(PointwiseSelector):
-    """Relevance = the mean of both readings: two calls per candidate, two prompts whose mistakes differ.
+    """Relevance = both readings: two calls per candidate, two prompts whose mistakes differ.
 
-    A yes/no question and a graded one fail on different passages with a small model, so their
-    mean is steadier than either; it costs twice the calls of one.
+    A yes/no question and a graded one fail on different passages with a small model. The harm
+    bound gives each reading its own vote beside the input order's, so a passage moves only where
+    two of the three agree; without the bound, the mean of the two is the order. It costs twice
+    the calls of one reading.
     """
 
     readings = (replace(YES_NO, label=" yes/no"), replace(SCALE, label=" 0-10"))

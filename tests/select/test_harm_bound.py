@@ -186,9 +186,31 @@ async def test_a_reversed_answer_is_caught_without_a_self_check():
 def test_kendall_tau_and_fusion():
     assert kendall_tau([0, 1, 2, 3]) == 1.0 and kendall_tau([3, 2, 1, 0]) == -1.0
     assert kendall_tau([1, 0, 2, 3]) == pytest.approx(4 / 6)
-    assert fuse_with_input([3, 2, 1, 0], 0.5, 10.0) == [0, 3, 1, 2]  # equal weights: ties keep input order
-    assert fuse_with_input([3, 0, 1, 2], 1.0, 10.0) == [3, 0, 1, 2]
-    assert fuse_with_input([3, 0, 1, 2], 0.0, 10.0) == [0, 1, 2, 3]
+    assert fuse_with_input([[3, 2, 1, 0]], 0.5, 10.0) == [0, 3, 1, 2]  # equal weights: ties keep input order
+    assert fuse_with_input([[3, 0, 1, 2]], 1.0, 10.0) == [3, 0, 1, 2]
+    assert fuse_with_input([[3, 0, 1, 2]], 0.0, 10.0) == [0, 1, 2, 3]
+
+
+def test_two_readings_move_a_passage_only_where_both_agree_or_one_joins_the_input():
+    """Each reading votes like the input order: two readings that agree outvote it, two that disagree do not."""
+    config = HarmBoundConfig()
+    agree = bound([1, 0, 2, 3], Reliability(answers=4, usable=4), config, readings=[[1, 0, 2, 3], [1, 0, 2, 3]])
+    assert agree.order[0] == 1 and agree.trusted == "fused"
+    split = bound([1, 0, 2, 3], Reliability(answers=4, usable=4), config, readings=[[1, 0, 2, 3], [0, 2, 3, 1]])
+    assert split.order[0] == 0  # one reading alone cannot lift passage 2 over the input order and the other reading
+    assert split.data["reading_taus"] == [0.667, 0.333] and "2 LLM reading(s)" in split.reason
+
+
+def test_a_reading_that_runs_against_the_input_order_loses_its_vote():
+    config = HarmBoundConfig()
+    reversed_reading, good = [3, 2, 1, 0], [1, 0, 2, 3]
+    decision = bound([1, 0, 3, 2], Reliability(answers=4, usable=4), config, readings=[good, reversed_reading])
+    assert decision.trusted == "fused" and decision.data["readings_dropped"] == 1
+    assert decision.order == fuse_with_input([good], config.llm_weight, config.rrf_k)
+    assert "did not vote" in decision.reason
+    both_bad = bound([3, 2, 1, 0], Reliability(answers=4, usable=4), config, readings=[reversed_reading, [2, 3, 1, 0]])
+    assert both_bad.trusted == "input" and both_bad.order == [0, 1, 2, 3]
+    assert "all 2 LLM readings are unrelated" in both_bad.reason
 
 
 def test_weight_grows_with_self_agreement():

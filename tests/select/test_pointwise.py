@@ -184,3 +184,19 @@ def test_the_ensemble_refuses_a_single_prompt_setting() -> None:
     with pytest.raises(ConfigError, match="asks 2 prompts"):
         get_selector("pointwise_ensemble", prompt="pointwise.yesno")
     assert get_selector("pointwise_yesno", prompt="pointwise.scale")  # one prompt: the setting chooses it
+
+
+async def test_the_ensemble_bound_takes_each_reading_as_its_own_vote() -> None:
+    """A yes/no reading that runs against the input order loses its vote; the 0-10 reading keeps its own."""
+    def reply(request):
+        r = int(re.search(r"rel=(\d+)", request.messages[-1].content).group(1))
+        if re.search(r"\b10\b", request.messages[-1].content):
+            return digits({str(9 - r): 0.9, "0": 0.1})  # agrees with the input order
+        return logprob_reply({"Yes": 0.05 + r / 10, "No": 0.95 - r / 10})  # the input order reversed
+
+    cands = make_candidates(4, texts=[f"rel={r}" for r in (0, 3, 6, 9)])
+    llm = ScriptedLLM(fn=reply)
+    selection = await get_selector("pointwise_ensemble").select("q?", cands, RunContext(llm=llm))
+    (harm,) = [e for e in selection.trace if e.kind == "harm_bound"]
+    assert harm.data["readings_dropped"] == 1 and "did not vote" in harm.message
+    assert len(harm.data["reading_taus"]) == 2
