@@ -101,7 +101,7 @@ SCRIPTS = {
     "bench_selection": (["eval/bench_selection.py"], {n: "queries.jsonl" for n in (
         "hotpotqa_hipporag_train100", "musique_hipporag_train100", "scifact_goldpool", "fiqa_goldpool")}),
     "bench_selectors": (["eval/bench_selectors.py"], {n: "queries.jsonl" for n in (
-        "trec_dl2019_bm25", "trec_dl2020_bm25", "noveleval")}),
+        "trec_dl2019_bm25", "trec_dl2020_bm25", "noveleval", "trec_dl2021_bm25")}),
     "bench_poisoning": (["eval/bench_poisoning.py"], {n: "poison.jsonl" for n in POISON_SETS} | {
         n: "corpus.jsonl" for n in ("hotpotqa_hipporag_train100", "trec_dl2019_bm25")}),  # clean negatives
     "ragas_parity": (["eval/ragas_parity.py"], {"hotpotqa_hipporag_train100": "qa.jsonl"}),
