@@ -39,7 +39,7 @@ class HarmBoundConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    llm_weight: float = Field(0.5, ge=0.0, le=1.0)  # share of the LLM order in the fusion
+    llm_weight: float = Field(0.5, ge=0.0, le=1.0)  # weight of the LLM order (of each reading) against 1 - it
     agreed_weight: float = Field(0.9, ge=0.0, le=1.0)  # its share when it always agreed with itself
     rrf_k: float = Field(10.0, gt=0.0)  # reciprocal rank fusion constant: small k favours the top ranks
     min_usable: float = Field(0.5, ge=0.0, le=1.0)  # fraction of LLM answers that must be usable
