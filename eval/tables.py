@@ -147,12 +147,18 @@ def latency(doc: dict[str, Any], startup: dict[str, Any] | None, llm: dict[str, 
 def ask_rows(doc: dict[str, Any]) -> list[list[Any]]:
     """``ragpipe ask`` wall and first answer text per variant (``after`` is this checkout)."""
     rows = []
+    labels = {"after": "", "before": f" (before: {doc.get('baseline_ref')})", "after_no_verify": " (with --no-verify)"}
     for name, s in doc["summary"].items():
         where = f"npm docs, embedded defaults, median of {s['questions'] - s['failed']} questions"
-        label = "" if name == "after" else f" ({name}: {doc.get('baseline_ref')})"
+        label = labels.get(name, f" ({name})")
         rows.append([f"`ragpipe ask` wall, s{label} ({where}; goal ≤ 10)", s.get("wall_s_median")])
         rows.append([f"`ragpipe ask` first answer text on stdout, s{label} (goal ≤ 4); without streaming",
                      f"{s.get('first_answer_s_median')}; {s.get('first_answer_s_unstreamed_median')}"])
+    if cost := doc.get("verifier_cost"):
+        rows.append(["what the verifier adds to an ask (wall with it minus without, median), s; share of the wall "
+                     "(goal ≤ 25 %); its node's own share, which includes the first reading of the documents",
+                     f"{cost['seconds_median']}; {cost['share_of_wall_median']:.0%}; "
+                     f"{cost['node_share_of_wall_median']:.0%}"])
     return rows
 
 
