@@ -29,7 +29,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ragpipe.errors import PromptError
-from ragpipe.llm.base import Message
+from ragpipe.llm.base import Message, check_patterns
 from ragpipe.llm.special_tokens import neutralise_special_tokens
 from ragpipe.resources import data_dir
 from ragpipe.schema import ScoredChunk
@@ -87,11 +87,7 @@ class PromptFile(BaseModel):
     @field_validator("abandon_at")
     @classmethod
     def _patterns_compile(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as err:
-                raise ValueError(f"{pattern!r} is not a regular expression ({err}); fix or remove it") from err
+        check_patterns(value)
         return value
 
 

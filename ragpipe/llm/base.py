@@ -85,12 +85,18 @@ class ChatRequest(BaseModel):
     @field_validator("abandon_at")
     @classmethod
     def _patterns_compile(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        for pattern in value or ():
-            try:
-                re.compile(pattern)
-            except re.error as err:
-                raise ValueError(f"abandon_at pattern {pattern!r} is not a regular expression: {err}") from err
+        check_patterns(value or ())
         return value
+
+
+def check_patterns(patterns: Sequence[str]) -> Sequence[str]:
+    """``patterns`` when each compiles; else a ValueError naming the one that does not."""
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise ValueError(f"{pattern!r} is not a regular expression ({err}); fix or remove it") from err
+    return patterns
 
 
 ABANDONED = "abandoned"  # the finish reason of a reply stopped at an ``abandon_at`` match
