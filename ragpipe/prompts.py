@@ -29,7 +29,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ragpipe.errors import PromptError
-from ragpipe.llm.base import Message, check_patterns
+from ragpipe.llm.base import ChatOptions, Message, check_patterns
 from ragpipe.llm.special_tokens import neutralise_special_tokens
 from ragpipe.resources import data_dir
 from ragpipe.schema import ScoredChunk
@@ -140,6 +140,13 @@ class Prompt:
     @property
     def abandon_at(self) -> list[str]:
         return self.spec.abandon_at
+
+    def chat_options(self, max_tokens: int | None = None, extra_stop: Sequence[str] = ()) -> ChatOptions:
+        """The call options this prompt declares: its output budget (unless ``max_tokens`` overrides
+        it), its stop strings (plus ``extra_stop``) and where its reply is abandoned."""
+        stop = list(dict.fromkeys([*self.spec.stop, *extra_stop]))
+        return {"max_tokens": max_tokens or self.max_tokens, "stop": stop or None,
+                "abandon_at": self.spec.abandon_at or None}
 
     @property
     def output(self) -> OutputSpec:

@@ -36,7 +36,7 @@ from ragpipe.generate.repair import (
     strip_answer_label,
     trim_unfinished_sentence,
 )
-from ragpipe.llm.base import LLM, Completion
+from ragpipe.llm.base import LLM, ChatOptions, Completion
 from ragpipe.prompts import numbered_documents
 from ragpipe.schema import Answer, ScoredChunk, TraceEvent
 from ragpipe.select.budget import fit_leading
@@ -101,7 +101,7 @@ class Generator:
         """The evidence prefix that fits the context window next to the prompt and the answer."""
         name = prompt_name or self.prompt
         fit = fit_leading(lambda k: self._messages(question, evidence[:k], ctx, name), len(evidence), llm,
-                          output_tokens=self._max_tokens(ctx, name))
+                          output_tokens=self._options(ctx, name)["max_tokens"])
         fitted = evidence[:fit.kept]
         events = []
         if len(fitted) < len(evidence):
@@ -119,16 +119,10 @@ class Generator:
                   prompt_name: str | None = None) -> list[Any]:
         return ctx.prompts.get(prompt_name or self.prompt).render(question=question, documents=numbered_documents(evidence))
 
-    def _max_tokens(self, ctx: RunContext, prompt_name: str | None = None) -> int:
-        return self.max_tokens or ctx.prompts.get(prompt_name or self.prompt).max_tokens
+    def _options(self, ctx: RunContext, prompt_name: str | None = None) -> ChatOptions:
+        return ctx.prompts.get(prompt_name or self.prompt).chat_options(max_tokens=self.max_tokens)
 
     # -- answer -----------------------------------------------------------------------------
-    def _stop(self, ctx: RunContext, prompt_name: str | None = None) -> list[str] | None:
-        return ctx.prompts.get(prompt_name or self.prompt).stop or None
-
-    def _abandon_at(self, ctx: RunContext, prompt_name: str | None = None) -> list[str] | None:
-        return ctx.prompts.get(prompt_name or self.prompt).abandon_at or None
-
     def _abstain(self, question: str, reason: str, events: list[TraceEvent]) -> Generation:
         events.append(TraceEvent(node=self.node, kind="abstain", message=reason))
         return Generation(Answer(question=question, text=NOT_FOUND_TEXT, abstained=True), events)
@@ -284,9 +278,7 @@ class Generator:
 
     async def _call(self, llm: LLM, messages: list[Any], ctx: RunContext, prompt_name: str | None = None) -> Completion:
         try:
-            return await llm.chat(messages, max_tokens=self._max_tokens(ctx, prompt_name), temperature=0.0,
-                                  stop=self._stop(ctx, prompt_name),
-                                  abandon_at=self._abandon_at(ctx, prompt_name))
+            return await llm.chat(messages, temperature=0.0, **self._options(ctx, prompt_name))
         except Truncated as err:  # some wrappers raise instead of returning finish_reason="length"
             return Completion(text=err.raw or "", finish_reason="length")
 
@@ -322,8 +314,7 @@ class Generator:
             yield TokenEvent(completion.text)
         else:
             pieces: list[str] = []
-            async for piece in stream(messages, max_tokens=self._max_tokens(ctx), temperature=0.0, stop=self._stop(ctx),
-                                      abandon_at=self._abandon_at(ctx)):
+            async for piece in stream(messages, temperature=0.0, **self._options(ctx)):
                 pieces.append(piece)
                 yield TokenEvent(piece)
             completion = Completion(text="".join(pieces))

@@ -176,9 +176,14 @@ def dedupe(candidates: Sequence[ScoredChunk], run: SelectorRun) -> list[ScoredCh
     return unique
 
 
+def order_of(scores: Sequence[float]) -> list[int]:
+    """Indices by descending score; ties keep input order."""
+    return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+
+
 def ranked_by(candidates: Sequence[ScoredChunk], scores: Sequence[float], stage: str) -> list[ScoredChunk]:
     """Candidates sorted by ``scores`` (ties keep input order), stamped with the stage score and rank."""
-    order = sorted(range(len(candidates)), key=lambda i: (-scores[i], i))
+    order = order_of(scores)
     return [candidates[i].with_stage(stage, float(scores[i]), rank) for rank, i in enumerate(order, start=1)]
 
 
@@ -266,7 +271,7 @@ class Selector(ABC, Generic[ConfigT]):
         harm = self.config.harm_bound if isinstance(self.config, LLMSelectorConfig) else None
         if harm is None or run.reliability.answers == 0:
             return self._with_cutoff(ranked_by(candidates, scores, self.name), run)
-        llm_order = sorted(range(len(candidates)), key=lambda i: (-scores[i], i))
+        llm_order = order_of(scores)
         decision = bound(llm_order, run.reliability, harm, run.readings)
         run.note("harm_bound", decision.reason, trusted=decision.trusted, **decision.data)
         llm_ids = [candidates[i].id for i in llm_order]

@@ -20,7 +20,14 @@ from typing import Any, ClassVar
 from ragpipe.errors import ConfigError, LLMError, OutputParseError
 from ragpipe.llm.base import Completion
 from ragpipe.schema import ScoredChunk
-from ragpipe.select.base import LLMSelectorConfig, Selector, SelectorRun, register_selector, retrieval_prior
+from ragpipe.select.base import (
+    LLMSelectorConfig,
+    Selector,
+    SelectorRun,
+    order_of,
+    register_selector,
+    retrieval_prior,
+)
 from ragpipe.select.budget import fit_prompt
 from ragpipe.select.parsing import answer_mass, bare_token, parse_int_score, parse_yes_no
 
@@ -53,26 +60,30 @@ class PointwiseSelector(Selector[PointwiseConfig]):
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
-        self._readings()  # a 'prompt' setting a multi-prompt method cannot use is an error now, not later
+        self.asked = self._asked_readings()
 
     async def score(self, question: str, candidates: list[ScoredChunk], run: SelectorRun) -> list[float]:
-        readings = self._readings()
-        per_reading = [await asyncio.gather(*(self._one(question, c, run, k, reading) for k, c in enumerate(candidates)))
-                       for reading in readings]
-        results = [_combined(values, readings) for values in zip(*per_reading)]
+        readings, n = self.asked, len(candidates)
+        values = await asyncio.gather(*(self._one(question, c, run, k, reading)
+                                        for reading in readings for k, c in enumerate(candidates)))
+        per_reading = [values[r * n:(r + 1) * n] for r in range(len(readings))]
+        results = [_combined(each, readings) for each in zip(*per_reading)]
         for result in results:
             run.reliability.answer(result is not None)
         if all(r is None for r in results):
             raise LLMError("every pointwise call failed")
         floor = self.config.floor  # type: ignore[attr-defined]
         tie = retrieval_prior(candidates)
-        if len(readings) > 1:  # the harm bound weighs each reading's order on its own
-            for values in per_reading:
-                scores = [(floor if v is None else v) + TIE_BREAK * t for v, t in zip(values, tie)]
-                run.readings.append(sorted(range(len(scores)), key=lambda i: (-scores[i], i)))
-        return [(floor if r is None else r) + TIE_BREAK * t for r, t in zip(results, tie)]
 
-    def _readings(self) -> tuple[Reading, ...]:
+        def scored(read: Sequence[float | None]) -> list[float]:
+            return [(floor if v is None else v) + TIE_BREAK * t for v, t in zip(read, tie)]
+
+        if len(readings) > 1:  # the harm bound weighs each reading's order on its own
+            run.readings.extend(order_of(scored(read)) for read in per_reading)
+        return scored(results)
+
+    def _asked_readings(self) -> tuple[Reading, ...]:
+        """The readings to ask; a 'prompt' setting replaces the one prompt of a single-reading method."""
         prompt = self.config.prompt  # type: ignore[attr-defined]
         if not prompt:
             return self.readings

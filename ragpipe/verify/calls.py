@@ -40,9 +40,8 @@ async def ask_over_passages(
     """
     template = ctx.prompts.get(call.prompt)
     messages = template.render(**variables, documents=numbered_documents(evidence, call.shown))
-    return await ctx.llm_for(call.node).chat(messages, max_tokens=template.max_tokens, temperature=0.0,
-                                             stop=list(dict.fromkeys([*template.stop, "<data", "</data>"])),
-                                             abandon_at=template.abandon_at or None)
+    return await ctx.llm_for(call.node).chat(messages, temperature=0.0,
+                                             **template.chat_options(extra_stop=("<data", "</data>")))
 
 
 # Parse methods that read the reply as asked, or found nothing to read: no repair to report.
